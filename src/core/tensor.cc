@@ -1,0 +1,174 @@
+#include "dynaprec/tensor.h"
+
+#include <array>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+
+#include "dynaprec/error.h"
+
+namespace dynaprec {
+namespace {
+
+struct DTypeRow {
+  DType dtype;
+  std::string_view name;
+  int bits;
+};
+
+constexpr std::array<DTypeRow, static_cast<size_t>(DType::kCount)> kDTypes = {{
+    {DType::kF32, "float32", 32},
+    {DType::kBF16, "bfloat16", 16},
+    {DType::kF16, "float16", 16},
+    {DType::kF8E4M3, "float8_e4m3fn", 8},
+    {DType::kF8E5M2, "float8_e5m2", 8},
+    {DType::kI8, "int8", 8},
+    {DType::kI4, "int4", 4},
+    {DType::kF64, "float64", 64},
+    {DType::kI16, "int16", 16},
+    {DType::kI32, "int32", 32},
+    {DType::kI64, "int64", 64},
+    {DType::kU8, "uint8", 8},
+    {DType::kBool, "bool", 8},
+}};
+
+constexpr bool dtype_table_dense() {
+  for (size_t i = 0; i < kDTypes.size(); ++i)
+    if (static_cast<size_t>(kDTypes[i].dtype) != i) return false;
+  return true;
+}
+static_assert(dtype_table_dense());
+// The first DType values mirror Format so that dtype_of/format_of are identities there.
+static_assert(static_cast<int>(DType::kI4) == static_cast<int>(Format::kInt4));
+static_assert(kFormatCount == 7, "a new Format needs a DType row");
+
+constexpr size_t kAlign = 64;
+
+}  // namespace
+
+std::string_view dtype_name(DType t) { return kDTypes.at(static_cast<size_t>(t)).name; }
+int dtype_bits(DType t) { return kDTypes.at(static_cast<size_t>(t)).bits; }
+
+DType dtype_of(Format f) {
+  DP_CHECK(f < Format::kCount);
+  return static_cast<DType>(static_cast<uint8_t>(f));
+}
+
+std::optional<Format> format_of(DType t) {
+  if (static_cast<size_t>(t) < kFormatCount) return static_cast<Format>(static_cast<uint8_t>(t));
+  return std::nullopt;
+}
+
+int64_t shape_numel(std::span<const int64_t> shape) {
+  int64_t n = 1;
+  for (int64_t d : shape) {
+    if (d < 0)
+      throw Error(ErrorKind::kInvalidInput, "negative dimension in shape " + shape_str(shape));
+    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+      throw Error(ErrorKind::kInvalidInput,
+                  "shape " + shape_str(shape) + " has more elements than fit in 64 bits");
+    n *= d;
+  }
+  return n;
+}
+
+std::string shape_str(std::span<const int64_t> shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    if (i) s += ", ";
+    s += std::to_string(shape[i]);
+  }
+  if (shape.size() == 1) s += ",";
+  return s + ")";
+}
+
+Shape contiguous_strides(std::span<const int64_t> shape) {
+  Shape strides(shape.size());
+  int64_t s = 1;
+  for (size_t i = shape.size(); i-- > 0;) {
+    strides[i] = s;
+    s *= shape[i] > 0 ? shape[i] : 1;
+  }
+  return strides;
+}
+
+size_t Tensor::nbytes() const {
+  if (dtype_ == DType::kI4) {
+    const int64_t k = shape_.empty() ? 1 : shape_.back();
+    const int64_t rows = k == 0 ? 0 : numel_ / k;
+    return static_cast<size_t>(rows) * static_cast<size_t>((k + 1) / 2);
+  }
+  return static_cast<size_t>(numel_) * static_cast<size_t>(dtype_bits(dtype_) / 8);
+}
+
+size_t Tensor::scale_bytes() const {
+  return quant_.scales.size() * sizeof(float) + quant_.scales_f16.size() * sizeof(uint16_t);
+}
+
+bool Tensor::is_contiguous() const {
+  if (numel_ <= 1) return true;
+  Shape c = contiguous_strides(shape_);
+  for (size_t i = 0; i < shape_.size(); ++i)
+    if (shape_[i] != 1 && strides_[i] != c[i]) return false;
+  return true;
+}
+
+Tensor Tensor::zeros(Shape shape, DType dtype) {
+  Tensor t;
+  t.numel_ = shape_numel(shape);
+  t.strides_ = contiguous_strides(shape);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  size_t bytes = t.nbytes();
+  size_t alloc = (bytes + kAlign - 1) / kAlign * kAlign;
+  if (alloc == 0) alloc = kAlign;
+  void* p = std::aligned_alloc(kAlign, alloc);
+  if (p == nullptr)
+    throw Error(ErrorKind::kIo, "out of memory allocating " + std::to_string(alloc) +
+                                    " bytes for a tensor of shape " + shape_str(t.shape_));
+  std::memset(p, 0, alloc);
+  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::borrow(void* data, Shape shape, DType dtype, Shape strides) {
+  Tensor t;
+  t.numel_ = shape_numel(shape);
+  if (strides.empty()) strides = contiguous_strides(shape);
+  DP_CHECK(strides.size() == shape.size(), "strides rank differs from shape rank");
+  t.strides_ = std::move(strides);
+  t.shape_ = std::move(shape);
+  t.dtype_ = dtype;
+  t.data_ = data;
+  return t;
+}
+
+Tensor Tensor::clone() const {
+  Tensor out = zeros(shape_, dtype_);
+  out.quant_ = quant_;
+  if (numel_ == 0) return out;
+  if (is_contiguous() || dtype_ == DType::kI4) {
+    DP_CHECK(dtype_ != DType::kI4 || is_contiguous(), "int4 tensors are always contiguous");
+    std::memcpy(out.data_, data_, nbytes());
+    return out;
+  }
+  // Strided copy, element by element in C order.
+  const size_t esize = static_cast<size_t>(dtype_bits(dtype_) / 8);
+  std::vector<int64_t> idx(shape_.size(), 0);
+  auto* dst = static_cast<uint8_t*>(out.data_);
+  const auto* src = static_cast<const uint8_t*>(data_);
+  for (int64_t n = 0; n < numel_; ++n) {
+    int64_t off = 0;
+    for (size_t i = 0; i < shape_.size(); ++i) off += idx[i] * strides_[i];
+    std::memcpy(dst + static_cast<size_t>(n) * esize, src + off * static_cast<int64_t>(esize),
+                esize);
+    for (size_t i = shape_.size(); i-- > 0;) {
+      if (++idx[i] < shape_[i]) break;
+      idx[i] = 0;
+    }
+  }
+  return out;
+}
+
+}  // namespace dynaprec
