@@ -39,7 +39,7 @@ class Error : public std::runtime_error {
 
 /// Always-on invariant check. Only bool is accepted: `DP_CHECK("oops")` does not compile.
 template <typename B>
-  requires std::same_as<B, bool>
+requires std::same_as<B, bool>
 inline void check_impl(B ok, const char* expr, const char* file, int line,
                        const std::string& msg = {}) {
   if (!ok) fail_check(expr, file, line, msg);
@@ -47,5 +47,4 @@ inline void check_impl(B ok, const char* expr, const char* file, int line,
 
 }  // namespace dynaprec
 
-#define DP_CHECK(cond, ...) \
-  ::dynaprec::check_impl((cond), #cond, __FILE__, __LINE__, ##__VA_ARGS__)
+#define DP_CHECK(cond, ...) ::dynaprec::check_impl((cond), #cond, __FILE__, __LINE__, ##__VA_ARGS__)

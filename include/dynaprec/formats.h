@@ -37,6 +37,34 @@ enum class Format : uint8_t {
 
 inline constexpr size_t kFormatCount = static_cast<size_t>(Format::kCount);
 
+/// Reference (scalar) element conversions, one pair per format, defined in
+/// src/core/convert_ref.cc. `scale` is the element's dequantization scale for integer formats
+/// (int8: fp32 scale; int4: the fp16 scale widened to float) and ignored for float formats.
+/// encode returns the stored bit pattern (integer codes as two's complement in the low bits).
+using EncodeRefFn = uint32_t (*)(float x, float scale);
+using DecodeRefFn = float (*)(uint32_t code, float scale);
+/// Scale from a group's amax (integer formats); the value used for encoding, as float32.
+using ScaleRefFn = float (*)(float amax);
+
+namespace ref {
+uint32_t encode_fp32(float x, float scale);
+float decode_fp32(uint32_t code, float scale);
+uint32_t encode_bf16(float x, float scale);
+float decode_bf16(uint32_t code, float scale);
+uint32_t encode_fp16(float x, float scale);
+float decode_fp16(uint32_t code, float scale);
+uint32_t encode_fp8e4m3(float x, float scale);
+float decode_fp8e4m3(uint32_t code, float scale);
+uint32_t encode_fp8e5m2(float x, float scale);
+float decode_fp8e5m2(uint32_t code, float scale);
+uint32_t encode_int8(float x, float scale);
+float decode_int8(uint32_t code, float scale);
+float scale_int8(float amax);
+uint32_t encode_int4(float x, float scale);
+float decode_int4(uint32_t code, float scale);
+float scale_int4(float amax);
+}  // namespace ref
+
 enum class FormatKind : uint8_t { kFloat, kInteger };
 
 /// What a float format does with values beyond its range and with NaN.
@@ -49,17 +77,17 @@ enum class OverflowKind : uint8_t {
 
 /// How a format's values are scaled.
 enum class ScaleKind : uint8_t {
-  kNone,              ///< element-wise, no scale (float formats)
+  kNone,                ///< element-wise, no scale (float formats)
   kPerTensorOrChannel,  ///< one fp32 scale per tensor or per channel along an axis (int8)
-  kPerGroupFp16,      ///< one fp16 scale per group of `group_size` along the last axis (int4)
+  kPerGroupFp16,        ///< one fp16 scale per group of `group_size` along the last axis (int4)
 };
 
 struct FormatInfo {
   Format format;
   std::string_view name;  ///< lower case, as in CONTRACT §1
   FormatKind kind;
-  uint8_t storage_bits;  ///< bits per stored element (4 for int4)
-  uint8_t group_size;    ///< values sharing one scale along the last axis; 1 = no groups
+  uint8_t storage_bits;   ///< bits per stored element (4 for int4)
+  uint8_t group_size;     ///< values sharing one scale along the last axis; 1 = no groups
   uint8_t exponent_bits;  ///< float formats; 0 for integers
   uint8_t mantissa_bits;  ///< stored mantissa bits (float) or value bits incl. sign (integer)
   int16_t exponent_bias;  ///< float formats
@@ -70,25 +98,34 @@ struct FormatInfo {
   OverflowKind overflow;
   ScaleKind scale;
   uint8_t scale_bits;  ///< bits per stored scale: 32 (fp32), 16 (fp16), 0 (none)
+  EncodeRefFn encode_ref;
+  DecodeRefFn decode_ref;
+  ScaleRefFn scale_ref;  ///< nullptr for float formats
 };
 
 inline constexpr std::array<FormatInfo, kFormatCount> kFormats = {{
     // format, name, kind, bits, group, ebits, mbits, bias, max finite, qmin, qmax, inf, nan,
-    // overflow, scale, scale bits
+    // overflow, scale, scale bits, reference conversions
     {Format::kFp32, "fp32", FormatKind::kFloat, 32, 1, 8, 23, 127, 3.4028234663852886e38, 0, 0,
-     true, true, OverflowKind::kInfinity, ScaleKind::kNone, 0},
-    {Format::kBf16, "bf16", FormatKind::kFloat, 16, 1, 8, 7, 127, 3.3895313892515355e38, 0, 0,
-     true, true, OverflowKind::kInfinity, ScaleKind::kNone, 0},
+     true, true, OverflowKind::kInfinity, ScaleKind::kNone, 0, ref::encode_fp32, ref::decode_fp32,
+     nullptr},
+    {Format::kBf16, "bf16", FormatKind::kFloat, 16, 1, 8, 7, 127, 3.3895313892515355e38, 0, 0, true,
+     true, OverflowKind::kInfinity, ScaleKind::kNone, 0, ref::encode_bf16, ref::decode_bf16,
+     nullptr},
     {Format::kFp16, "fp16", FormatKind::kFloat, 16, 1, 5, 10, 15, 65504.0, 0, 0, true, true,
-     OverflowKind::kInfinity, ScaleKind::kNone, 0},
+     OverflowKind::kInfinity, ScaleKind::kNone, 0, ref::encode_fp16, ref::decode_fp16, nullptr},
     {Format::kFp8E4M3, "fp8e4m3", FormatKind::kFloat, 8, 1, 4, 3, 7, 448.0, 0, 0, false, true,
-     OverflowKind::kSaturate, ScaleKind::kNone, 0},
+     OverflowKind::kSaturate, ScaleKind::kNone, 0, ref::encode_fp8e4m3, ref::decode_fp8e4m3,
+     nullptr},
     {Format::kFp8E5M2, "fp8e5m2", FormatKind::kFloat, 8, 1, 5, 2, 15, 57344.0, 0, 0, true, true,
-     OverflowKind::kSaturateFiniteKeepInf, ScaleKind::kNone, 0},
+     OverflowKind::kSaturateFiniteKeepInf, ScaleKind::kNone, 0, ref::encode_fp8e5m2,
+     ref::decode_fp8e5m2, nullptr},
     {Format::kInt8, "int8", FormatKind::kInteger, 8, 1, 0, 8, 0, 127.0, -127, 127, false, false,
-     OverflowKind::kClamp, ScaleKind::kPerTensorOrChannel, 32},
+     OverflowKind::kClamp, ScaleKind::kPerTensorOrChannel, 32, ref::encode_int8, ref::decode_int8,
+     ref::scale_int8},
     {Format::kInt4, "int4", FormatKind::kInteger, 4, 32, 0, 4, 0, 7.0, -8, 7, false, false,
-     OverflowKind::kClamp, ScaleKind::kPerGroupFp16, 16},
+     OverflowKind::kClamp, ScaleKind::kPerGroupFp16, 16, ref::encode_int4, ref::decode_int4,
+     ref::scale_int4},
 }};
 
 constexpr const FormatInfo& format_info(Format f) { return kFormats[static_cast<size_t>(f)]; }

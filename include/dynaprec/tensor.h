@@ -63,8 +63,8 @@ struct QuantParams {
   /// int4: one fp16 scale (bits) per group of `group_size` along the last axis, row-major
   /// over (rows, groups per row).
   std::vector<uint16_t> scales_f16;
-  int axis = -1;        ///< int8 per-channel axis (non-negative), or -1 for per tensor
-  int group_size = 0;   ///< int4: values per scale group (32); 0 otherwise
+  int axis = -1;       ///< int8 per-channel axis (non-negative), or -1 for per tensor
+  int group_size = 0;  ///< int4: values per scale group (32); 0 otherwise
 };
 
 class Tensor {

@@ -60,16 +60,23 @@ std::optional<Format> format_of(DType t) {
 }
 
 int64_t shape_numel(std::span<const int64_t> shape) {
+  // The product of the non-zero dims must fit too: strides are computed from it even when
+  // another dim is 0 (numpy refuses such shapes as well).
   int64_t n = 1;
+  bool zero = false;
   for (int64_t d : shape) {
     if (d < 0)
       throw Error(ErrorKind::kInvalidInput, "negative dimension in shape " + shape_str(shape));
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d)
+    if (d == 0) {
+      zero = true;
+      continue;
+    }
+    if (n > std::numeric_limits<int64_t>::max() / d)
       throw Error(ErrorKind::kInvalidInput,
                   "shape " + shape_str(shape) + " has more elements than fit in 64 bits");
     n *= d;
   }
-  return n;
+  return zero ? 0 : n;
 }
 
 std::string shape_str(std::span<const int64_t> shape) {

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Builds and runs every test:
+#   1. the Release build: unit tests (formats, conversions on every SIMD target, tensors, .npy,
+#      quantization) and end-to-end CLI tests;
+#   2. an ASan+UBSan build of the same tests.
+# The libFuzzer target is a separate command (scripts/fuzz.sh), not part of this run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== Release build and tests"
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake --build build
+ctest --test-dir build --output-on-failure -j"$(nproc)"
+
+echo "== ASan + UBSan build and tests"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DDYNAPREC_SANITIZE=ON \
+  -DDYNAPREC_BENCHMARKS=OFF >/dev/null
+cmake --build build-asan
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+  ctest --test-dir build-asan --output-on-failure -j"$(nproc)"

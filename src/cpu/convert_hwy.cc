@@ -1,0 +1,493 @@
+// Vectorized conversions (Highway, runtime dispatch over every attainable target).
+//
+// Float formats use integer bit tricks that are exact for every input, so all targets give the
+// bits of the reference (src/core/convert_ref.cc):
+//   normal range: round the fp32 bit pattern half-to-even at the target's mantissa width (the
+//                 carry rolls into the exponent), then rebias the exponent;
+//   subnormals:   add a magic power of two whose ulp is the target's subnormal quantum, so the
+//                 FPU's RNE addition does the rounding; the low bits are the code;
+//   overflow/inf/NaN are selected last, per the format's row in kFormats.
+// fp16 uses the F16C/AVX-512 vcvtps2ph/vcvtph2ps instructions on AVX2 and AVX-512 targets.
+// Highway 1.0.3's emulated fp16 demotion truncates instead of rounding, so other targets use
+// the integer path. bf16 does not use AVX512_BF16's vcvtneps2bf16: it flushes subnormal inputs
+// to zero, which CONTRACT §1 forbids; the integer path is four ops and memory-bound anyway.
+// Integer quantization divides (x / s) exactly as CONTRACT §1 says; it never multiplies by a
+// reciprocal, which would differ in the last bit.
+
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "cpu/convert_hwy.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// clang-format off
+#include <hwy/highway.h>
+#include <hwy/cache_control.h>
+// clang-format on
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dynaprec::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+template <int kE, int kM, int kBias, bool kHasInf, OverflowKind kOverflow>
+struct FloatSpec {
+  static constexpr int E = kE, M = kM, Bias = kBias;
+  static constexpr bool HasInf = kHasInf;
+  static constexpr OverflowKind Overflow = kOverflow;
+  static constexpr uint32_t ExpAll = (1u << E) - 1;
+  static constexpr uint32_t InfCode = ExpAll << M;
+  static constexpr uint32_t MaxCode =
+      HasInf ? ((ExpAll - 1) << M) | ((1u << M) - 1) : (ExpAll << M) | ((1u << M) - 2);
+  static constexpr uint32_t NanAll = (1u << (E + M)) - 1;
+};
+
+using SpecBf16 = FloatSpec<8, 7, 127, true, OverflowKind::kInfinity>;
+using SpecFp16 = FloatSpec<5, 10, 15, true, OverflowKind::kInfinity>;
+using SpecE4M3 = FloatSpec<4, 3, 7, false, OverflowKind::kSaturate>;
+using SpecE5M2 = FloatSpec<5, 2, 15, true, OverflowKind::kSaturateFiniteKeepInf>;
+
+// Checks that the compile-time specs match the table (one source of truth for the contract).
+template <class S>
+constexpr bool spec_matches(Format f) {
+  const FormatInfo& fi = format_info(f);
+  return fi.exponent_bits == S::E && fi.mantissa_bits == S::M && fi.exponent_bias == S::Bias &&
+         fi.has_inf == S::HasInf && fi.overflow == S::Overflow;
+}
+static_assert(spec_matches<SpecBf16>(Format::kBf16) && spec_matches<SpecFp16>(Format::kFp16) &&
+              spec_matches<SpecE4M3>(Format::kFp8E4M3) && spec_matches<SpecE5M2>(Format::kFp8E5M2));
+
+constexpr float pow2f(int e) {
+  float r = 1.0f;
+  for (; e > 0; --e) r *= 2.0f;
+  for (; e < 0; ++e) r *= 0.5f;
+  return r;
+}
+
+// fp32 lanes -> codes of format S in u32 lanes.
+template <class S, class DF>
+HWY_INLINE hn::Vec<hn::RebindToUnsigned<DF>> EncodeCodes(DF df, hn::Vec<DF> v) {
+  const hn::RebindToUnsigned<DF> du;
+  const hn::RebindToSigned<DF> di;
+  constexpr int kShift = 23 - S::M;
+  const auto bits = hn::BitCast(du, v);
+  const auto sign = hn::ShiftLeft<S::E + S::M>(hn::ShiftRight<31>(bits));
+  const auto a = hn::And(bits, hn::Set(du, 0x7FFFFFFFu));
+
+  // Normal range: RNE on the bit pattern, then rebias.
+  const auto lsb = hn::And(hn::ShiftRight<kShift>(a), hn::Set(du, 1u));
+  const auto rounded = hn::Add(hn::Add(a, hn::Set(du, (1u << (kShift - 1)) - 1)), lsb);
+  const auto normal =
+      hn::Sub(hn::ShiftRight<kShift>(rounded), hn::Set(du, uint32_t(127 - S::Bias) << S::M));
+
+  // Subnormal range: |x| + 2^(24 - bias - M) has an ulp equal to the target's subnormal quantum.
+  constexpr float kMagic = pow2f(24 - S::Bias - S::M);
+  const auto magic = hn::Set(df, kMagic);
+  const auto sub =
+      hn::Sub(hn::BitCast(du, hn::Add(hn::BitCast(df, a), magic)), hn::BitCast(du, magic));
+  const uint32_t kMinNormalBits = std::bit_cast<uint32_t>(pow2f(1 - S::Bias));
+  const auto is_sub = hn::Lt(hn::BitCast(di, a), hn::Set(di, int32_t(kMinNormalBits)));
+  auto code = hn::IfThenElse(hn::RebindMask(du, is_sub), sub, normal);
+
+  // Codes beyond max finite (only finite a reach here meaningfully; inf lands here too).
+  const auto over = hn::Gt(hn::BitCast(di, code), hn::Set(di, int32_t(S::MaxCode)));
+  constexpr uint32_t kOverCode = S::Overflow == OverflowKind::kInfinity ? S::InfCode : S::MaxCode;
+  code = hn::IfThenElse(hn::RebindMask(du, over), hn::Set(du, kOverCode), code);
+  if constexpr (S::Overflow == OverflowKind::kSaturateFiniteKeepInf) {
+    code = hn::IfThenElse(hn::Eq(a, hn::Set(du, 0x7F800000u)), hn::Set(du, S::InfCode), code);
+  }
+  const auto is_nan = hn::Gt(hn::BitCast(di, a), hn::Set(di, int32_t(0x7F800000)));
+  hn::Vec<decltype(du)> nan_code;
+  if constexpr (S::HasInf) {
+    nan_code = hn::Or(hn::Set(du, S::InfCode | (1u << (S::M - 1))),
+                      hn::ShiftRight<kShift>(hn::And(a, hn::Set(du, 0x7FFFFFu))));
+  } else {
+    nan_code = hn::Set(du, S::NanAll);
+  }
+  code = hn::IfThenElse(hn::RebindMask(du, is_nan), nan_code, code);
+  return hn::Or(code, sign);
+}
+
+// Codes of format S in u32 lanes -> fp32 lanes.
+template <class S, class DF>
+HWY_INLINE hn::Vec<DF> DecodeCodes(DF df, hn::Vec<hn::RebindToUnsigned<DF>> code) {
+  const hn::RebindToUnsigned<DF> du;
+  constexpr int kShift = 23 - S::M;
+  const auto sign = hn::ShiftLeft<31>(hn::ShiftRight<S::E + S::M>(code));
+  const auto absc = hn::And(code, hn::Set(du, S::NanAll));
+  // Placing the code's exponent and mantissa in fp32's fields scales the value by
+  // 2^(bias - 127), also for the format's subnormals; one exact multiply undoes it.
+  auto value = hn::BitCast(
+      du, hn::Mul(hn::BitCast(df, hn::ShiftLeft<kShift>(absc)), hn::Set(df, pow2f(127 - S::Bias))));
+  const auto mant = hn::And(absc, hn::Set(du, (1u << S::M) - 1));
+  const auto nan_bits = hn::Or(hn::Set(du, 0x7FC00000u), hn::ShiftLeft<kShift>(mant));
+  if constexpr (S::HasInf) {
+    const auto is_special = hn::Gt(hn::BitCast(hn::RebindToSigned<DF>(), absc),
+                                   hn::Set(hn::RebindToSigned<DF>(), int32_t(S::InfCode) - 1));
+    const auto is_inf = hn::Eq(absc, hn::Set(du, S::InfCode));
+    const auto special = hn::IfThenElse(is_inf, hn::Set(du, 0x7F800000u), nan_bits);
+    value = hn::IfThenElse(hn::RebindMask(du, is_special), special, value);
+  } else {
+    value = hn::IfThenElse(hn::Eq(absc, hn::Set(du, S::NanAll)), nan_bits, value);
+  }
+  return hn::BitCast(df, hn::Or(value, sign));
+}
+
+// Converts n elements: `body(const TIn* p)` maps Lanes(df) inputs at p to one vector of dout,
+// which is stored at the matching output position. Full vectors run in the main loop and the
+// tail through a padded stack buffer.
+//
+// Memory: a single core's DRAM reads are latency-bound, so the loop prefetches a few KiB ahead
+// (without it the arithmetic delays the next misses instead of overlapping them: bf16 took
+// 42 ms instead of 30 for 256 MiB). Outputs beyond the caches use non-temporal stores, which
+// skip the read-for-ownership of every output line (a quarter more read traffic for fp8).
+template <typename TIn, typename TOut, class DF, class DOut, class Body>
+HWY_INLINE void ConvertLoop(DF df, DOut dout, const TIn* HWY_RESTRICT src, TOut* HWY_RESTRICT dst,
+                            size_t n, Body body) {
+  const size_t N = hn::Lanes(df);
+  constexpr size_t kAhead = 8192 / sizeof(TIn);
+  constexpr size_t kStreamMinBytes = size_t{4} << 20;
+  // Highway rounds partial-vector streams up to 16 bytes: only stream whole 16-byte vectors.
+  constexpr bool kStreamable = hn::MaxLanes(dout) * sizeof(TOut) >= 16;
+  const bool stream = kStreamable && N == hn::MaxLanes(dout) &&
+                      n * sizeof(TOut) >= kStreamMinBytes &&
+                      reinterpret_cast<uintptr_t>(dst) % (N * sizeof(TOut)) == 0;
+  size_t i = 0;
+  if (stream) {
+#pragma GCC unroll 4
+    for (; i + N <= n; i += N) {
+      hwy::Prefetch(src + i + kAhead);
+      hn::Stream(body(src + i), dout, dst + i);
+    }
+    hwy::FlushStream();
+  } else {
+    for (; i + N <= n; i += N) {
+      hwy::Prefetch(src + i + kAhead);
+      hn::StoreU(body(src + i), dout, dst + i);
+    }
+  }
+  if (i < n) {
+    HWY_ALIGN TIn in[hn::MaxLanes(df)] = {};
+    HWY_ALIGN TOut out[hn::MaxLanes(df)] = {};
+    std::memcpy(in, src + i, (n - i) * sizeof(TIn));
+    hn::StoreU(body(in), dout, out);
+    std::memcpy(dst + i, out, (n - i) * sizeof(TOut));
+  }
+}
+
+template <class S, typename TCode>
+void EncodeArray(const float* HWY_RESTRICT src, TCode* HWY_RESTRICT dst, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<TCode, decltype(df)> dc;
+  ConvertLoop(df, dc, src, dst, n, [&](const float* s) {
+    return hn::DemoteTo(dc, hn::BitCast(di, EncodeCodes<S>(df, hn::LoadU(df, s))));
+  });
+}
+
+template <class S, typename TCode>
+void DecodeArray(const TCode* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<TCode, decltype(df)> dc;
+  ConvertLoop(df, df, src, dst, n, [&](const TCode* s) {
+    return DecodeCodes<S>(df, hn::PromoteTo(du, hn::LoadU(dc, s)));
+  });
+}
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+constexpr bool kHardwareF16 = true;
+#else
+constexpr bool kHardwareF16 = false;
+#endif
+
+void EncodeFloat(uint8_t format, const float* HWY_RESTRICT src, void* HWY_RESTRICT dst, size_t n) {
+  switch (static_cast<Format>(format)) {
+    case Format::kFp32:
+      std::memcpy(dst, src, n * sizeof(float));
+      return;
+    case Format::kBf16:
+      return EncodeArray<SpecBf16>(src, static_cast<uint16_t*>(dst), n);
+    case Format::kFp16:
+      if constexpr (kHardwareF16) {
+        const hn::ScalableTag<float> df;
+        const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+        ConvertLoop(df, dh, src, static_cast<hwy::float16_t*>(dst), n,
+                    [&](const float* s) { return hn::DemoteTo(dh, hn::LoadU(df, s)); });
+        return;
+      } else {
+        return EncodeArray<SpecFp16>(src, static_cast<uint16_t*>(dst), n);
+      }
+    case Format::kFp8E4M3:
+      return EncodeArray<SpecE4M3>(src, static_cast<uint8_t*>(dst), n);
+    case Format::kFp8E5M2:
+      return EncodeArray<SpecE5M2>(src, static_cast<uint8_t*>(dst), n);
+    default:
+      break;
+  }
+}
+
+void DecodeFloat(uint8_t format, const void* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
+  switch (static_cast<Format>(format)) {
+    case Format::kFp32:
+      std::memcpy(dst, src, n * sizeof(float));
+      return;
+    case Format::kBf16:
+      return DecodeArray<SpecBf16>(static_cast<const uint16_t*>(src), dst, n);
+    case Format::kFp16:
+      if constexpr (kHardwareF16) {
+        const hn::ScalableTag<float> df;
+        const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+        ConvertLoop(df, df, static_cast<const hwy::float16_t*>(src), dst, n,
+                    [&](const hwy::float16_t* s) { return hn::PromoteTo(df, hn::LoadU(dh, s)); });
+        return;
+      } else {
+        return DecodeArray<SpecFp16>(static_cast<const uint16_t*>(src), dst, n);
+      }
+    case Format::kFp8E4M3:
+      return DecodeArray<SpecE4M3>(static_cast<const uint8_t*>(src), dst, n);
+    case Format::kFp8E5M2:
+      return DecodeArray<SpecE5M2>(static_cast<const uint8_t*>(src), dst, n);
+    default:
+      break;
+  }
+}
+
+float Amax(const float* HWY_RESTRICT src, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const size_t N = hn::Lanes(df);
+  const auto mask = hn::Set(du, 0x7FFFFFFFu);
+  auto m0 = hn::Zero(du), m1 = hn::Zero(du);
+  size_t i = 0;
+  for (; i + 2 * N <= n; i += 2 * N) {
+    m0 = hn::Max(m0, hn::And(hn::BitCast(du, hn::LoadU(df, src + i)), mask));
+    m1 = hn::Max(m1, hn::And(hn::BitCast(du, hn::LoadU(df, src + i + N)), mask));
+  }
+  uint32_t m = hn::GetLane(hn::MaxOfLanes(du, hn::Max(m0, m1)));
+  for (; i < n; ++i) m = std::max(m, std::bit_cast<uint32_t>(src[i]) & 0x7FFFFFFFu);
+  return std::bit_cast<float>(m);
+}
+
+// rne(y) for |y| <= 256, as int32 lanes. x86 SIMD targets use cvtps2dq (RNE under the default
+// MXCSR); elsewhere the magic-number rounding, exact below 2^23 (Highway 1.0.3's emulated Round
+// rounds 0.49999997 up).
+template <class DF>
+HWY_INLINE hn::Vec<hn::RebindToSigned<DF>> RoundSmall(DF df, hn::Vec<DF> y) {
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_SSSE3
+  (void)df;
+  return hn::NearestInt(y);
+#else
+  const auto magic = hn::Set(df, 8388608.0f);  // 2^23
+  const auto r = hn::CopySign(hn::Sub(hn::Add(hn::Abs(y), magic), magic), y);
+  return hn::ConvertTo(hn::RebindToSigned<DF>(), r);
+#endif
+}
+
+// clamp(rne(x / s), lo, hi) for finite, non-zero s and finite x / s (clamping first is the same
+// as clamping after rounding, since lo and hi are integers).
+template <class DF>
+HWY_INLINE hn::Vec<hn::RebindToSigned<DF>> QuantizeLanesUnchecked(DF df, hn::Vec<DF> x,
+                                                                  hn::Vec<DF> s, float lo,
+                                                                  float hi) {
+  const auto y = hn::Min(hn::Max(hn::Div(x, s), hn::Set(df, lo)), hn::Set(df, hi));
+  return RoundSmall(df, y);
+}
+
+// The same for any x and s: 0 where s == 0 or x / s is NaN (CONTRACT §1, ref::int8_encode).
+template <class DF>
+HWY_INLINE hn::Vec<hn::RebindToSigned<DF>> QuantizeLanes(DF df, hn::Vec<DF> x, hn::Vec<DF> s,
+                                                         float lo, float hi) {
+  const hn::RebindToSigned<DF> di;
+  const auto y = hn::Div(x, s);
+  const auto bad = hn::Or(hn::IsNaN(y), hn::Eq(s, hn::Zero(df)));
+  const auto q = RoundSmall(df, hn::Min(hn::Max(y, hn::Set(df, lo)), hn::Set(df, hi)));
+  return hn::IfThenZeroElse(hn::RebindMask(di, bad), q);
+}
+
+void Int8Encode(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n, float s) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const auto sv = hn::Set(df, s);
+  ConvertLoop(df, d8, src, dst, n, [&](const float* x) {
+    return hn::DemoteTo(d8, QuantizeLanes(df, hn::LoadU(df, x), sv, -127.0f, 127.0f));
+  });
+}
+
+void Int8EncodeScales(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n,
+                      const float* HWY_RESTRICT s) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const size_t N = hn::Lanes(df);
+  size_t i = 0;
+  for (; i + N <= n; i += N) {
+    const auto q = QuantizeLanes(df, hn::LoadU(df, src + i), hn::LoadU(df, s + i), -127.f, 127.f);
+    hn::StoreU(hn::DemoteTo(d8, q), d8, dst + i);
+  }
+  for (; i < n; ++i) dst[i] = ref::int8_encode(src[i], s[i]);
+}
+
+void Int8Decode(const int8_t* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n, float s) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const auto sv = hn::Set(df, s);
+  ConvertLoop(df, df, src, dst, n, [&](const int8_t* q) {
+    return hn::Mul(hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, q))), sv);
+  });
+}
+
+// Packs 32 int8 codes (each in [-8, 7]) into 16 bytes, first value in the low nibble: SWAR on
+// 64-bit words, 8 codes -> 4 bytes.
+HWY_INLINE void PackNibbles32(const int8_t* codes, uint8_t* out) {
+  for (int w = 0; w < 4; ++w) {
+    uint64_t t;
+    std::memcpy(&t, codes + 8 * w, 8);
+    t &= 0x0F0F0F0F0F0F0F0Full;
+    t = (t | (t >> 4)) & 0x00FF00FF00FF00FFull;
+    t = (t | (t >> 8)) & 0x0000FFFF0000FFFFull;
+    t = (t | (t >> 16)) & 0x00000000FFFFFFFFull;
+    const auto u = static_cast<uint32_t>(t);
+    std::memcpy(out + 4 * w, &u, 4);
+  }
+}
+
+// One row of k values. Full groups of 32 go in blocks of up to kBlock groups: first every
+// group's amax, then their fp16 scales in one vector pass (same integer fp16 encoding as
+// everywhere else, so bit-identical to ref::int4_scale), then the codes. The last, shorter
+// group goes through the reference.
+void Int4EncodeRow(const float* HWY_RESTRICT src, size_t k, uint8_t* HWY_RESTRICT packed,
+                   uint16_t* HWY_RESTRICT scales) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::Rebind<int8_t, decltype(df)> d8;
+  const size_t N = hn::Lanes(df);
+  constexpr size_t kBlock = 64;
+  const size_t full = k / 32;
+  size_t gi = 0;
+  if (N <= 32 && 32 % N == 0) {
+    HWY_ALIGN float amax[kBlock];
+    HWY_ALIGN float sval[kBlock];
+    HWY_ALIGN uint32_t sbits[kBlock];
+    HWY_ALIGN int8_t codes[32];
+    const auto abs_mask = hn::Set(du, 0x7FFFFFFFu);
+    while (gi < full) {
+      const size_t nb = std::min(kBlock, full - gi);
+      const float* blk = src + gi * 32;
+      for (size_t g = 0; g < nb; ++g) {
+        hwy::Prefetch(blk + g * 32 + 2048);
+        auto m = hn::Zero(du);
+        for (size_t j = 0; j < 32; j += N)
+          m = hn::Max(m, hn::And(hn::BitCast(du, hn::LoadU(df, blk + g * 32 + j)), abs_mask));
+        amax[g] = std::bit_cast<float>(hn::GetLane(hn::MaxOfLanes(du, m)));
+      }
+      for (size_t g = 0; g < nb; g += N) {  // amax arrays are padded to kBlock, a multiple of N
+        const auto a = hn::Load(df, amax + g);
+        auto code = EncodeCodes<SpecFp16>(df, hn::Div(a, hn::Set(df, 7.0f)));
+        code = hn::IfThenElse(hn::Eq(code, hn::Set(du, 0x7C00u)), hn::Set(du, 0x7BFFu), code);
+        code =
+            hn::IfThenElse(hn::RebindMask(du, hn::Eq(a, hn::Zero(df))), hn::Set(du, 0x3C00u), code);
+        hn::Store(code, du, sbits + g);
+        hn::Store(DecodeCodes<SpecFp16>(df, code), df, sval + g);
+      }
+      for (size_t g = 0; g < nb; ++g) {
+        scales[gi + g] = static_cast<uint16_t>(sbits[g]);
+        uint8_t* out = packed + (gi + g) * 16;
+        // A zero (underflowed) or NaN (NaN input) scale gives code 0 (CONTRACT §1, ref).
+        if (!(sval[g] != 0.0f) || std::isnan(sval[g])) {
+          std::memset(out, 0, 16);
+          continue;
+        }
+        const auto sv = hn::Set(df, sval[g]);
+        for (size_t j = 0; j < 32; j += N) {
+          // Finite, non-zero s from the group's own amax: x / s is never NaN here.
+          const auto q =
+              QuantizeLanesUnchecked(df, hn::LoadU(df, blk + g * 32 + j), sv, -8.0f, 7.0f);
+          hn::StoreU(hn::DemoteTo(d8, q), d8, codes + j);
+        }
+        PackNibbles32(codes, out);
+      }
+      gi += nb;
+    }
+  }
+  const size_t g0 = gi * 32;
+  if (g0 < k) ref::int4_encode_row(src + g0, k - g0, packed + g0 / 2, scales + gi);
+}
+
+void Int4DecodeRow(const uint8_t* HWY_RESTRICT packed, const uint16_t* HWY_RESTRICT scales,
+                   size_t k, float* HWY_RESTRICT dst) {
+  size_t g0 = 0;
+  for (; g0 + 32 <= k; g0 += 32) {
+    const float s = ref::decode_fp16(scales[g0 / 32], 0.0f);
+    const uint8_t* p = packed + g0 / 2;
+    for (size_t j = 0; j < 16; ++j) {
+      const int lo = static_cast<int8_t>(static_cast<uint8_t>(p[j] << 4)) >> 4;
+      const int hi = static_cast<int8_t>(p[j]) >> 4;
+      dst[g0 + 2 * j] = static_cast<float>(lo) * s;
+      dst[g0 + 2 * j + 1] = static_cast<float>(hi) * s;
+    }
+  }
+  if (g0 < k) ref::int4_decode_row(packed + g0 / 2, scales + g0 / 32, k - g0, dst + g0);
+}
+
+int64_t Target() { return HWY_TARGET; }
+
+}  // namespace dynaprec::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dynaprec {
+namespace cpu {
+HWY_EXPORT(EncodeFloat);
+HWY_EXPORT(DecodeFloat);
+HWY_EXPORT(Amax);
+HWY_EXPORT(Int8Encode);
+HWY_EXPORT(Int8EncodeScales);
+HWY_EXPORT(Int8Decode);
+HWY_EXPORT(Int4EncodeRow);
+HWY_EXPORT(Int4DecodeRow);
+HWY_EXPORT(Target);
+}  // namespace cpu
+
+void encode_float_array(Format f, const float* src, void* dst, size_t n) {
+  DP_CHECK(is_float_format(f), "encode_float_array needs a float format");
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::EncodeFloat)(static_cast<uint8_t>(f), src, dst, n);
+}
+void decode_float_array(Format f, const void* src, float* dst, size_t n) {
+  DP_CHECK(is_float_format(f), "decode_float_array needs a float format");
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::DecodeFloat)(static_cast<uint8_t>(f), src, dst, n);
+}
+float amax(const float* src, size_t n) {
+  return (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Amax)(src, n);
+}
+void int8_encode_array(const float* src, int8_t* dst, size_t n, float s) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8Encode)(src, dst, n, s);
+}
+void int8_encode_array_scales(const float* src, int8_t* dst, size_t n, const float* s) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8EncodeScales)(src, dst, n, s);
+}
+void int8_decode_array(const int8_t* src, float* dst, size_t n, float s) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8Decode)(src, dst, n, s);
+}
+void int4_encode_row(const float* src, size_t k, uint8_t* packed, uint16_t* scales) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int4EncodeRow)(src, k, packed, scales);
+}
+void int4_decode_row(const uint8_t* packed, const uint16_t* scales, size_t k, float* dst) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int4DecodeRow)(packed, scales, k, dst);
+}
+const char* simd_target_name() {
+  (void)cpu_features();
+  return hwy::TargetName(HWY_DYNAMIC_DISPATCH(cpu::Target)());
+}
+
+}  // namespace dynaprec
+#endif  // HWY_ONCE

@@ -1,0 +1,172 @@
+#include "dynaprec/quantize.h"
+
+#include <bit>
+#include <cmath>
+#include <string>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/error.h"
+
+namespace dynaprec {
+namespace {
+
+// Finds the first element that is not finite, for the message; only called after amax saw one.
+std::string describe_non_finite(const float* p, size_t n) {
+  for (size_t i = 0; i < n; ++i)
+    if (!std::isfinite(p[i]))
+      return "element " + std::to_string(i) + " is " + (std::isnan(p[i]) ? "nan" : "inf");
+  return "a value is not finite";
+}
+
+void require_finite(float amax_bits_value, const float* p, size_t n, Format f) {
+  if (std::isfinite(amax_bits_value)) return;
+  throw Error(ErrorKind::kInvalidInput,
+              std::string(format_name(f)) +
+                  " is defined for finite inputs only: " + describe_non_finite(p, n));
+}
+
+}  // namespace
+
+Tensor quantize(const Tensor& x_in, Format f, std::optional<int> axis) {
+  if (x_in.dtype() != DType::kF32)
+    throw Error(ErrorKind::kInvalidInput, std::string("quantize expects float32 input, got ") +
+                                              std::string(dtype_name(x_in.dtype())));
+  const FormatInfo& fi = format_info(f);
+  const int rank = x_in.rank();
+  if (axis) {
+    const int a = *axis < 0 ? *axis + rank : *axis;
+    if (f == Format::kInt4) {
+      if (rank == 0 || a != rank - 1)
+        throw Error(ErrorKind::kUsage, "int4 groups run along the last axis; --axis " +
+                                           std::to_string(*axis) +
+                                           " is not the last axis of a "
+                                           "rank-" +
+                                           std::to_string(rank) + " array");
+      axis.reset();
+    } else if (f != Format::kInt8) {
+      throw Error(
+          ErrorKind::kUsage,
+          std::string("--axis applies to int8 (per channel) only, not ") + std::string(fi.name));
+    } else if (a < 0 || a >= rank) {
+      throw Error(ErrorKind::kUsage, "axis " + std::to_string(*axis) +
+                                         " is out of range for a "
+                                         "rank-" +
+                                         std::to_string(rank) + " array");
+    } else {
+      axis = a;
+    }
+  }
+  const Tensor x = x_in.is_contiguous() ? x_in : x_in.clone();
+  const float* src = x.data_as<float>();
+  const auto n = static_cast<size_t>(x.numel());
+  Tensor q = Tensor::zeros(x.shape(), dtype_of(f));
+
+  if (fi.kind == FormatKind::kFloat) {
+    encode_float_array(f, src, q.data(), n);
+    return q;
+  }
+  if (f == Format::kInt8) {
+    if (!axis) {
+      const float m = amax(src, n);
+      require_finite(m, src, n, f);
+      const float s = ref::int8_scale(m);
+      q.quant().scales = {s};
+      int8_encode_array(src, q.data_as<int8_t>(), n, s);
+      return q;
+    }
+    const int a = *axis;
+    size_t outer = 1, inner = 1;
+    for (int i = 0; i < a; ++i) outer *= static_cast<size_t>(x.dim(i));
+    for (int i = a + 1; i < rank; ++i) inner *= static_cast<size_t>(x.dim(i));
+    const auto c_count = static_cast<size_t>(x.dim(a));
+    std::vector<float> amaxes(c_count, 0.0f);
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t c = 0; c < c_count; ++c) {
+        const float* p = src + (o * c_count + c) * inner;
+        const float m = amax(p, inner);
+        require_finite(m, p, inner, f);
+        amaxes[c] = std::max(amaxes[c], m);
+      }
+    std::vector<float> scales(c_count);
+    for (size_t c = 0; c < c_count; ++c) scales[c] = ref::int8_scale(amaxes[c]);
+    auto* dst = q.data_as<int8_t>();
+    for (size_t o = 0; o < outer; ++o) {
+      if (inner == 1) {
+        int8_encode_array_scales(src + o * c_count, dst + o * c_count, c_count, scales.data());
+      } else {
+        for (size_t c = 0; c < c_count; ++c) {
+          const size_t off = (o * c_count + c) * inner;
+          int8_encode_array(src + off, dst + off, inner, scales[c]);
+        }
+      }
+    }
+    q.quant().scales = std::move(scales);
+    q.quant().axis = a;
+    return q;
+  }
+  // int4: rows along the last axis, groups of 32 within each row.
+  const auto k = static_cast<size_t>(rank == 0 ? 1 : x.dim(rank - 1));
+  const size_t rows = k == 0 ? 0 : n / k;
+  const size_t groups = (k + fi.group_size - 1) / fi.group_size;
+  const size_t row_bytes = (k + 1) / 2;
+  const float m = amax(src, n);
+  require_finite(m, src, n, f);
+  q.quant().scales_f16.assign(rows * groups, 0);
+  q.quant().group_size = fi.group_size;
+  for (size_t r = 0; r < rows; ++r)
+    int4_encode_row(src + r * k, k, q.data_as<uint8_t>() + r * row_bytes,
+                    q.quant().scales_f16.data() + r * groups);
+  return q;
+}
+
+Tensor dequantize(const Tensor& q) {
+  const std::optional<Format> f = format_of(q.dtype());
+  if (!f)
+    throw Error(ErrorKind::kInvalidInput, std::string("dequantize: ") +
+                                              std::string(dtype_name(q.dtype())) +
+                                              " is not a precision format");
+  DP_CHECK(q.is_contiguous(), "dequantize needs a contiguous tensor");
+  Tensor out = Tensor::zeros(q.shape(), DType::kF32);
+  const auto n = static_cast<size_t>(q.numel());
+  float* dst = out.data_as<float>();
+  if (is_float_format(*f)) {
+    decode_float_array(*f, q.data(), dst, n);
+    return out;
+  }
+  const QuantParams& qp = q.quant();
+  if (*f == Format::kInt8) {
+    const auto* src = q.data_as<int8_t>();
+    if (qp.axis < 0) {
+      DP_CHECK(qp.scales.size() == 1, "per-tensor int8 needs one scale");
+      int8_decode_array(src, dst, n, qp.scales[0]);
+      return out;
+    }
+    const int a = qp.axis;
+    DP_CHECK(a < q.rank() && qp.scales.size() == static_cast<size_t>(q.dim(a)),
+             "per-channel int8 scales do not match the axis");
+    size_t outer = 1, inner = 1;
+    for (int i = 0; i < a; ++i) outer *= static_cast<size_t>(q.dim(i));
+    for (int i = a + 1; i < q.rank(); ++i) inner *= static_cast<size_t>(q.dim(i));
+    const size_t c_count = qp.scales.size();
+    for (size_t o = 0; o < outer; ++o)
+      for (size_t c = 0; c < c_count; ++c) {
+        const size_t off = (o * c_count + c) * inner;
+        int8_decode_array(src + off, dst + off, inner, qp.scales[c]);
+      }
+    return out;
+  }
+  const auto k = static_cast<size_t>(q.rank() == 0 ? 1 : q.dim(q.rank() - 1));
+  const size_t rows = k == 0 ? 0 : n / k;
+  const size_t groups = (k + 31) / 32;
+  DP_CHECK(qp.scales_f16.size() == rows * groups, "int4 scale count does not match the shape");
+  for (size_t r = 0; r < rows; ++r)
+    int4_decode_row(q.data_as<uint8_t>() + r * ((k + 1) / 2), qp.scales_f16.data() + r * groups, k,
+                    dst + r * k);
+  return out;
+}
+
+Tensor round_trip(const Tensor& x, Format f, std::optional<int> axis) {
+  return dequantize(quantize(x, f, axis));
+}
+
+}  // namespace dynaprec

@@ -1,0 +1,410 @@
+// Conversions: exhaustive decode/encode of every 16- and 8-bit pattern, the reference against
+// independent oracles (F16C hardware, the classic bf16 bit trick, brute-force nearest value for
+// fp8), and the vectorized kernels against the reference on >= 10^7 random and edge inputs for
+// every SIMD target of this CPU.
+#include <gtest/gtest.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/formats.h"
+#include "test_util.h"
+
+namespace dynaprec {
+namespace {
+
+using test::same_bits_or_nan;
+
+constexpr Format kFloatFormats[] = {Format::kBf16, Format::kFp16, Format::kFp8E4M3,
+                                    Format::kFp8E5M2};
+
+uint32_t code_count(Format f) { return 1u << format_info(f).storage_bits; }
+
+bool code_is_nan(Format f, uint32_t c) { return std::isnan(ref::decode_float(f, c)); }
+
+__attribute__((target("f16c"))) uint16_t hw_f32_to_f16(float x) {
+  return static_cast<uint16_t>(_cvtss_sh(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+}
+__attribute__((target("f16c"))) float hw_f16_to_f32(uint16_t h) { return _cvtsh_ss(h); }
+
+// ---------------------------------------------------------------- exhaustive, every pattern
+
+TEST(ConvertExhaustive, EveryPatternDecodesExactlyAndReencodesToItself) {
+  for (Format f : kFloatFormats) {
+    const uint32_t n = code_count(f);
+    std::vector<float> ref_dec(n), vec_dec(n);
+    std::vector<uint16_t> codes16(n);
+    std::vector<uint8_t> codes8(n);
+    for (uint32_t c = 0; c < n; ++c) {
+      codes16[c] = static_cast<uint16_t>(c);
+      codes8[c] = static_cast<uint8_t>(c);
+    }
+    const void* codes = format_info(f).storage_bits == 16 ? static_cast<const void*>(codes16.data())
+                                                          : static_cast<const void*>(codes8.data());
+    for (uint32_t c = 0; c < n; ++c) ref_dec[c] = ref::decode_float(f, c);
+    test::for_each_simd_target([&](const std::string& target) {
+      decode_float_array(f, codes, vec_dec.data(), n);
+      for (uint32_t c = 0; c < n; ++c)
+        ASSERT_EQ(std::bit_cast<uint32_t>(vec_dec[c]), std::bit_cast<uint32_t>(ref_dec[c]))
+            << format_name(f) << " code " << c << " on " << target;
+    });
+    for (uint32_t c = 0; c < n; ++c) {
+      const float v = ref_dec[c];
+      const uint32_t back = ref::encode_float(f, v);
+      if (code_is_nan(f, c)) {
+        ASSERT_TRUE(std::isnan(v));
+        ASSERT_TRUE(code_is_nan(f, back)) << format_name(f) << " code " << c;
+        ASSERT_EQ(back >> (format_info(f).storage_bits - 1), c >> (format_info(f).storage_bits - 1))
+            << "NaN sign";
+      } else {
+        ASSERT_EQ(back, c) << format_name(f) << " code " << c << " value " << v;
+      }
+    }
+  }
+}
+
+TEST(ConvertExhaustive, DecodeMatchesIndependentOracles) {
+  const bool f16c = cpu_features().f16c;
+  for (uint32_t c = 0; c < 65536; ++c) {
+    // bf16 is the upper half of binary32.
+    const float bf = ref::decode_float(Format::kBf16, c);
+    if (!std::isnan(bf)) ASSERT_EQ(std::bit_cast<uint32_t>(bf), c << 16) << c;
+    // fp16 against the F16C instruction.
+    if (f16c) {
+      const float hw = hw_f16_to_f32(static_cast<uint16_t>(c));
+      ASSERT_TRUE(same_bits_or_nan(ref::decode_float(Format::kFp16, c), hw)) << c;
+    }
+  }
+  for (uint32_t c = 0; c < 256; ++c) {
+    // fp8e5m2 is the upper byte of fp16.
+    ASSERT_TRUE(same_bits_or_nan(ref::decode_float(Format::kFp8E5M2, c),
+                                 ref::decode_float(Format::kFp16, c << 8)))
+        << c;
+    // fp8e4m3 from its definition: (-1)^s * 2^(e-7) * (1 + m/8), subnormal 2^-6 * m/8.
+    const int s = c >> 7, e = (c >> 3) & 15, m = c & 7;
+    const float v = ref::decode_float(Format::kFp8E4M3, c);
+    if (e == 15 && m == 7) {
+      ASSERT_TRUE(std::isnan(v));
+      continue;
+    }
+    const double mag = e == 0 ? std::ldexp(m / 8.0, -6) : std::ldexp(1.0 + m / 8.0, e - 7);
+    ASSERT_EQ(v, static_cast<float>(s ? -mag : mag)) << c;
+  }
+  EXPECT_EQ(ref::decode_float(Format::kFp8E4M3, 0x7E), 448.0f);
+  EXPECT_EQ(ref::decode_float(Format::kFp8E4M3, 0x01), std::ldexp(1.0f, -9));
+  EXPECT_EQ(ref::decode_float(Format::kFp8E5M2, 0x7B), 57344.0f);
+  EXPECT_TRUE(std::isinf(ref::decode_float(Format::kFp8E5M2, 0x7C)));
+  EXPECT_EQ(ref::decode_float(Format::kFp8E5M2, 0x01), std::ldexp(1.0f, -16));
+}
+
+// ---------------------------------------------------------------- inputs
+
+// Random and edge float32 inputs aimed at format `f`: uniform bit patterns (every exponent,
+// NaN, inf, fp32 subnormals), values within the format's range, exact midpoints between
+// adjacent codes (ties) and their fp32 neighbours, values around max finite and the smallest
+// subnormal, and the special values.
+std::vector<float> make_inputs(Format f, size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<float> v;
+  v.reserve(n + 64);
+  const FormatInfo& fi = format_info(f);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float x :
+       {0.0f, -0.0f, inf, -inf, std::numeric_limits<float>::quiet_NaN(),
+        -std::numeric_limits<float>::quiet_NaN(), std::bit_cast<float>(0x7F800001u),
+        std::bit_cast<float>(0xFFBFFFFFu), std::numeric_limits<float>::denorm_min(),
+        -std::numeric_limits<float>::denorm_min(), std::numeric_limits<float>::min(),
+        std::numeric_limits<float>::max(), -std::numeric_limits<float>::max(),
+        static_cast<float>(fi.max_finite), std::nextafter(static_cast<float>(fi.max_finite), inf),
+        -std::nextafter(static_cast<float>(fi.max_finite), inf), 1.0f, -1.0f})
+    v.push_back(x);
+  const uint32_t ncodes = code_count(f);
+  std::uniform_int_distribution<uint32_t> any32;
+  std::uniform_int_distribution<uint32_t> anycode(0, ncodes - 1);
+  std::uniform_int_distribution<int> kind(0, 5);
+  const int emin = 1 - fi.exponent_bias, emax = static_cast<int>(std::ilogb(fi.max_finite));
+  std::uniform_int_distribution<int> exp(emin - fi.mantissa_bits - 3, emax + 2);
+  while (v.size() < n) {
+    switch (kind(rng)) {
+      case 0:
+        v.push_back(std::bit_cast<float>(any32(rng)));
+        break;
+      case 1: {  // in the format's range, random mantissa
+        const float m = std::ldexp(1.0f + (any32(rng) & 0x7FFFFF) * 0x1p-23f, exp(rng));
+        v.push_back((any32(rng) & 1) ? -m : m);
+        break;
+      }
+      case 2:
+      case 3: {  // exact tie between two adjacent codes, or one fp32 ulp either side
+        const uint32_t c = anycode(rng);
+        const float a = ref::decode_float(f, c);
+        const float b = ref::decode_float(f, c + 1 < ncodes ? c + 1 : c);
+        if (!std::isfinite(a) || !std::isfinite(b)) break;
+        const float mid = static_cast<float>((static_cast<double>(a) + b) / 2);
+        v.push_back(mid);
+        v.push_back(std::nextafter(mid, inf));
+        v.push_back(std::nextafter(mid, -inf));
+        break;
+      }
+      case 4: {  // fp32 subnormals and tiny values near the format's smallest subnormal
+        v.push_back(std::bit_cast<float>((any32(rng) & 0x807FFFFFu)));
+        break;
+      }
+      default: {  // around max finite and the overflow threshold
+        const double mx = fi.max_finite;
+        const double x = mx * (1.0 + (static_cast<double>(any32(rng)) / 4294967296.0) * 0.2);
+        v.push_back((any32(rng) & 1) ? -static_cast<float>(x) : static_cast<float>(x));
+        break;
+      }
+    }
+  }
+  v.resize(n);
+  return v;
+}
+
+// ---------------------------------------------------------------- reference vs oracles
+
+// Brute force: the nearest finite value of an 8-bit format, ties to the even code; beyond
+// max finite: saturation, or inf for e5m2's +-inf input (CONTRACT §1).
+uint32_t fp8_oracle(Format f, float x) {
+  const FormatInfo& fi = format_info(f);
+  if (std::isnan(x)) return ref::encode_float(f, x);  // NaN encoding checked separately
+  const uint32_t sign = std::signbit(x) ? 0x80u : 0u;
+  const double a = std::fabs(static_cast<double>(x));
+  if (std::isinf(x)) return fi.has_inf ? sign | 0x7Cu : sign | 0x7Eu;
+  if (a > fi.max_finite) return sign | (fi.has_inf ? 0x7Bu : 0x7Eu);
+  uint32_t best = 0;
+  double best_err = std::numeric_limits<double>::infinity();
+  for (uint32_t c = 0; c < 128; ++c) {
+    const float v = ref::decode_float(f, c);
+    if (!std::isfinite(v)) continue;
+    const double err = std::fabs(a - v);
+    if (err < best_err || (err == best_err && (c & 1) == 0)) {
+      best = c;
+      best_err = err;
+    }
+  }
+  return sign | best;
+}
+
+TEST(ConvertReference, MatchesIndependentOracles) {
+  const bool f16c = cpu_features().f16c;
+  for (Format f : kFloatFormats) {
+    const std::vector<float> in = make_inputs(f, 400000, 7 + static_cast<uint32_t>(f));
+    for (float x : in) {
+      const uint32_t c = ref::encode_float(f, x);
+      if (std::isnan(x)) {
+        ASSERT_TRUE(code_is_nan(f, c)) << format_name(f);
+        continue;
+      }
+      switch (f) {
+        case Format::kBf16: {
+          const uint32_t b = std::bit_cast<uint32_t>(x);
+          ASSERT_EQ(c, (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16) << x;
+          break;
+        }
+        case Format::kFp16:
+          if (f16c) {
+            ASSERT_EQ(c, hw_f32_to_f16(x)) << x;
+          }
+          break;
+        default:
+          ASSERT_EQ(c, fp8_oracle(f, x)) << format_name(f) << " x=" << x;
+      }
+    }
+  }
+}
+
+TEST(ConvertReference, ContractEdgeCases) {
+  const float inf = std::numeric_limits<float>::infinity();
+  // fp8e4m3 saturates finite and infinite values; NaN stays NaN.
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, 1e9f), 0x7Eu);
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, -inf), 0xFEu);
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, 464.0f), 0x7Eu);  // tie, rounds to even 448
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, std::nanf("")), 0x7Fu);
+  // fp8e5m2: finite saturates, inf stays inf.
+  EXPECT_EQ(ref::encode_float(Format::kFp8E5M2, 1e30f), 0x7Bu);
+  EXPECT_EQ(ref::encode_float(Format::kFp8E5M2, inf), 0x7Cu);
+  EXPECT_EQ(ref::encode_float(Format::kFp8E5M2, -inf), 0xFCu);
+  // fp16/bf16 overflow to inf.
+  EXPECT_EQ(ref::encode_float(Format::kFp16, 65520.0f), 0x7C00u);  // tie above max -> inf
+  EXPECT_EQ(ref::encode_float(Format::kFp16, 65519.99f), 0x7BFFu);
+  EXPECT_EQ(ref::encode_float(Format::kBf16, std::numeric_limits<float>::max()), 0x7F80u);
+  // Subnormals of the target, and rounding into the smallest normal.
+  EXPECT_EQ(ref::encode_float(Format::kFp16, std::ldexp(1.0f, -24)), 0x0001u);
+  EXPECT_EQ(ref::encode_float(Format::kFp16, std::ldexp(1.0f, -25)), 0x0000u);  // tie to even 0
+  EXPECT_EQ(ref::encode_float(Format::kFp16, std::ldexp(1.5f, -25)), 0x0001u);
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, std::ldexp(1.0f, -10)), 0x00u);  // tie -> 0
+  EXPECT_EQ(ref::encode_float(Format::kFp8E4M3, std::ldexp(3.0f, -10)), 0x02u);  // tie -> even
+  // bf16 keeps fp32 subnormals (no flush to zero).
+  EXPECT_EQ(ref::encode_float(Format::kBf16, std::bit_cast<float>(0x00010000u)), 0x0001u);
+  EXPECT_EQ(ref::encode_float(Format::kBf16, std::bit_cast<float>(0x00018000u)), 0x0002u);
+  // -0 keeps its sign.
+  EXPECT_EQ(ref::encode_float(Format::kFp8E5M2, -0.0f), 0x80u);
+}
+
+TEST(ConvertReference, IntegerScalesFollowContract) {
+  EXPECT_EQ(ref::int8_scale(0.0f), 1.0f);
+  EXPECT_EQ(ref::int8_scale(127.0f), 1.0f);
+  EXPECT_EQ(ref::int8_scale(1e-45f), 0.0f);  // underflows: everything dequantizes to 0
+  EXPECT_EQ(ref::int8_encode(1e-45f, 0.0f), 0);
+  EXPECT_EQ(ref::int8_encode(2.5f, 1.0f), 2);  // ties to even
+  EXPECT_EQ(ref::int8_encode(-3.5f, 1.0f), -4);
+  EXPECT_EQ(ref::int8_encode(1000.f, 1.0f), 127);
+  EXPECT_EQ(ref::int8_encode(-1000.f, 1.0f), -127);
+  EXPECT_EQ(ref::int4_scale(0.0f), 0x3C00u);   // 1.0
+  EXPECT_EQ(ref::int4_scale(7.0f), 0x3C00u);   // 7/7 = 1
+  EXPECT_EQ(ref::int4_scale(1e9f), 0x7BFFu);   // saturates at 65504
+  EXPECT_EQ(ref::int4_scale(1e-9f), 0x0000u);  // rounds to 0
+  EXPECT_EQ(ref::int4_encode(-100.f, 1.0f), -8);
+  EXPECT_EQ(ref::int4_encode(100.f, 1.0f), 7);
+  EXPECT_EQ(ref::int4_encode(0.5f, 1.0f), 0);
+  EXPECT_EQ(ref::int4_encode(1.5f, 1.0f), 2);
+}
+
+// ---------------------------------------------------------------- vectorized vs reference
+
+constexpr size_t kRandomInputs = 10'000'000;  // per float format, CONTRACT check >= 10^7
+
+TEST(ConvertVectorized, FloatFormatsBitIdenticalToReferenceOnEveryTarget) {
+  for (Format f : kFloatFormats) {
+    const size_t bytes = format_info(f).storage_bits / 8;
+    const std::vector<float> in = make_inputs(f, kRandomInputs, 1234 + static_cast<uint32_t>(f));
+    std::vector<uint8_t> want(in.size() * bytes), got(in.size() * bytes);
+    ref::encode_float_array(f, in.data(), want.data(), in.size());
+    std::vector<float> want_dec(in.size()), got_dec(in.size());
+    ref::decode_float_array(f, want.data(), want_dec.data(), in.size());
+    test::for_each_simd_target([&](const std::string& target) {
+      // Odd offsets and lengths exercise unaligned starts and every tail length.
+      for (size_t off : {size_t{0}, size_t{3}}) {
+        const size_t n = in.size() - off - 5;
+        std::fill(got.begin(), got.end(), 0xAB);
+        encode_float_array(f, in.data() + off, got.data() + off * bytes, n);
+        for (size_t i = off; i < off + n; ++i) {
+          if (std::memcmp(&got[i * bytes], &want[i * bytes], bytes) != 0) {
+            uint32_t g = 0, w = 0;
+            std::memcpy(&g, &got[i * bytes], bytes);
+            std::memcpy(&w, &want[i * bytes], bytes);
+            FAIL() << format_name(f) << " on " << target << ": x=" << in[i] << " (0x" << std::hex
+                   << std::bit_cast<uint32_t>(in[i]) << ") got 0x" << g << " want 0x" << w;
+          }
+        }
+        ASSERT_EQ(got[(off + n) * bytes], 0xAB) << "wrote past the end on " << target;
+      }
+      decode_float_array(f, want.data(), got_dec.data(), in.size());
+      for (size_t i = 0; i < in.size(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got_dec[i]), std::bit_cast<uint32_t>(want_dec[i]))
+            << format_name(f) << " decode on " << target << " at " << i;
+    });
+  }
+}
+
+TEST(ConvertVectorized, TailLengthsOnEveryTarget) {
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d(0.f, 100.f);
+  test::for_each_simd_target([&](const std::string& target) {
+    for (Format f : kFloatFormats) {
+      for (size_t n = 0; n <= 70; ++n) {
+        std::vector<float> x(n);
+        for (auto& v : x) v = d(rng);
+        std::vector<uint32_t> a(n + 1, 0xDEADBEEF), b(n + 1, 0xDEADBEEF);
+        ref::encode_float_array(f, x.data(), a.data(), n);
+        encode_float_array(f, x.data(), b.data(), n);
+        ASSERT_EQ(a, b) << format_name(f) << " n=" << n << " on " << target;
+      }
+    }
+  });
+}
+
+TEST(ConvertVectorized, AmaxAndInt8MatchReference) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<uint32_t> any32;
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> x(1'000'003);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = (i % 7 == 0) ? std::bit_cast<float>(any32(rng) & 0x807FFFFFu) * 1e20f : d(rng) * 3;
+  const float scales[] = {
+      ref::int8_scale(ref::amax(x.data(), x.size())), 1.0f, 0.0f, 1e-40f, 3.5e-3f,
+      std::numeric_limits<float>::denorm_min()};
+  test::for_each_simd_target([&](const std::string& target) {
+    for (size_t n : {size_t{0}, size_t{1}, size_t{15}, size_t{33}, x.size()})
+      ASSERT_EQ(std::bit_cast<uint32_t>(amax(x.data(), n)),
+                std::bit_cast<uint32_t>(ref::amax(x.data(), n)))
+          << target << " n=" << n;
+    std::vector<float> with_nan = {1.f, std::nanf(""), 2.f};
+    EXPECT_TRUE(std::isnan(amax(with_nan.data(), 3))) << target;
+    for (float s : scales) {
+      std::vector<int8_t> a(x.size()), b(x.size());
+      ref::int8_encode_array(x.data(), a.data(), x.size(), s);
+      int8_encode_array(x.data(), b.data(), x.size(), s);
+      ASSERT_EQ(a, b) << "int8 scale " << s << " on " << target;
+      std::vector<float> da(x.size()), db(x.size());
+      ref::int8_decode_array(a.data(), da.data(), x.size(), s);
+      int8_decode_array(b.data(), db.data(), x.size(), s);
+      ASSERT_EQ(0, std::memcmp(da.data(), db.data(), da.size() * 4)) << target;
+    }
+    // Per-element scales, including zero scales.
+    std::vector<float> sv(x.size());
+    for (size_t i = 0; i < sv.size(); ++i) sv[i] = scales[i % std::size(scales)];
+    std::vector<int8_t> a(x.size()), b(x.size());
+    for (size_t i = 0; i < x.size(); ++i) a[i] = ref::int8_encode(x[i], sv[i]);
+    int8_encode_array_scales(x.data(), b.data(), x.size(), sv.data());
+    ASSERT_EQ(a, b) << "per-element scales on " << target;
+  });
+}
+
+TEST(ConvertVectorized, Int4RowsMatchReference) {
+  std::mt19937 rng(13);
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::uniform_real_distribution<float> logscale(-12.f, 8.f);
+  test::for_each_simd_target([&](const std::string& target) {
+    for (size_t k : {1, 2, 7, 31, 32, 33, 63, 64, 65, 100, 4096, 4097}) {
+      for (int trial = 0; trial < 20; ++trial) {
+        std::vector<float> x(k);
+        const float scale = std::pow(10.f, logscale(rng));
+        for (auto& v : x) v = d(rng) * scale;
+        if (trial == 1) std::fill(x.begin(), x.end(), 0.0f);  // amax 0
+        if (trial == 2)
+          for (auto& v : x) v *= 1e-30f;  // scale -> 0
+        if (trial == 3)
+          for (auto& v : x) v = v * 1e30f;  // scale saturates
+        const size_t nb = (k + 1) / 2, ng = (k + 31) / 32;
+        std::vector<uint8_t> pa(nb + 1, 0x5A), pb(nb + 1, 0x5A);
+        std::vector<uint16_t> sa(ng + 1, 0x1234), sb(ng + 1, 0x1234);
+        ref::int4_encode_row(x.data(), k, pa.data(), sa.data());
+        int4_encode_row(x.data(), k, pb.data(), sb.data());
+        ASSERT_EQ(pa, pb) << "k=" << k << " trial " << trial << " on " << target;
+        ASSERT_EQ(sa, sb) << "k=" << k << " trial " << trial << " on " << target;
+        std::vector<float> da(k), db(k);
+        ref::int4_decode_row(pa.data(), sa.data(), k, da.data());
+        int4_decode_row(pb.data(), sb.data(), k, db.data());
+        ASSERT_EQ(0, std::memcmp(da.data(), db.data(), k * 4)) << "k=" << k << " on " << target;
+      }
+    }
+  });
+}
+
+TEST(ConvertVectorized, EveryTargetIsExercised) {
+  // On an AVX-512 machine, at least AVX3, AVX2 and the portable scalar path must be reachable.
+  std::vector<std::string> seen;
+  test::for_each_simd_target([&](const std::string& t) { seen.push_back(t); });
+  EXPECT_FALSE(seen.empty());
+  if (cpu_features().isa_cap == "native" && cpu_features().avx512f) {
+    EXPECT_NE(std::find(seen.begin(), seen.end(), "AVX3"), seen.end());
+    EXPECT_NE(std::find(seen.begin(), seen.end(), "AVX2"), seen.end());
+    // The portable fallback is EMU128, or SCALAR where Highway marks EMU128 broken (GCC).
+    EXPECT_TRUE(std::find(seen.begin(), seen.end(), "EMU128") != seen.end() ||
+                std::find(seen.begin(), seen.end(), "SCALAR") != seen.end());
+  }
+}
+
+}  // namespace
+}  // namespace dynaprec

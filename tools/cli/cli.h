@@ -1,0 +1,12 @@
+// The dynaprec command line: one binary, one file per subcommand family.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace dynaprec::cli {
+
+void register_info(CLI::App& app);
+void register_quantize(CLI::App& app);
+void register_bench(CLI::App& app);
+
+}  // namespace dynaprec::cli
