@@ -265,6 +265,7 @@ float Amax(const float* HWY_RESTRICT src, size_t n) {
   auto m0 = hn::Zero(du), m1 = hn::Zero(du);
   size_t i = 0;
   for (; i + 2 * N <= n; i += 2 * N) {
+    hwy::Prefetch(src + i + 2048);
     m0 = hn::Max(m0, hn::And(hn::BitCast(du, hn::LoadU(df, src + i)), mask));
     m1 = hn::Max(m1, hn::And(hn::BitCast(du, hn::LoadU(df, src + i + N)), mask));
   }

@@ -5,6 +5,8 @@
 // bytes read + written by the operation: the copy reads and writes N MiB; a conversion reads N
 // MiB (twice for per-tensor int8, which needs the amax first; counted once, as the array's
 // size) and writes the encoded bytes plus scales. Best of --reps runs, after one warm-up.
+// The array is laid out as rows of 4096 values: int4 groups run along them, and int8 takes one
+// scale per row (per channel, as for weights) unless --per-tensor asks for one scale in all.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -54,7 +56,8 @@ void fill_gaussian(float* p, size_t n) {
   for (size_t i = kTile; i < n; i += kTile) std::memcpy(p + i, p, std::min(kTile, n - i) * 4);
 }
 
-void bench_convert(const std::string& format_name, double mib, int reps, bool json) {
+void bench_convert(const std::string& format_name, double mib, int reps, bool json,
+                   bool per_tensor) {
   const Format f = parse_format(format_name);
   if (!(mib > 0) || mib > 65536) throw Error(ErrorKind::kUsage, "--mib must be in (0, 65536]");
   (void)cpu_features();
@@ -77,11 +80,23 @@ void bench_convert(const std::string& format_name, double mib, int reps, bool js
   std::function<void()> run;
   if (fi.kind == FormatKind::kFloat) {
     run = [&] { encode_float_array(f, x, dst.data(), n); };
-  } else if (f == Format::kInt8) {
+  } else if (f == Format::kInt8 && per_tensor) {
     out_bytes += 4;
     run = [&] {
       const float s = ref::int8_scale(amax(x, n));
       int8_encode_array(x, dst.data_as<int8_t>(), n, s);
+    };
+  } else if (f == Format::kInt8) {
+    // Per channel along axis 0 (one scale per row of kRow values, as for weights): each row's
+    // amax and codes come from one pass over memory (the row is still in L1 for the codes).
+    out_bytes += 4.0 * rows;
+    std::vector<float> scales(rows);
+    run = [&, scales]() mutable {
+      for (size_t r = 0; r < rows; ++r) {
+        const float* row = x + r * kRow;
+        scales[r] = ref::int8_scale(amax(row, kRow));
+        int8_encode_array(row, dst.data_as<int8_t>() + r * kRow, kRow, scales[r]);
+      }
     };
   } else {
     out_bytes += 2.0 * scales16.size();
@@ -93,6 +108,9 @@ void bench_convert(const std::string& format_name, double mib, int reps, bool js
   }
   const double conv_s = best_seconds(reps, run);
   const double conv_bytes = n * 4.0 + out_bytes;
+  const std::string layout = f == Format::kInt8
+                                 ? (per_tensor ? " per tensor" : " per row of 4096")
+                                 : (f == Format::kInt4 ? " groups of 32, rows of 4096" : "");
   const double gbps = conv_bytes / conv_s / 1e9, copy_gbps = copy_bytes / copy_s / 1e9;
   if (json) {
     nlohmann::json j = {{"format", fi.name},
@@ -103,11 +121,12 @@ void bench_convert(const std::string& format_name, double mib, int reps, bool js
                         {"ratio", gbps / copy_gbps},
                         {"time_ms", conv_s * 1e3},
                         {"copy_time_ms", copy_s * 1e3},
-                        {"simd_target", simd_target_name()}};
+                        {"simd_target", simd_target_name()},
+                        {"layout", layout}};
     std::cout << j.dump(2) << "\n";
   } else {
-    fmt::print("convert fp32 -> {} ({:.0f} MiB, 1 thread, {}):\n", fi.name, n * 4.0 / (1 << 20),
-               simd_target_name());
+    fmt::print("convert fp32 -> {}{} ({:.0f} MiB, 1 thread, {}):\n", fi.name, layout,
+               n * 4.0 / (1 << 20), simd_target_name());
     fmt::print("  convert: {:8.2f} ms  {:7.2f} GB/s (read + written)\n", conv_s * 1e3, gbps);
     fmt::print("  copy:    {:8.2f} ms  {:7.2f} GB/s (read + written)\n", copy_s * 1e3, copy_gbps);
     fmt::print("  ratio:   {:.2f} of copy\n", gbps / copy_gbps);
@@ -124,6 +143,7 @@ void register_bench(CLI::App& app) {
     double mib = 256;
     int reps = 5;
     bool json = false;
+    bool per_tensor = false;
   };
   auto o = std::make_shared<Opts>();
   auto* conv = bench->add_subcommand("convert", "fp32 -> format conversion next to a plain copy");
@@ -132,7 +152,10 @@ void register_bench(CLI::App& app) {
   conv->add_option("--reps", o->reps, "timed repetitions, best is reported (default 5)")
       ->check(CLI::Range(1, 1000));
   conv->add_flag("--json", o->json, "print JSON (keys gbps, copy_gbps)");
-  conv->callback([o] { bench_convert(o->format, o->mib, o->reps, o->json); });
+  conv->add_flag("--per-tensor", o->per_tensor,
+                 "int8: one scale for the whole array (two passes: amax, then codes) instead of "
+                 "one per row of 4096");
+  conv->callback([o] { bench_convert(o->format, o->mib, o->reps, o->json, o->per_tensor); });
 }
 
 }  // namespace dynaprec::cli
