@@ -157,19 +157,17 @@ HWY_INLINE void ConvertLoop(DF df, DOut dout, const TIn* HWY_RESTRICT src, TOut*
                       n * sizeof(TOut) >= kStreamMinBytes &&
                       reinterpret_cast<uintptr_t>(dst) % (N * sizeof(TOut)) == 0;
   size_t i = 0;
-  if (stream) {
 #pragma GCC unroll 4
-    for (; i + N <= n; i += N) {
-      hwy::Prefetch(src + i + kAhead);
-      hn::Stream(body(src + i), dout, dst + i);
-    }
-    hwy::FlushStream();
-  } else {
-    for (; i + N <= n; i += N) {
-      hwy::Prefetch(src + i + kAhead);
-      hn::StoreU(body(src + i), dout, dst + i);
+  for (; i + N <= n; i += N) {
+    hwy::Prefetch(src + i + kAhead);
+    const auto v = body(src + i);
+    if (stream) {  // loop-invariant: the compiler unswitches it
+      hn::Stream(v, dout, dst + i);
+    } else {
+      hn::StoreU(v, dout, dst + i);
     }
   }
+  if (stream) hwy::FlushStream();
   if (i < n) {
     HWY_ALIGN TIn in[hn::MaxLanes(df)] = {};
     HWY_ALIGN TOut out[hn::MaxLanes(df)] = {};
