@@ -45,7 +45,7 @@ void BM_Int4(benchmark::State& st) {
   std::vector<uint8_t> out(n / 2);
   std::vector<uint16_t> s(n / 32);
   for (auto _ : st) {
-    dynaprec::int4_encode_row(x.data(), n, out.data(), s.data());
+    dynaprec::int4_encode_rows(x.data(), 1, n, out.data(), s.data());
     benchmark::ClobberMemory();
   }
   st.SetBytesProcessed(int64_t(st.iterations()) * int64_t(n) * 4);

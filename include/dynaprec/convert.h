@@ -46,6 +46,9 @@ void int8_decode_array(const int8_t* src, float* dst, size_t n, float s);
 /// One row of k values: ceil(k/2) packed bytes and ceil(k/32) fp16 scales.
 void int4_encode_row(const float* src, size_t k, uint8_t* packed, uint16_t* scales);
 void int4_decode_row(const uint8_t* packed, const uint16_t* scales, size_t k, float* dst);
+/// `rows` rows of k values, one int8 scale per row (per output channel): scales[r] =
+/// int8_scale(amax(row r)).
+void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales);
 
 }  // namespace ref
 
@@ -57,7 +60,10 @@ void int8_encode_array(const float* src, int8_t* dst, size_t n, float s);
 /// Per-element scales (int8 per channel along the last axis): dst[i] = code(src[i], s[i]).
 void int8_encode_array_scales(const float* src, int8_t* dst, size_t n, const float* s);
 void int8_decode_array(const int8_t* src, float* dst, size_t n, float s);
-void int4_encode_row(const float* src, size_t k, uint8_t* packed, uint16_t* scales);
+void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales);
+/// `rows` rows of k values, each as ref::int4_encode_row: row r's bytes start at
+/// packed + r * ceil(k/2), its scales at scales + r * ceil(k/32).
+void int4_encode_rows(const float* src, size_t rows, size_t k, uint8_t* packed, uint16_t* scales);
 void int4_decode_row(const uint8_t* packed, const uint16_t* scales, size_t k, float* dst);
 
 /// Name of the SIMD target the vectorized functions dispatch to now (e.g. "AVX3_DL").

@@ -206,6 +206,13 @@ void int8_decode_array(const int8_t* src, float* dst, size_t n, float s) {
   for (size_t i = 0; i < n; ++i) dst[i] = static_cast<float>(src[i]) * s;
 }
 
+void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales) {
+  for (size_t r = 0; r < rows; ++r) {
+    scales[r] = int8_scale(amax(src + r * k, k));
+    int8_encode_array(src + r * k, dst + r * k, k, scales[r]);
+  }
+}
+
 void int4_encode_row(const float* src, size_t k, uint8_t* packed, uint16_t* scales) {
   std::memset(packed, 0, (k + 1) / 2);
   for (size_t g0 = 0, gi = 0; g0 < k; g0 += 32, ++gi) {

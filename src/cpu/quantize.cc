@@ -75,6 +75,16 @@ Tensor quantize(const Tensor& x_in, Format f, std::optional<int> axis) {
       return q;
     }
     const int a = *axis;
+    if (a == 0) {  // one scale per row: the weight layout, one pass over memory
+      const auto rows = static_cast<size_t>(x.dim(0));
+      const size_t k = rows == 0 ? 0 : n / rows;
+      const float m = amax(src, n);
+      require_finite(m, src, n, f);
+      q.quant().scales.assign(rows, 0.0f);
+      q.quant().axis = 0;
+      int8_encode_rows(src, q.data_as<int8_t>(), rows, k, q.quant().scales.data());
+      return q;
+    }
     size_t outer = 1, inner = 1;
     for (int i = 0; i < a; ++i) outer *= static_cast<size_t>(x.dim(i));
     for (int i = a + 1; i < rank; ++i) inner *= static_cast<size_t>(x.dim(i));
@@ -113,9 +123,8 @@ Tensor quantize(const Tensor& x_in, Format f, std::optional<int> axis) {
   require_finite(m, src, n, f);
   q.quant().scales_f16.assign(rows * groups, 0);
   q.quant().group_size = fi.group_size;
-  for (size_t r = 0; r < rows; ++r)
-    int4_encode_row(src + r * k, k, q.data_as<uint8_t>() + r * row_bytes,
-                    q.quant().scales_f16.data() + r * groups);
+  (void)row_bytes;
+  int4_encode_rows(src, rows, k, q.data_as<uint8_t>(), q.quant().scales_f16.data());
   return q;
 }
 

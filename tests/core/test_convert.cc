@@ -380,7 +380,7 @@ TEST(ConvertVectorized, Int4RowsMatchReference) {
         std::vector<uint8_t> pa(nb + 1, 0x5A), pb(nb + 1, 0x5A);
         std::vector<uint16_t> sa(ng + 1, 0x1234), sb(ng + 1, 0x1234);
         ref::int4_encode_row(x.data(), k, pa.data(), sa.data());
-        int4_encode_row(x.data(), k, pb.data(), sb.data());
+        int4_encode_rows(x.data(), 1, k, pb.data(), sb.data());
         ASSERT_EQ(pa, pb) << "k=" << k << " trial " << trial << " on " << target;
         ASSERT_EQ(sa, sb) << "k=" << k << " trial " << trial << " on " << target;
         std::vector<float> da(k), db(k);
@@ -390,6 +390,34 @@ TEST(ConvertVectorized, Int4RowsMatchReference) {
       }
     }
   });
+}
+
+// Many rows at once, large enough (> 4 MiB out) for the non-temporal store path.
+TEST(ConvertVectorized, RowKernelsMatchReferenceIncludingStreamedOutput) {
+  std::mt19937 rng(17);
+  std::normal_distribution<float> d(0.f, 1.f);
+  for (size_t k : {size_t{4096}, size_t{4100}, size_t{96}}) {
+    const size_t rows = (size_t{9} << 20) / k;
+    std::vector<float> x(rows * k);
+    for (size_t i = 0; i < x.size(); ++i) x[i] = d(rng) * float(1 + (i / k) % 5);
+    for (size_t i = 0; i < k; ++i) x[3 * k + i] = 0.0f;  // an all-zero row: scale 1
+    std::vector<int8_t> q8a(x.size()), q8b(x.size());
+    std::vector<float> s8a(rows), s8b(rows);
+    ref::int8_encode_rows(x.data(), q8a.data(), rows, k, s8a.data());
+    const size_t rb = (k + 1) / 2, ng = (k + 31) / 32;
+    std::vector<uint8_t> pa(rows * rb), pb(rows * rb);
+    std::vector<uint16_t> sa(rows * ng), sb(rows * ng);
+    for (size_t r = 0; r < rows; ++r)
+      ref::int4_encode_row(x.data() + r * k, k, pa.data() + r * rb, sa.data() + r * ng);
+    test::for_each_simd_target([&](const std::string& target) {
+      int8_encode_rows(x.data(), q8b.data(), rows, k, s8b.data());
+      ASSERT_EQ(q8a, q8b) << "int8 rows k=" << k << " on " << target;
+      ASSERT_EQ(s8a, s8b) << "int8 row scales k=" << k << " on " << target;
+      int4_encode_rows(x.data(), rows, k, pb.data(), sb.data());
+      ASSERT_EQ(pa, pb) << "int4 rows k=" << k << " on " << target;
+      ASSERT_EQ(sa, sb) << "int4 row scales k=" << k << " on " << target;
+    });
+  }
 }
 
 TEST(ConvertVectorized, EveryTargetIsExercised) {

@@ -92,19 +92,11 @@ void bench_convert(const std::string& format_name, double mib, int reps, bool js
     out_bytes += 4.0 * rows;
     std::vector<float> scales(rows);
     run = [&, scales]() mutable {
-      for (size_t r = 0; r < rows; ++r) {
-        const float* row = x + r * kRow;
-        scales[r] = ref::int8_scale(amax(row, kRow));
-        int8_encode_array(row, dst.data_as<int8_t>() + r * kRow, kRow, scales[r]);
-      }
+      int8_encode_rows(x, dst.data_as<int8_t>(), rows, kRow, scales.data());
     };
   } else {
     out_bytes += 2.0 * scales16.size();
-    run = [&] {
-      for (size_t r = 0; r < rows; ++r)
-        int4_encode_row(x + r * kRow, kRow, dst.data_as<uint8_t>() + r * kRow / 2,
-                        scales16.data() + r * groups);
-    };
+    run = [&] { int4_encode_rows(x, rows, kRow, dst.data_as<uint8_t>(), scales16.data()); };
   }
   const double conv_s = best_seconds(reps, run);
   const double conv_bytes = n * 4.0 + out_bytes;
