@@ -23,6 +23,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "dynaprec/formats.h"
@@ -39,6 +40,11 @@ struct MatmulWeights {
   Tensor data;
   /// Bytes a kernel reads to use W once: codes plus scales.
   size_t bytes() const { return data.nbytes() + data.scale_bytes(); }
+  /// A kernel's own prepared form of W (e.g. oneDNN's blocked layout), made on first use and
+  /// kept with the weights; `prepared_by` names the kernel. Preparing is not thread-safe: the
+  /// first call for a given MatmulWeights must not race with another.
+  mutable std::shared_ptr<void> prepared;
+  mutable std::string prepared_by;
 };
 
 /// Stores a float32 [N, K] matrix in format `f` (CONTRACT §1 quantization).
