@@ -55,6 +55,11 @@ namespace ref {
 void matmul(const float* x, int64_t m, const MatmulWeights& w, const float* bias, float* y);
 }  // namespace ref
 
+/// The fastest kernel of this CPU for the shape (src/kernels/cpu/matmul_kernels.h). `threads`:
+/// how many of the default pool's threads to use (<= 0: all). x: M×K, y: M×N, row-major.
+void matmul(const float* x, int64_t m, const MatmulWeights& w, const float* bias, float* y,
+            int threads = 0);
+
 /// The activation scale int8/int4 layers use for X (one per call): CONTRACT §1 int8 scale of
 /// amax(X); X must be finite.
 float matmul_activation_scale(const float* x, size_t count);

@@ -15,8 +15,6 @@
 
 namespace dynaprec::cpu {
 
-class ThreadPool;
-
 struct MatmulProblem {
   const float* x = nullptr;  ///< M×K, row-major
   int64_t m = 0;

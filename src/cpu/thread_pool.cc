@@ -1,0 +1,88 @@
+#include "dynaprec/thread_pool.h"
+
+#include <memory>
+
+namespace dynaprec {
+
+ThreadPool::ThreadPool(int threads) {
+  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+}
+
+ThreadPool::~ThreadPool() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : workers_) t.join();
+}
+
+void ThreadPool::run_tasks() {
+  for (size_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i);
+}
+
+void ThreadPool::worker_loop() {
+  size_t seen = 0;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      if (stop_) return;
+      seen = generation_;
+      ++acked_;
+      ++busy_;
+    }
+    run_tasks();
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--busy_ == 0) done_.notify_all();
+    }
+  }
+}
+
+void ThreadPool::parallel_for(size_t n, const std::function<void(size_t)>& fn) {
+  if (n == 0) return;
+  if (workers_.empty() || n == 1) {
+    for (size_t i = 0; i < n; ++i) fn(i);
+    return;
+  }
+  std::lock_guard<std::mutex> call(call_mu_);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    fn_ = &fn;
+    n_ = n;
+    next_.store(0);
+    acked_ = 0;
+    ++generation_;
+  }
+  wake_.notify_all();
+  run_tasks();
+  std::unique_lock<std::mutex> lock(mu_);
+  // Every worker must have taken this generation and finished: none can wake late and read
+  // the next call's fields half-written.
+  done_.wait(lock, [&] { return acked_ == workers_.size() && busy_ == 0; });
+  fn_ = nullptr;
+}
+
+namespace {
+std::unique_ptr<ThreadPool>& default_slot() {
+  static std::unique_ptr<ThreadPool> pool;
+  return pool;
+}
+int all_cores() {
+  const unsigned n = std::thread::hardware_concurrency();
+  return n == 0 ? 1 : static_cast<int>(n);
+}
+}  // namespace
+
+ThreadPool& ThreadPool::default_pool() {
+  auto& p = default_slot();
+  if (!p) p = std::make_unique<ThreadPool>(all_cores());
+  return *p;
+}
+
+void ThreadPool::set_default_threads(int n) {
+  default_slot() = std::make_unique<ThreadPool>(n <= 0 ? all_cores() : n);
+}
+
+}  // namespace dynaprec

@@ -1,0 +1,247 @@
+// GEMV (batch 1) kernels: y[j] = Σ_p x[p] · W[j, p] for a range of rows j, W in any format.
+// Memory-bound by design: each weight byte is read once, widened in registers and consumed.
+//
+//   fp32/bf16/fp16/fp8: W widened to fp32 lanes, FMA into four fp32 accumulators.
+//     fp16 uses vcvtph2ps (F16C) on AVX2/AVX-512 targets. fp8 goes through fp16 there: an
+//     e5m2 code is the upper byte of an fp16; an e4m3 code with its exponent field moved down
+//     is an fp16 worth 2^-8 of the value (also for e4m3's subnormals, which are fp16 normals);
+//     the 2^8 is applied once per row. That skips e4m3's NaN code, which weights never hold
+//     (matmul_weights refuses non-finite weights). Other targets decode exactly with integer
+//     ops (float_codes-inl.h).
+//   int8: x quantized once per call; int32 dot products, widened to int16 and multiplied in
+//     pairs (vpmaddwd). AVX-512 VNNI machines use gemv_vnni.cc instead.
+//   int4: a plain loop per group (portable fallback); AVX-512 VNNI: gemv_vnni.cc.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/gemv_hwy.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// clang-format off
+#include <hwy/highway.h>
+#include <hwy/cache_control.h>
+#include "cpu/float_codes-inl.h"
+// clang-format on
+
+#include <cstring>
+
+#include "dynaprec/convert.h"
+#include "kernels/cpu/gemv_hwy.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dynaprec::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2
+constexpr bool kF16C = true;
+#else
+constexpr bool kF16C = false;
+#endif
+
+// Widens N stored weights at p to fp32 lanes, times kScale (undone per row by the caller).
+template <Format F>
+struct Widen;
+
+template <>
+struct Widen<Format::kFp32> {
+  using T = float;
+  static constexpr float kScale = 1.0f;
+  template <class DF>
+  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
+    return hn::LoadU(df, p);
+  }
+};
+
+template <>
+struct Widen<Format::kBf16> {
+  using T = uint16_t;
+  static constexpr float kScale = 1.0f;
+  template <class DF>
+  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
+    const hn::RebindToUnsigned<DF> du;
+    const hn::Rebind<uint16_t, DF> d16;
+    return hn::BitCast(df, hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p))));
+  }
+};
+
+template <>
+struct Widen<Format::kFp16> {
+  using T = uint16_t;
+  static constexpr float kScale = 1.0f;
+  template <class DF>
+  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
+    if constexpr (kF16C) {
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const hwy::float16_t*>(p)));
+    } else {
+      const hn::RebindToUnsigned<DF> du;
+      const hn::Rebind<uint16_t, DF> d16;
+      return DecodeCodes<SpecFp16>(df, hn::PromoteTo(du, hn::LoadU(d16, p)));
+    }
+  }
+};
+
+template <>
+struct Widen<Format::kFp8E5M2> {
+  using T = uint8_t;
+  static constexpr float kScale = 1.0f;
+  template <class DF>
+  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
+    const hn::RebindToUnsigned<DF> du;
+    const hn::Rebind<uint8_t, DF> d8;
+    if constexpr (kF16C) {
+      const hn::Rebind<uint16_t, DF> d16;
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      const auto h = hn::ShiftLeft<8>(hn::PromoteTo(d16, hn::LoadU(d8, p)));
+      return hn::PromoteTo(df, hn::BitCast(dh, h));
+    } else {
+      return DecodeCodes<SpecE5M2>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
+    }
+  }
+};
+
+template <>
+struct Widen<Format::kFp8E4M3> {
+  using T = uint8_t;
+  static constexpr float kScale = kF16C ? 256.0f : 1.0f;
+  template <class DF>
+  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
+    const hn::RebindToUnsigned<DF> du;
+    const hn::Rebind<uint8_t, DF> d8;
+    if constexpr (kF16C) {
+      const hn::Rebind<uint16_t, DF> d16;
+      const hn::Rebind<hwy::float16_t, DF> dh;
+      const auto b = hn::PromoteTo(d16, hn::LoadU(d8, p));
+      const auto h = hn::Or(hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, uint16_t{0x7F}))),
+                            hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, uint16_t{0x80}))));
+      return hn::PromoteTo(df, hn::BitCast(dh, h));
+    } else {
+      return DecodeCodes<SpecE4M3>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
+    }
+  }
+};
+
+template <Format F>
+void DotRows(const float* HWY_RESTRICT x, const void* HWY_RESTRICT wv, size_t k, size_t j0,
+             size_t j1, float* HWY_RESTRICT y) {
+  using W = Widen<F>;
+  using T = typename W::T;
+  const hn::ScalableTag<float> df;
+  const size_t N = hn::Lanes(df);
+  const T* w = static_cast<const T*>(wv);
+  constexpr size_t kAheadBytes = 2048;
+  for (size_t j = j0; j < j1; ++j) {
+    const T* row = w + j * k;
+    auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
+    size_t p = 0;
+    for (; p + 4 * N <= k; p += 4 * N) {
+      const auto* bytes = reinterpret_cast<const uint8_t*>(row + p);
+      for (size_t off = 0; off < 4 * N * sizeof(T); off += 64)
+        hwy::Prefetch(bytes + kAheadBytes + off);
+      a0 = hn::MulAdd(hn::LoadU(df, x + p), W::Load(df, row + p), a0);
+      a1 = hn::MulAdd(hn::LoadU(df, x + p + N), W::Load(df, row + p + N), a1);
+      a2 = hn::MulAdd(hn::LoadU(df, x + p + 2 * N), W::Load(df, row + p + 2 * N), a2);
+      a3 = hn::MulAdd(hn::LoadU(df, x + p + 3 * N), W::Load(df, row + p + 3 * N), a3);
+    }
+    for (; p + N <= k; p += N) a0 = hn::MulAdd(hn::LoadU(df, x + p), W::Load(df, row + p), a0);
+    float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(a0, a1), hn::Add(a2, a3))));
+    sum *= W::kScale;
+    for (; p < k; ++p) {
+      if constexpr (F == Format::kFp32) {
+        sum += x[p] * row[p];
+      } else {
+        sum += x[p] * ref::decode_float(F, row[p]);
+      }
+    }
+    y[j] = sum;
+  }
+}
+
+void GemvFloatRows(uint8_t format, const float* HWY_RESTRICT x, const void* HWY_RESTRICT w,
+                   size_t k, size_t j0, size_t j1, float* HWY_RESTRICT y) {
+  switch (static_cast<Format>(format)) {
+    case Format::kFp32:
+      return DotRows<Format::kFp32>(x, w, k, j0, j1, y);
+    case Format::kBf16:
+      return DotRows<Format::kBf16>(x, w, k, j0, j1, y);
+    case Format::kFp16:
+      return DotRows<Format::kFp16>(x, w, k, j0, j1, y);
+    case Format::kFp8E4M3:
+      return DotRows<Format::kFp8E4M3>(x, w, k, j0, j1, y);
+    case Format::kFp8E5M2:
+      return DotRows<Format::kFp8E5M2>(x, w, k, j0, j1, y);
+    default:
+      break;
+  }
+}
+
+void GemvInt8Rows(const int8_t* HWY_RESTRICT xq, const int8_t* HWY_RESTRICT w, size_t k, size_t j0,
+                  size_t j1, int32_t* HWY_RESTRICT acc_out) {
+  const hn::ScalableTag<int16_t> d16;
+  const hn::Repartition<int32_t, decltype(d16)> d32;
+  const hn::Rebind<int8_t, decltype(d16)> d8;
+  const size_t N = hn::Lanes(d16);
+  for (size_t j = j0; j < j1; ++j) {
+    const int8_t* row = w + j * k;
+    auto s0 = hn::Zero(d32), s1 = hn::Zero(d32);
+    size_t p = 0;
+    for (; p + N <= k; p += N) {
+      const auto xv = hn::PromoteTo(d16, hn::LoadU(d8, xq + p));
+      const auto wv = hn::PromoteTo(d16, hn::LoadU(d8, row + p));
+      s0 = hn::ReorderWidenMulAccumulate(d32, xv, wv, s0, s1);
+    }
+    int32_t total = hn::GetLane(hn::SumOfLanes(d32, hn::RearrangeToOddPlusEven(s0, s1)));
+    for (; p < k; ++p) total += int32_t{xq[p]} * int32_t{row[p]};
+    acc_out[j] = total;
+  }
+}
+
+// Σ over the groups of row j: float(acc_g) * scale_g (scalar, one group).
+inline float Int4GroupScalar(const int8_t* xq, const uint8_t* packed, size_t p0, size_t p1,
+                             float scale) {
+  int32_t acc = 0;
+  for (size_t p = p0; p < p1; ++p) {
+    const uint8_t b = packed[p / 2];
+    const int32_t q = static_cast<int32_t>(((p % 2 ? b >> 4 : b) & 0xF) ^ 0x8) - 8;
+    acc += int32_t{xq[p]} * q;
+  }
+  return static_cast<float>(acc) * scale;
+}
+
+void GemvInt4Rows(const int8_t* HWY_RESTRICT xq, const uint8_t* HWY_RESTRICT w,
+                  const uint16_t* HWY_RESTRICT scales, size_t k, size_t j0, size_t j1,
+                  float* HWY_RESTRICT y) {
+  const size_t row_bytes = (k + 1) / 2, groups = (k + 31) / 32;
+  for (size_t j = j0; j < j1; ++j) {
+    const uint8_t* row = w + j * row_bytes;
+    const uint16_t* srow = scales + j * groups;
+    float sum = 0.0f;
+    for (size_t g = 0; g < groups; ++g) {
+      const float s = ref::decode_float(Format::kFp16, srow[g]);
+      sum += Int4GroupScalar(xq, row, g * 32, std::min(k, g * 32 + 32), s);
+    }
+    y[j] = sum;
+  }
+}
+
+}  // namespace dynaprec::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dynaprec::cpu {
+HWY_EXPORT(GemvFloatRows);
+HWY_EXPORT(GemvInt8Rows);
+HWY_EXPORT(GemvInt4Rows);
+
+void gemv_float_rows(Format f, const float* x, const void* w, size_t k, size_t j0, size_t j1,
+                     float* y) {
+  HWY_DYNAMIC_DISPATCH(GemvFloatRows)(static_cast<uint8_t>(f), x, w, k, j0, j1, y);
+}
+void gemv_int8_rows(const int8_t* xq, const int8_t* w, size_t k, size_t j0, size_t j1,
+                    int32_t* acc) {
+  HWY_DYNAMIC_DISPATCH(GemvInt8Rows)(xq, w, k, j0, j1, acc);
+}
+void gemv_int4_rows(const int8_t* xq, const uint8_t* w, const uint16_t* scales, size_t k, size_t j0,
+                    size_t j1, float* y) {
+  HWY_DYNAMIC_DISPATCH(GemvInt4Rows)(xq, w, scales, k, j0, j1, y);
+}
+
+}  // namespace dynaprec::cpu
+#endif

@@ -1,0 +1,155 @@
+// The CPU matmul kernel list and dispatch (see matmul_kernels.h).
+#include <algorithm>
+#include <array>
+#include <vector>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/error.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace dynaprec {
+namespace cpu {
+namespace {
+
+bool any_cpu(const CpuFeatures&) { return true; }
+bool has_vnni(const CpuFeatures& f) { return f.avx512_vnni && f.avx512bw && f.f16c; }
+
+// Splits rows [0, n) into tasks of at least 16 rows and runs fn(j0, j1) on the pool.
+template <class Fn>
+void for_row_chunks(int64_t n, int threads, Fn&& fn) {
+  dynaprec::ThreadPool& pool = dynaprec::ThreadPool::default_pool();
+  const int t = std::max(1, std::min(threads, pool.threads()));
+  const size_t rows = static_cast<size_t>(n);
+  const size_t chunk = std::max<size_t>(16, (rows + 4 * t - 1) / (4 * t));
+  const size_t tasks = (rows + chunk - 1) / chunk;
+  if (t == 1 || tasks == 1) {
+    fn(size_t{0}, rows);
+    return;
+  }
+  pool.parallel_for(tasks, [&](size_t i) { fn(i * chunk, std::min(rows, (i + 1) * chunk)); });
+}
+
+// X as the float kernels use it (matmul.h): rounded to bf16/fp16, or to bf16 for fp8.
+std::vector<float> prepare_float_x(const float* x, size_t count, Format f) {
+  std::vector<float> xr(x, x + count);
+  const Format act = (f == Format::kFp8E4M3 || f == Format::kFp8E5M2) ? Format::kBf16 : f;
+  if (act == Format::kFp32) return xr;
+  std::vector<uint16_t> codes(count);
+  encode_float_array(act, x, codes.data(), count);
+  decode_float_array(act, codes.data(), xr.data(), count);
+  return xr;
+}
+
+// One matmul row (m = 1) for every format; the GEMV kernels with `vnni` or portable ones.
+// `sx`: int8/int4 activation scale of the whole call's X (matmul.h: one scale per call).
+void gemv_row(const MatmulProblem& p, const float* x, float* y, bool vnni, float sx) {
+  const MatmulWeights& w = *p.w;
+  const auto k = static_cast<size_t>(w.k);
+  const Format f = w.format;
+  const QuantParams& qp = w.data.quant();
+  if (f == Format::kInt8 || f == Format::kInt4) {
+    std::vector<int8_t> xq(k);
+    int8_encode_array(x, xq.data(), k, sx);
+    if (f == Format::kInt8) {
+      std::vector<int32_t> acc(static_cast<size_t>(w.n));
+      for_row_chunks(w.n, p.threads, [&](size_t j0, size_t j1) {
+        if (vnni)
+          gemv_int8_rows_vnni(xq.data(), w.data.data_as<int8_t>(), k, j0, j1, acc.data());
+        else
+          gemv_int8_rows(xq.data(), w.data.data_as<int8_t>(), k, j0, j1, acc.data());
+      });
+      for (int64_t j = 0; j < w.n; ++j)
+        y[j] = static_cast<float>(acc[static_cast<size_t>(j)]) * (sx * qp.scales[j]) +
+               (p.bias ? p.bias[j] : 0.0f);
+      return;
+    }
+    const Int4VnniInput in = vnni ? gemv_int4_prepare_vnni(xq.data(), k) : Int4VnniInput{};
+    for_row_chunks(w.n, p.threads, [&](size_t j0, size_t j1) {
+      if (vnni)
+        gemv_int4_rows_vnni(in, xq.data(), w.data.data_as<uint8_t>(), qp.scales_f16.data(), k, j0,
+                            j1, y);
+      else
+        gemv_int4_rows(xq.data(), w.data.data_as<uint8_t>(), qp.scales_f16.data(), k, j0, j1, y);
+    });
+    for (int64_t j = 0; j < w.n; ++j) y[j] = y[j] * sx + (p.bias ? p.bias[j] : 0.0f);
+    return;
+  }
+  const std::vector<float> xr = prepare_float_x(x, k, f);
+  for_row_chunks(w.n, p.threads, [&](size_t j0, size_t j1) {
+    gemv_float_rows(f, xr.data(), w.data.data(), k, j0, j1, y);
+  });
+  const bool fp8 = f == Format::kFp8E4M3 || f == Format::kFp8E5M2;
+  const float sw = fp8 ? qp.scales.at(0) : 1.0f;
+  for (int64_t j = 0; j < w.n; ++j) y[j] = y[j] * sw + (p.bias ? p.bias[j] : 0.0f);
+}
+
+bool is_int(Format f) { return f == Format::kInt8 || f == Format::kInt4; }
+
+float activation_scale(const MatmulProblem& p) {
+  return is_int(p.w->format) ? matmul_activation_scale(p.x, static_cast<size_t>(p.m * p.w->k))
+                             : 1.0f;
+}
+
+void run_gemv_hwy(const MatmulProblem& p) { gemv_row(p, p.x, p.y, false, activation_scale(p)); }
+void run_gemv_vnni(const MatmulProblem& p) { gemv_row(p, p.x, p.y, true, activation_scale(p)); }
+
+// M > 1 without a GEMM kernel for the format: one GEMV per row of X (reads W M times).
+void run_gemv_rows(const MatmulProblem& p) {
+  const bool vnni = has_vnni(cpu_features()) && is_int(p.w->format);
+  const float sx = activation_scale(p);
+  for (int64_t i = 0; i < p.m; ++i) gemv_row(p, p.x + i * p.w->k, p.y + i * p.w->n, vnni, sx);
+}
+
+void run_ref(const MatmulProblem& p) { ref::matmul(p.x, p.m, *p.w, p.bias, p.y); }
+
+bool gemv_any(Format, int64_t m, int64_t, int64_t) { return m == 1; }
+bool gemv_int(Format f, int64_t m, int64_t, int64_t) {
+  return m == 1 && (f == Format::kInt8 || f == Format::kInt4);
+}
+bool rows_any(Format, int64_t m, int64_t, int64_t) { return m > 1; }
+bool always(Format, int64_t, int64_t, int64_t) { return true; }
+
+const std::vector<MatmulKernel>& kernel_list() {
+  static const std::vector<MatmulKernel> list = [] {
+    std::vector<MatmulKernel> v;
+    v.push_back({"gemv_int__vnni", has_vnni, gemv_int, run_gemv_vnni});
+    v.push_back({"gemv__hwy", any_cpu, gemv_any, run_gemv_hwy});
+    v.push_back({"gemm__gemv_rows", any_cpu, rows_any, run_gemv_rows});
+    v.push_back({"matmul__ref", any_cpu, always, run_ref});
+    return v;
+  }();
+  return list;
+}
+
+}  // namespace
+
+std::span<const MatmulKernel> matmul_kernels() { return kernel_list(); }
+
+const MatmulKernel& matmul_select(Format f, int64_t m, int64_t n, int64_t k) {
+  const CpuFeatures& feats = cpu_features();
+  for (const MatmulKernel& kern : kernel_list())
+    if (kern.available(feats) && kern.applies(f, m, n, k)) return kern;
+  return kernel_list().back();
+}
+
+}  // namespace cpu
+
+void matmul(const float* x, int64_t m, const MatmulWeights& w, const float* bias, float* y,
+            int threads) {
+  if (m < 0 || w.k <= 0 || w.n <= 0)
+    throw Error(ErrorKind::kInvalidInput, "matmul: bad shape M=" + std::to_string(m) + " N=" +
+                                              std::to_string(w.n) + " K=" + std::to_string(w.k));
+  if (m == 0) return;
+  cpu::MatmulProblem p;
+  p.x = x;
+  p.m = m;
+  p.w = &w;
+  p.bias = bias;
+  p.y = y;
+  p.threads = threads > 0 ? threads : ThreadPool::default_pool().threads();
+  cpu::matmul_select(w.format, m, w.n, w.k).run(p);
+}
+
+}  // namespace dynaprec
