@@ -8,5 +8,6 @@ namespace dynaprec::cli {
 void register_info(CLI::App& app);
 void register_quantize(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_bench_matmul(CLI::App& bench);  // gemv, gemm under `bench`
 
 }  // namespace dynaprec::cli

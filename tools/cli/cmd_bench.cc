@@ -148,6 +148,7 @@ void register_bench(CLI::App& app) {
                  "int8: one scale for the whole array (two passes: amax, then codes) instead of "
                  "one per row of 4096");
   conv->callback([o] { bench_convert(o->format, o->mib, o->reps, o->json, o->per_tensor); });
+  register_bench_matmul(*bench);
 }
 
 }  // namespace dynaprec::cli

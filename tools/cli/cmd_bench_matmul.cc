@@ -1,0 +1,178 @@
+// dynaprec bench gemv|gemm --precision F --rows R --cols C [--batch B] [--threads T] [--json]
+//
+// GEMV: y[R] = W[R × C] · x[C]. W is read from memory, not cache: the benchmark keeps copies of
+// W totalling >= 1 GiB and uses the next copy on every call. gbps counts the bytes a call reads
+// (W's codes and scales, and x); triad_gbps is the STREAM triad (a = b + s·c, 24 bytes per
+// element) of this machine measured in the same run with the same threads.
+// GEMM: Y[B × R] = X[B × C] · W[R × C]ᵀ; gflops counts 2·B·R·C per call.
+// Times: median of --runs calls after --warmup.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <vector>
+
+#include "cli.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+#include "dynaprec/matmul.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace dynaprec::cli {
+
+Format parse_format(const std::string& name);  // cmd_quantize.cc
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+Tensor random_matrix(int64_t rows, int64_t cols, uint32_t seed) {
+  Tensor t = Tensor::zeros({rows, cols}, DType::kF32);
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  // A tile of Gaussians repeated: generating 64M of them would dominate the run.
+  const int64_t n = t.numel(), tile = std::min<int64_t>(n, 1 << 16);
+  float* p = t.data_as<float>();
+  for (int64_t i = 0; i < tile; ++i) p[i] = d(rng);
+  for (int64_t i = tile; i < n; i += tile) std::memcpy(p + i, p, std::min(tile, n - i) * 4);
+  return t;
+}
+
+}  // namespace
+
+double stream_triad_gbps(int threads) {
+  constexpr size_t kN = size_t{32} << 20;  // 3 arrays of 128 MiB
+  std::vector<float> a(kN, 0.0f), b(kN, 1.0f), c(kN, 2.0f);
+  ThreadPool& pool = ThreadPool::default_pool();
+  const size_t tasks = static_cast<size_t>(std::max(1, std::min(threads, pool.threads())));
+  const size_t chunk = (kN + tasks - 1) / tasks;
+  auto triad = [&] {
+    pool.parallel_for(tasks, [&](size_t t) {
+      const size_t lo = t * chunk, hi = std::min(kN, lo + chunk);
+      float* __restrict__ pa = a.data();
+      const float* __restrict__ pb = b.data();
+      const float* __restrict__ pc = c.data();
+      for (size_t i = lo; i < hi; ++i) pa[i] = pb[i] + 3.0f * pc[i];
+    });
+  };
+  triad();
+  double best = 1e30;
+  for (int r = 0; r < 5; ++r) {
+    const auto t0 = Clock::now();
+    triad();
+    best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return 3.0 * 4.0 * kN / best / 1e9;
+}
+
+namespace {
+
+struct MatmulOpts {
+  std::string precision = "fp32";
+  int64_t rows = 4096, cols = 4096, batch = 1;
+  int threads = 0, runs = 20, warmup = 3;
+  bool json = false;
+};
+
+void bench_matmul(const MatmulOpts& o, bool gemv) {
+  const Format f = parse_format(o.precision);
+  if (o.rows <= 0 || o.cols <= 0 || o.batch <= 0)
+    throw Error(ErrorKind::kUsage, "--rows, --cols and --batch must be positive");
+  if (o.threads > 0) ThreadPool::set_default_threads(o.threads);
+  const int threads = ThreadPool::default_pool().threads();
+  const int64_t batch = gemv ? 1 : o.batch;
+  const Tensor w32 = random_matrix(o.rows, o.cols, 1);
+  const MatmulWeights w0 = matmul_weights(w32, f);
+  // Copies of W totalling >= 1 GiB for GEMV, so that each call reads W from memory.
+  const size_t wbytes = w0.bytes();
+  const size_t copies = gemv ? std::max<size_t>(2, ((size_t{1} << 30) + wbytes - 1) / wbytes) : 1;
+  std::vector<MatmulWeights> ws;
+  ws.reserve(copies);
+  ws.push_back(w0);
+  for (size_t i = 1; i < copies; ++i) {
+    MatmulWeights c = w0;
+    c.data = w0.data.clone();
+    ws.push_back(std::move(c));
+  }
+  const Tensor x = random_matrix(batch, o.cols, 2);
+  std::vector<float> y(static_cast<size_t>(batch * o.rows));
+  size_t next = 0;
+  auto call = [&] {
+    matmul(x.data_as<float>(), batch, ws[next], nullptr, y.data(), threads);
+    next = (next + 1) % ws.size();
+  };
+  for (int i = 0; i < o.warmup; ++i) call();
+  std::vector<double> times;
+  for (int i = 0; i < o.runs; ++i) {
+    const auto t0 = Clock::now();
+    call();
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  const double t = median(times);
+  const double bytes = double(wbytes) + double(batch * o.cols) * 4.0;
+  const double gbps = bytes / t / 1e9;
+  const double gflops = 2.0 * double(batch) * double(o.rows) * double(o.cols) / t / 1e9;
+  const std::string kernel(cpu::matmul_select(f, batch, o.rows, o.cols).name);
+  nlohmann::json j = {{"op", gemv ? "gemv" : "gemm"},
+                      {"precision", o.precision},
+                      {"rows", o.rows},
+                      {"cols", o.cols},
+                      {"batch", batch},
+                      {"threads", threads},
+                      {"kernel", kernel},
+                      {"time_us", t * 1e6},
+                      {"gbps", gbps},
+                      {"gflops", gflops},
+                      {"weight_bytes", wbytes},
+                      {"runs", o.runs}};
+  if (gemv) {
+    const double triad = stream_triad_gbps(threads);
+    j["triad_gbps"] = triad;
+    j["of_triad"] = gbps / triad;
+    j["weight_copies"] = copies;
+  }
+  if (o.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  fmt::print("{} {} {}x{}{} ({} threads, kernel {}): {:.1f} us, {:.2f} GB/s, {:.1f} GFLOP/s\n",
+             gemv ? "gemv" : "gemm", o.precision, o.rows, o.cols,
+             gemv ? "" : fmt::format(" batch {}", batch), threads, kernel, t * 1e6, gbps, gflops);
+  if (gemv)
+    fmt::print("  STREAM triad {:.2f} GB/s; gemv reaches {:.0f}% of it\n",
+               j["triad_gbps"].get<double>(), 100.0 * j["of_triad"].get<double>());
+}
+
+}  // namespace
+
+void register_bench_matmul(CLI::App& bench) {
+  for (const bool gemv : {true, false}) {
+    auto o = std::make_shared<MatmulOpts>();
+    auto* cmd = bench.add_subcommand(gemv ? "gemv" : "gemm",
+                                     gemv ? "batch-1 matmul, W read from memory, next to STREAM "
+                                            "triad"
+                                          : "matmul Y[B×R] = X[B×C]·W[R×C]ᵀ");
+    cmd->add_option("--precision", o->precision, "weight format (default fp32)");
+    cmd->add_option("--rows", o->rows, "R: output features, rows of W (default 4096)");
+    cmd->add_option("--cols", o->cols, "C: input features, the reduction length (default 4096)");
+    if (!gemv) cmd->add_option("--batch", o->batch, "B: rows of X (default 1)");
+    cmd->add_option("--threads", o->threads, "threads (default: all cores)");
+    cmd->add_option("--runs", o->runs, "timed calls, the median is reported (default 20)")
+        ->check(CLI::Range(1, 100000));
+    cmd->add_option("--warmup", o->warmup, "untimed calls first (default 3)");
+    cmd->add_flag("--json", o->json, "JSON with keys time_us, gbps, gflops (gemv: triad_gbps)");
+    cmd->callback([o, gemv] { bench_matmul(*o, gemv); });
+  }
+}
+
+}  // namespace dynaprec::cli
