@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
+#include "dynaprec/device.h"
 #include "dynaprec/formats.h"
 
 namespace dynaprec::cli {
@@ -53,20 +54,44 @@ nlohmann::json info_json() {
                        {"overflow", overflow_name(r.overflow)},
                        {"scale", scale_name(r.scale)}});
   }
-  nlohmann::json cpu = {{"name", "cpu"},
-                        {"vendor", f.vendor},
-                        {"brand", f.brand},
-                        {"features", f.names()},
-                        {"isa_cap", f.isa_cap},
-                        {"simd_target", simd_target_name()},
-                        {"ops", {{"convert", all}}}};
-  return {{"version", "0.1.0"}, {"devices", {cpu}}, {"formats", formats}};
+  nlohmann::json devices = nlohmann::json::array();
+  for (const std::string& name : Registry::instance().names()) {
+    const auto dev = Registry::instance().open(name);
+    const DeviceCaps& caps = dev->caps();
+    nlohmann::json ops = nlohmann::json::object(), refused = nlohmann::json::object();
+    for (size_t o = 0; o < kOpCount; ++o) {
+      const auto op = static_cast<OpKind>(o);
+      std::vector<std::string> fl;
+      for (const FormatInfo& r : kFormats) {
+        const Format one[] = {r.format};
+        if (const auto why = dev->supports(op, one))
+          refused[std::string(op_name(op))][std::string(r.name)] = why->message();
+        else
+          fl.emplace_back(r.name);
+      }
+      ops[std::string(op_name(op))] = fl;
+    }
+    nlohmann::json d = {{"name", caps.name},
+                        {"brand", caps.description},
+                        {"features", caps.features},
+                        {"threads", caps.threads},
+                        {"ops", ops},
+                        {"refused", refused}};
+    if (name == "cpu") {
+      d["vendor"] = f.vendor;
+      d["isa_cap"] = f.isa_cap;
+      d["simd_target"] = simd_target_name();
+    }
+    devices.push_back(d);
+  }
+  (void)all;
+  return {{"version", "0.1.0"}, {"devices", devices}, {"formats", formats}};
 }
 
 void print_text(const nlohmann::json& j) {
   for (const auto& d : j["devices"]) {
-    fmt::print("device {}: {} ({})\n", d["name"].get<std::string>(), d["brand"].get<std::string>(),
-               d["vendor"].get<std::string>());
+    fmt::print("device {}: {} ({} threads)\n", d["name"].get<std::string>(),
+               d["brand"].get<std::string>(), d["threads"].get<int>());
     std::string feats;
     for (const auto& s : d["features"]) feats += s.get<std::string>() + " ";
     fmt::print("  features:    {}\n", feats);
@@ -75,6 +100,9 @@ void print_text(const nlohmann::json& j) {
     for (const auto& [op, fl] : d["ops"].items()) {
       std::string names;
       for (const auto& s : fl) names += s.get<std::string>() + " ";
+      if (names.empty() && d["refused"].contains(op)) {
+        names = "refused: " + d["refused"][op].begin().value().get<std::string>();
+      }
       fmt::print("  op {:<10} {}\n", op, names);
     }
   }

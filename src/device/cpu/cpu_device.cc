@@ -1,0 +1,116 @@
+#include "device/cpu/cpu_device.h"
+
+#include <cstring>
+
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+#include "dynaprec/quantize.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace dynaprec {
+namespace {
+
+constexpr uint32_t bit(Format f) { return 1u << static_cast<unsigned>(f); }
+constexpr uint32_t kAllFormats = (1u << kFormatCount) - 1;
+
+class CpuStream final : public Stream {
+ public:
+  explicit CpuStream(int threads) : threads_(threads) {}
+
+  DeviceTensor upload(const Tensor& host, Format f) override {
+    DeviceTensor t;
+    t.format = f;
+    t.shape = host.shape();
+    t.host_view =
+        f == Format::kFp32 && host.dtype() == DType::kF32 ? host.clone() : quantize(host, f);
+    t.bytes = t.host_view.nbytes() + t.host_view.scale_bytes();
+    return t;
+  }
+
+  DeviceWeights upload_weights(const Tensor& w, Format f) override {
+    DeviceWeights d;
+    d.weights = matmul_weights(w, f);
+    d.bytes = d.weights.bytes();
+    return d;
+  }
+
+  DeviceTensor matmul(const DeviceTensor& x, const DeviceWeights& w,
+                      const DeviceTensor* bias) override {
+    if (x.format != Format::kFp32 || x.shape.size() != 2 || x.shape[1] != w.weights.k)
+      throw Error(ErrorKind::kInvalidInput,
+                  "matmul: X must be float32 [M, " + std::to_string(w.weights.k) + "], got " +
+                      std::string(format_name(x.format)) + " " + shape_str(x.shape));
+    if (bias && (bias->format != Format::kFp32 || bias->host_view.numel() != w.weights.n))
+      throw Error(ErrorKind::kInvalidInput, "matmul: bias must be float32 with N values");
+    DeviceTensor y;
+    y.format = Format::kFp32;
+    y.shape = {x.shape[0], w.weights.n};
+    y.host_view = Tensor::zeros(y.shape, DType::kF32);
+    dynaprec::matmul(x.host_view.data_as<float>(), x.shape[0], w.weights,
+                     bias ? bias->host_view.data_as<float>() : nullptr,
+                     y.host_view.data_as<float>(), threads_);
+    y.bytes = y.host_view.nbytes();
+    return y;
+  }
+
+  Tensor download(const DeviceTensor& t, size_t* bytes) override {
+    if (bytes) *bytes = t.bytes;
+    return t.format == Format::kFp32 ? t.host_view.clone() : dequantize(t.host_view);
+  }
+
+ private:
+  int threads_;
+};
+
+class CpuDevice final : public Device {
+ public:
+  explicit CpuDevice(int threads) {
+    const CpuFeatures& f = cpu_features();
+    if (threads > 0) ThreadPool::set_default_threads(threads);
+    caps_.name = "cpu";
+    caps_.description = f.brand.empty() ? f.vendor : f.brand;
+    caps_.features = f.names();
+    caps_.threads = ThreadPool::default_pool().threads();
+    caps_.formats[static_cast<size_t>(OpKind::kConvert)] = kAllFormats;
+    // Every format has a matmul kernel on any CPU (portable Highway kernels at worst).
+    caps_.formats[static_cast<size_t>(OpKind::kMatmul)] = kAllFormats;
+    caps_.formats[static_cast<size_t>(OpKind::kConv2d)] = 0;
+  }
+
+  const DeviceCaps& caps() const override { return caps_; }
+
+  std::optional<Unsupported> supports(OpKind op, std::span<const Format> formats) const override {
+    if (op >= OpKind::kCount)
+      return Unsupported{UnsupportedCode::kBadRequest,
+                         "op value " + std::to_string(static_cast<int>(op)) + " is unknown"};
+    if (op == OpKind::kConv2d)
+      return Unsupported{UnsupportedCode::kOpNotImplemented,
+                         "conv2d has no CPU kernel in this build yet"};
+    for (Format f : formats) {
+      if (f >= Format::kCount)
+        return Unsupported{UnsupportedCode::kBadRequest,
+                           "format value " + std::to_string(static_cast<int>(f)) + " is unknown"};
+      if (!caps_.runs(op, f))
+        return Unsupported{UnsupportedCode::kFormatNotImplemented,
+                           std::string(op_name(op)) + " has no " + std::string(format_name(f)) +
+                               " kernel on this CPU"};
+    }
+    return std::nullopt;
+  }
+
+  std::unique_ptr<Stream> open_stream() override {
+    return std::make_unique<CpuStream>(caps_.threads);
+  }
+
+ private:
+  DeviceCaps caps_;
+};
+
+}  // namespace
+
+std::shared_ptr<Device> open_cpu_device(int threads) {
+  return std::make_shared<CpuDevice>(threads);
+}
+
+}  // namespace dynaprec
