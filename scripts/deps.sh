@@ -7,10 +7,11 @@ PKGS=(
   # toolchain
   build-essential g++ cmake ninja-build pkg-config git ca-certificates
   clang clang-format libclang-rt-14-dev
-  # libraries
+  # libraries (ocl-icd-opencl-dev: libdnnl-dev's CMake config requires OpenCL headers, which
+  # the package does not depend on)
   libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   nlohmann-json3-dev libfmt-dev libspdlog-dev
-  libdnnl-dev libonnx-dev libprotobuf-dev protobuf-compiler
+  libdnnl-dev ocl-icd-opencl-dev libonnx-dev libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   # peers for tests and benchmarks only (never on dynaprec's execution path)
   libopenblas-dev

@@ -7,6 +7,7 @@
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace dynaprec {
@@ -116,6 +117,7 @@ const std::vector<MatmulKernel>& kernel_list() {
     std::vector<MatmulKernel> v;
     v.push_back({"gemv_int__vnni", has_vnni, gemv_int, run_gemv_vnni});
     v.push_back({"gemv__hwy", any_cpu, gemv_any, run_gemv_hwy});
+    for (const MatmulKernel& k : dnnl_matmul_kernels()) v.push_back(k);
     v.push_back({"gemm__gemv_rows", any_cpu, rows_any, run_gemv_rows});
     v.push_back({"matmul__ref", any_cpu, always, run_ref});
     return v;

@@ -1,0 +1,439 @@
+// oneDNN GEMM kernels (oneDNN 2.6, OpenMP runtime). The semantics are those of
+// include/dynaprec/matmul.h; per format:
+//
+//   fp32  X f32 · W f32 -> f32, bias added by oneDNN.
+//   bf16  X rounded to bf16 per call (encode_float_array: bit-exact RNE) · W bf16 -> f32, bias
+//         added by oneDNN.
+//   fp8   W widened once to bf16 (exact: every fp8 value is a bf16 value), then as bf16; the
+//         tensor scale and the bias are binary post-ops: acc * s, then + bias.
+//   int8  X quantized per call with one scale sx; s8 · s8 with an exact int32 accumulator;
+//         float(acc) * (sx * sw[n]), then + bias[n], as binary post-ops.
+//
+// Why binary post-ops and not oneDNN's output scales: in 2.6 the brgemm implementation (the one
+// that uses AVX-512 VNNI / AMX) rejects runtime output scales, and oneDNN then silently picks
+// gemm:jit (1.8x slower at 2048³ on 2 cores); constant scales would bake each call's sx into
+// the primitive.
+// Binary post-ops take their operands at execution time and run after the accumulator's
+// conversion to f32 as a separate multiply and add (no FMA), which is exactly the reference's
+// float(acc) * s + b; the tests check int8 bit for bit. The matmul's own bias argument is not
+// used with a scale: it is added to the accumulator, before any post-op. Where an ISA's
+// implementation refuses the post-ops (int8 gemm:jit when capped at AVX2), the primitive writes
+// the raw accumulator (s32 for int8) into Y and we apply the same epilogue ourselves.
+//
+// Weights: our W is [N, K] row-major, i.e. oneDNN's K×N "weights" with format tag ba; it is
+// reordered once into the layout the primitive asks for (format_tag::any: a blocked, VNNI/AMX-
+// packed layout, with s8 compensation for int8) and kept in MatmulWeights::prepared. fp8 keeps
+// only the widened bf16 copy (2 bytes per weight next to the 1-byte codes): widening per call
+// would cost a decode and a reorder of all N·K weights on every call, which dominates any
+// GEMM with small M, and the reorder into the blocked layout is needed anyway.
+//
+// Primitives are cached per (format, M, N, K, bias, threads): a new M costs 0.2-0.4 ms
+// (primitive descriptor, JIT of the M-tail kernels; N = K = 1024), a cached one nothing.
+#include "kernels/cpu/matmul_dnnl.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/error.h"
+
+namespace dynaprec::cpu {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using dnnl::memory;
+
+enum class Scale : uint8_t { kNone, kTensor, kPerRow };
+
+struct Spec {
+  const char* name;
+  Format format;
+  dt act, wei;  ///< X as used, W as stored (fp8: as widened)
+  Scale scale;
+};
+
+constexpr Spec kSpecs[] = {
+    {"gemm_fp32__dnnl", Format::kFp32, dt::f32, dt::f32, Scale::kNone},
+    {"gemm_bf16__dnnl", Format::kBf16, dt::bf16, dt::bf16, Scale::kNone},
+    {"gemm_int8__dnnl", Format::kInt8, dt::s8, dt::s8, Scale::kPerRow},
+    {"gemm_fp8e4m3__dnnl", Format::kFp8E4M3, dt::bf16, dt::bf16, Scale::kTensor},
+    {"gemm_fp8e5m2__dnnl", Format::kFp8E5M2, dt::bf16, dt::bf16, Scale::kTensor},
+};
+
+// Without AMX, s8 · s8 runs as (x + 128) · w - 128 Σw (VNNI multiplies u8 by s8); both terms
+// stay below 2^31 while K · 255 · 127 does, so the int32 accumulator is exact up to this K.
+constexpr int64_t kMaxInt8K = 65536;
+
+// --- oneDNN setup ---------------------------------------------------------------------------
+
+// oneDNN's ISA for a DYNAPREC_ISA cap below avx512; nullopt: no cap (our "avx512" keeps AMX).
+std::optional<dnnl::cpu_isa> onednn_cap(const CpuFeatures& f) {
+  if (f.isa_cap == "native" || f.isa_cap == "avx512") return std::nullopt;
+  if (f.isa_cap == "avx2") return f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2;
+  return dnnl::cpu_isa::sse41;  // sse4, scalar: oneDNN has nothing lower
+}
+
+// oneDNN's effective ISA as its feature mask (the cpu_isa values nest: avx512_core_amx
+// includes avx512_core_bf16's bits, and so on), after capping it once, before anything JITs.
+// 0 when the cap could not be applied (oneDNN was used before us): then oneDNN might run
+// instructions the cap forbids, and the kernels report themselves unavailable instead.
+unsigned onednn_isa() {
+  static const unsigned isa = [] {
+    const std::optional<dnnl::cpu_isa> cap = onednn_cap(cpu_features());
+    if (cap) dnnl::set_max_cpu_isa(*cap);  // a status, no throw: checked below
+    const auto effective = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    return cap && (effective & ~static_cast<unsigned>(*cap)) != 0 ? 0u : effective;
+  }();
+  return isa;
+}
+
+// Whether oneDNN will run `isa`'s code. Checked besides our flags because oneDNN has its own
+// cap (DNNL_MAX_CPU_ISA): int8 without VNNI is not just slow but wrong in 2.6 — with
+// DNNL_MAX_CPU_ISA=AVX2 the tests saw gemm:jit outputs off by up to ~30% (most likely the int16
+// saturation of vpmaddubsw's pair sums).
+bool onednn_has(dnnl::cpu_isa isa) {
+  const auto bits = static_cast<unsigned>(isa);
+  return (onednn_isa() & bits) == bits;
+}
+
+const dnnl::engine& engine() {
+  static const dnnl::engine e = [] {
+    onednn_isa();
+    return dnnl::engine(dnnl::engine::kind::cpu, 0);
+  }();
+  return e;
+}
+
+// A CPU stream is cheap, but not meant to be shared between threads: one per thread.
+dnnl::stream& stream() {
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+// oneDNN with OpenMP sizes its work by omp_get_max_threads() of the calling thread (at
+// primitive creation and at execution), so the thread count is that thread's OpenMP ICV for
+// the duration of one call.
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~OmpThreads() { omp_set_num_threads(saved_); }
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
+// A per-thread, grow-only, 64-byte-aligned buffer: activations, scales and the scratchpad are
+// remade on every call, and a fresh multi-megabyte allocation would page-fault each time.
+class Buffer {
+ public:
+  void* get(size_t bytes) {
+    if (bytes > cap_) {
+      const size_t rounded = (bytes + 63) / 64 * 64;
+      p_.reset(std::aligned_alloc(64, rounded));
+      cap_ = p_ ? rounded : 0;
+      if (!p_) throw std::bad_alloc();
+    }
+    return p_.get();
+  }
+
+ private:
+  struct Free {
+    void operator()(void* p) const { std::free(p); }
+  };
+  std::unique_ptr<void, Free> p_;
+  size_t cap_ = 0;
+};
+
+// Runs body(begin, end) over [0, count) in chunks on `threads` OpenMP threads. The per-call
+// passes over X (amax, quantize, round) are memory-bound and as long as a small GEMM.
+template <class F>
+void parallel_chunks(size_t count, int threads, F&& body) {
+  constexpr size_t kChunk = size_t{1} << 16;
+  const auto chunks = static_cast<int64_t>((count + kChunk - 1) / kChunk);
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+  for (int64_t c = 0; c < chunks; ++c) {
+    const size_t b = static_cast<size_t>(c) * kChunk;
+    body(b, std::min(count, b + kChunk));
+  }
+}
+
+// matmul_activation_scale(x, count), computed on `threads` threads: the max of |x| by bit
+// pattern is associative, so chunk maxima give the same amax, and the same scale.
+float activation_scale(const float* x, size_t count, int threads) {
+  constexpr size_t kChunk = size_t{1} << 16;
+  std::vector<uint32_t> part((count + kChunk - 1) / kChunk, 0);
+  parallel_chunks(count, threads, [&](size_t b, size_t e) {
+    part[b / kChunk] = std::bit_cast<uint32_t>(amax(x + b, e - b));
+  });
+  const float m =
+      std::bit_cast<float>(part.empty() ? 0u : *std::max_element(part.begin(), part.end()));
+  if (!std::isfinite(m))
+    throw Error(ErrorKind::kInvalidInput, "matmul activations contain NaN or inf");
+  return ref::int8_scale(m);
+}
+
+// --- primitives -----------------------------------------------------------------------------
+
+struct PlanKey {
+  Format format;
+  int64_t m, n, k;
+  bool bias;
+  int threads;
+  auto operator<=>(const PlanKey&) const = default;
+};
+
+struct Plan {
+  dnnl::matmul prim;
+  memory::desc src, wei, dst, scratch;
+  bool epilogue = false;  ///< scale and bias are ours: the primitive writes the accumulator
+};
+
+std::string shape_text(const PlanKey& key) {
+  return "M=" + std::to_string(key.m) + " N=" + std::to_string(key.n) +
+         " K=" + std::to_string(key.k);
+}
+
+Plan make_plan(const Spec& s, const PlanKey& key) {
+  const memory::desc src({key.m, key.k}, s.act, tag::ab);
+  const memory::desc wei({key.k, key.n}, s.wei, tag::any);
+  const memory::desc row({1, key.n}, dt::f32, tag::ab);
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // our buffer: no global state
+  auto finish = [&](const dnnl::matmul::primitive_desc& pd, bool epilogue) {
+    return Plan{dnnl::matmul(pd), pd.src_desc(),        pd.weights_desc(),
+                pd.dst_desc(),    pd.scratchpad_desc(), epilogue};
+  };
+  if (s.scale == Scale::kNone) {
+    const memory::desc dst({key.m, key.n}, dt::f32, tag::ab);
+    const auto d =
+        key.bias ? dnnl::matmul::desc(src, wei, row, dst) : dnnl::matmul::desc(src, wei, dst);
+    return finish(dnnl::matmul::primitive_desc(d, attr, engine()), false);
+  }
+  // The raw accumulator (s32 for int8) with our epilogue: every implementation can do this.
+  const memory::desc acc({key.m, key.n}, s.act == dt::s8 ? dt::s32 : dt::f32, tag::ab);
+  const dnnl::matmul::primitive_desc raw(dnnl::matmul::desc(src, wei, acc), attr, engine());
+  try {
+    dnnl::post_ops po;
+    const memory::dim scale_n = s.scale == Scale::kPerRow ? key.n : 1;
+    po.append_binary(dnnl::algorithm::binary_mul, memory::desc({1, scale_n}, dt::f32, tag::ab));
+    if (key.bias) po.append_binary(dnnl::algorithm::binary_add, row);
+    dnnl::primitive_attr fused_attr = attr;
+    fused_attr.set_post_ops(po);
+    const memory::desc dst({key.m, key.n}, dt::f32, tag::ab);
+    const dnnl::matmul::primitive_desc fused(dnnl::matmul::desc(src, wei, dst), fused_attr,
+                                             engine());
+    // Fusing must not cost the fast implementation (a reference one handles anything).
+    const std::string impl = fused.impl_info_str(), raw_impl = raw.impl_info_str();
+    if (impl.rfind("ref", 0) != 0 || raw_impl.rfind("ref", 0) == 0) return finish(fused, false);
+  } catch (const dnnl::error& e) {
+    if (e.status != dnnl_unimplemented) throw;
+  }
+  return finish(raw, true);
+}
+
+std::shared_ptr<const Plan> plan_for(const Spec& s, const PlanKey& key) {
+  static std::mutex mu;
+  static std::map<PlanKey, std::shared_ptr<const Plan>> cache;
+  {
+    std::lock_guard lock(mu);
+    if (auto it = cache.find(key); it != cache.end()) return it->second;
+  }
+  auto plan = std::make_shared<const Plan>(make_plan(s, key));  // outside the lock: slow
+  std::lock_guard lock(mu);
+  if (cache.size() >= 512) cache.clear();  // bounded: M can take many values
+  return cache.try_emplace(key, std::move(plan)).first->second;
+}
+
+// --- weights --------------------------------------------------------------------------------
+
+// The prepared form: W in each layout a primitive asked for. The layout oneDNN picks depends
+// on M for narrow weights (N or K up to ~100): small M runs brgemm without AMX, whose int8
+// layout also carries the s8 compensation, larger M the AMX one with other blocks. Large
+// weights had one layout for every M we tried; a second one costs a second copy of W.
+struct Prepared {
+  std::mutex mu;  ///< guards `layouts` once `prepared` is set (calls may then run in parallel)
+  std::vector<std::pair<memory::desc, memory>> layouts;  ///< each memory owns its buffer
+};
+constexpr size_t kMaxLayouts = 4;  // beyond: reorder per call rather than grow without bound
+
+// fp8 codes -> bf16 codes, exactly, through f32 in small pieces (no N·K f32 temporary, and no
+// allocation inside the parallel region, where an exception could not escape).
+void widen_fp8(Format f, const uint8_t* codes, uint16_t* out, size_t count, int threads) {
+  parallel_chunks(count, threads, [&](size_t b, size_t e) {
+    float tmp[1024];
+    for (size_t i = b; i < e; i += std::size(tmp)) {
+      const size_t len = std::min(std::size(tmp), e - i);
+      decode_float_array(f, codes + i, tmp, len);
+      encode_float_array(Format::kBf16, tmp, out + i, len);
+    }
+  });
+}
+
+// W in the layout `md`, reordered from our [N, K] rows (oneDNN's K×N with tag ba).
+memory make_weights(const Spec& s, const MatmulWeights& w, const memory::desc& md, int threads) {
+  const void* src = w.data.data();
+  std::vector<uint16_t> widened;
+  if (w.format == Format::kFp8E4M3 || w.format == Format::kFp8E5M2) {
+    widened.resize(static_cast<size_t>(w.n * w.k));
+    widen_fp8(w.format, static_cast<const uint8_t*>(src), widened.data(), widened.size(), threads);
+    src = widened.data();
+  }
+  memory plain(memory::desc({w.k, w.n}, s.wei, tag::ba), engine(), const_cast<void*>(src));
+  memory out(md, engine());
+  dnnl::reorder(plain, out).execute(stream(), plain, out);
+  stream().wait();
+  return out;
+}
+
+memory weights_for(const Spec& s, const MatmulWeights& w, const memory::desc& md, int threads) {
+  if (w.prepared_by != s.name || !w.prepared) {  // first use; not thread-safe (MatmulWeights)
+    w.prepared = std::make_shared<Prepared>();
+    w.prepared_by = s.name;
+  }
+  auto& prep = *static_cast<Prepared*>(w.prepared.get());
+  std::lock_guard lock(prep.mu);
+  for (const auto& [layout, mem] : prep.layouts)
+    if (layout == md) return mem;
+  memory mem = make_weights(s, w, md, threads);
+  if (prep.layouts.size() < kMaxLayouts) prep.layouts.emplace_back(md, mem);
+  return mem;
+}
+
+// --- the call -------------------------------------------------------------------------------
+
+void run_impl(const Spec& s, const MatmulProblem& p) {
+  const MatmulWeights& w = *p.w;
+  DP_CHECK(w.format == s.format, std::string(s.name) + " called with another format");
+  const int threads = std::max(1, p.threads);
+  const OmpThreads omp_scope(threads);
+  const PlanKey key{s.format, p.m, w.n, w.k, p.bias != nullptr, threads};
+  const std::shared_ptr<const Plan> plan = plan_for(s, key);
+
+  const memory wei = weights_for(s, w, plan->wei, threads);
+
+  const auto count = static_cast<size_t>(p.m * w.k);
+  thread_local Buffer act_buf, scale_buf, scratch_buf;
+  void* act = const_cast<float*>(p.x);
+  auto* scales = static_cast<float*>(scale_buf.get(sizeof(float) * static_cast<size_t>(w.n)));
+  if (s.act == dt::bf16) {
+    act = act_buf.get(count * sizeof(uint16_t));
+    auto* out = static_cast<uint16_t*>(act);
+    parallel_chunks(count, threads, [&](size_t b, size_t e) {
+      encode_float_array(Format::kBf16, p.x + b, out + b, e - b);
+    });
+  } else if (s.act == dt::s8) {
+    act = act_buf.get(count);
+    auto* out = static_cast<int8_t*>(act);
+    const float sx = activation_scale(p.x, count, threads);
+    parallel_chunks(count, threads,
+                    [&](size_t b, size_t e) { int8_encode_array(p.x + b, out + b, e - b, sx); });
+    const std::vector<float>& sw = w.data.quant().scales;
+    DP_CHECK(sw.size() == static_cast<size_t>(w.n), "int8 weights need one scale per row");
+    for (int64_t j = 0; j < w.n; ++j) scales[j] = sx * sw[static_cast<size_t>(j)];
+  }
+  if (s.scale == Scale::kTensor) scales[0] = w.data.quant().scales.at(0);
+
+  const dnnl::engine& eng = engine();
+  std::unordered_map<int, memory> args{
+      {DNNL_ARG_SRC, memory(plan->src, eng, act)},
+      {DNNL_ARG_WEIGHTS, wei},
+      {DNNL_ARG_DST, memory(plan->dst, eng, p.y)},
+  };
+  const memory::desc row({1, w.n}, dt::f32, tag::ab);
+  auto* bias = const_cast<float*>(p.bias);
+  if (s.scale == Scale::kNone) {
+    if (bias) args.emplace(DNNL_ARG_BIAS, memory(row, eng, bias));
+  } else if (!plan->epilogue) {
+    const memory::dim scale_n = s.scale == Scale::kPerRow ? w.n : 1;
+    args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                 memory(memory::desc({1, scale_n}, dt::f32, tag::ab), eng, scales));
+    if (bias)
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, memory(row, eng, bias));
+  }
+  if (const size_t pad = plan->scratch.get_size(); pad > 0)
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(plan->scratch, eng, scratch_buf.get(pad)));
+  plan->prim.execute(stream(), args);
+  stream().wait();
+
+  if (plan->epilogue) {
+    // y = float(acc) * s + b, as the reference writes it (acc: int32 bits for int8).
+    const bool s32 = s.act == dt::s8, per_row = s.scale == Scale::kPerRow;
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t i = 0; i < p.m; ++i) {
+      float* y = p.y + i * w.n;
+      for (int64_t j = 0; j < w.n; ++j) {
+        float acc = y[j];
+        if (s32) {
+          int32_t a;  // copied as bytes: int32 bits may spell a NaN, which must not meet an FPU
+          std::memcpy(&a, y + j, sizeof a);
+          acc = static_cast<float>(a);
+        }
+        y[j] = acc * scales[per_row ? j : 0] + (bias ? bias[j] : 0.0f);
+      }
+    }
+  }
+}
+
+void run_checked(const Spec& s, const MatmulProblem& p) {
+  try {
+    run_impl(s, p);
+  } catch (const dnnl::error& e) {
+    const PlanKey key{s.format, p.m, p.w->n, p.w->k, p.bias != nullptr, p.threads};
+    throw Error(e.status == dnnl_unimplemented ? ErrorKind::kUnsupported : ErrorKind::kInternal,
+                std::string(s.name) + ": oneDNN failed on " + shape_text(key) + ": " + e.what());
+  }
+}
+
+// --- the list -------------------------------------------------------------------------------
+
+// oneDNN is asked first, so that asking applies the cap to oneDNN even when the answer is no.
+bool has_fp32(const CpuFeatures& f) { return onednn_has(dnnl::cpu_isa::avx2) && f.avx2 && f.fma; }
+// Without native bf16 dot products oneDNN emulates them slowly: leave bf16 to other kernels.
+bool has_bf16(const CpuFeatures& f) {
+  return onednn_has(dnnl::cpu_isa::avx512_core_bf16) && (f.avx512_bf16 || f.amx_bf16);
+}
+bool has_int8(const CpuFeatures& f) {
+  const bool vnni =
+      onednn_has(dnnl::cpu_isa::avx512_core_vnni) || onednn_has(dnnl::cpu_isa::avx2_vnni);
+  return vnni && (f.avx512_vnni || f.amx_int8 || f.avx_vnni);
+}
+
+template <size_t I>
+bool applies(Format f, int64_t m, int64_t n, int64_t k) {
+  const Spec& s = kSpecs[I];
+  return f == s.format && m >= 2 && n >= 1 && k >= 1 && (s.act != dt::s8 || k <= kMaxInt8K);
+}
+
+template <size_t I>
+void run(const MatmulProblem& p) {
+  run_checked(kSpecs[I], p);
+}
+
+constexpr MatmulKernel kKernels[] = {
+    {kSpecs[0].name, has_fp32, applies<0>, run<0>}, {kSpecs[1].name, has_bf16, applies<1>, run<1>},
+    {kSpecs[2].name, has_int8, applies<2>, run<2>}, {kSpecs[3].name, has_bf16, applies<3>, run<3>},
+    {kSpecs[4].name, has_bf16, applies<4>, run<4>},
+};
+
+}  // namespace
+
+std::span<const MatmulKernel> dnnl_matmul_kernels() { return kKernels; }
+
+}  // namespace dynaprec::cpu
