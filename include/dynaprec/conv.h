@@ -11,7 +11,10 @@
 // activation is applied after the bias.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <memory>
 
 #include "dynaprec/matmul.h"
 #include "dynaprec/tensor.h"
@@ -29,10 +32,35 @@ struct Conv2dParams {
   float clip_min = 0.0f, clip_max = 6.0f;  ///< for kClip
 };
 
+/// The activation of p applied to one biased output v: relu max(v, 0); clip to [clip_min,
+/// clip_max]; sigmoid 1 / (1 + exp(-v)); hardswish v · clip(v + 3, 0, 6) / 6. NaN propagates.
+/// Inline here so that the reference and the kernels evaluate the very same expression (int8
+/// results are compared bit for bit after the activation).
+inline float apply_activation(float v, const Conv2dParams& p) {
+  switch (p.activation) {
+    case Activation::kNone:
+      return v;
+    case Activation::kRelu:
+      return v < 0.0f ? 0.0f : v;
+    case Activation::kClip:
+      return std::min(std::max(v, p.clip_min), p.clip_max);
+    case Activation::kSigmoid:
+      return 1.0f / (1.0f + std::exp(-v));
+    case Activation::kHardSwish:
+      return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+  }
+  return v;
+}
+
 /// Conv weights in a format: the [OC, C/groups·KH·KW] matrix plus the kernel's geometry.
 struct ConvWeights {
   MatmulWeights matrix;  ///< n = OC, k = C/groups·KH·KW
   int64_t oc = 0, ic_per_group = 0, kh = 0, kw = 0;
+  /// The CPU kernels' state for these weights, made on first use: per-group MatmulWeights
+  /// viewing `matrix`'s rows (groups is only known per call), oneDNN's reordered weights per
+  /// problem. Like MatmulWeights::prepared, not thread-safe while being made: the first call
+  /// for given weights must not race another.
+  mutable std::shared_ptr<void> prepared;
 };
 
 /// Stores float32 [OC, C/groups, KH, KW] weights in format f.
@@ -51,5 +79,19 @@ void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv
 /// The fastest CPU kernel for the problem (oneDNN or im2col + matmul kernels); same contract.
 void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv2dParams& p,
             Tensor& y, int threads = 0);
+
+namespace cpu {
+/// The CPU conv2d's implementations (src/kernels/cpu/conv_cpu.cc), so that tests and benchmarks
+/// can run each one on every format; kAuto is conv2d's own choice.
+///   kOneDnn  oneDNN's convolution: every format but int4 (int8 needs VNNI; fp16 runs as f32).
+///   kIm2col  patch matrix, then dynaprec::matmul (float) or the GEMV row kernels (int).
+///   kDirect  taps in K order with output pixels innermost: the reference's arithmetic exactly.
+enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect };
+/// conv2d with implementation `impl`; returns false, writing nothing, where it does not apply
+/// (kOneDnn: int4, or oneDNN lacks the ISA; kOneDnn and kDirect: a non-finite weight, whose
+/// 0 · w at padding taps only im2col computes as the reference does).
+bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
+                 const Conv2dParams& p, Tensor& y, int threads = 0);
+}  // namespace cpu
 
 }  // namespace dynaprec

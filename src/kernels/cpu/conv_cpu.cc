@@ -1,0 +1,705 @@
+// The CPU conv2d: three implementations with the contract of ref::conv2d (conv.h).
+//
+// oneDNN (all but int4): its convolution primitive on X as the format uses it (rounded by our
+//   own RNE encoder; int8 codes with the one scale over all of X), W reordered once into the
+//   primitive's layout and kept in ConvWeights::prepared (see dnnl_types for bf16/fp8/fp16).
+//   It only convolves: the fp32 sums (s32 for int8, exact) get the scales, bias and
+//   activation in our epilogue with the reference's expressions, so int8 is bit-identical and
+//   the floats differ by summation order (and oneDNN's FMA, within the same bound). int8 only
+//   with VNNI: without it oneDNN's s8 kernels saturate int16 pair sums (matmul_dnnl.cc). bf16
+//   on AMX / AVX512-BF16 treats bf16 subnormals as 0.
+// im2col: per image and group, the [OH·OW, K] patch matrix (a row per output pixel, K in
+//   (ic, kh, kw) order, zeros outside the input) times the group's [OC/groups, K] rows.
+//   Floats call dynaprec::matmul, which rounds X itself (element-wise: rounding patches is
+//   rounding X). int8/int4 cannot: matmul takes its activation scale from the matrix it gets,
+//   and a patch matrix holds one group's channels and, with stride > kernel, misses pixels,
+//   while conv.h fixes one scale over all of X. So X is quantized once, the patches are built
+//   from its codes, and each pixel row runs matmul's GEMV row kernels (VNNI or Highway): int8
+//   bit-identical, int4 up to the kernels' fp32 order of the group sums.
+// direct: per output channel, taps in K order, output pixels innermost (vectorized). Skipping
+//   taps outside the input, where the reference adds 0 · w = ±0 (a sum that starts at +0
+//   never becomes -0), is the reference bit for bit with finite weights. It wins with little
+//   work per pixel (depthwise: a GEMV call per pixel costs more than its 9 multiply-adds).
+#include <omp.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "dynaprec/conv.h"
+#include "dynaprec/convert.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace dynaprec {
+namespace cpu {
+namespace {
+
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using dnnl::memory;
+
+// Geometry of one call, validated by conv2d_output_shape.
+struct Geom {
+  int64_t n, c, h, w;  // input
+  int64_t oc, oh, ow;  // output
+  int64_t kh, kw, icg, ocg, groups;
+  int64_t k, pixels;  // K = icg·kh·kw, pixels = oh·ow
+  const Conv2dParams* p;
+};
+
+bool is_int(Format f) { return f == Format::kInt8 || f == Format::kInt4; }
+bool is_fp8(Format f) { return f == Format::kFp8E4M3 || f == Format::kFp8E5M2; }
+
+// Runs fn(i) for i in [0, tasks) on the default pool, or inline for one thread or task.
+template <class Fn>
+void run_tasks(size_t tasks, int threads, Fn&& fn) {
+  if (threads <= 1 || tasks <= 1) {
+    for (size_t i = 0; i < tasks; ++i) fn(i);
+    return;
+  }
+  ThreadPool::default_pool().parallel_for(tasks, fn);
+}
+
+// A grow-only buffer (thread_local below): per-call temporaries of megabytes would otherwise
+// be allocated, and page-faulted, on every call. 64-byte aligned for oneDNN's memory.
+struct Buffer {
+  std::unique_ptr<std::byte, decltype(&std::free)> p{nullptr, &std::free};
+  size_t cap = 0;
+  template <class T>
+  T* get(size_t count) {
+    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
+    if (bytes > cap) {
+      p.reset(static_cast<std::byte*>(std::aligned_alloc(64, bytes)));
+      if (!p) throw std::bad_alloc();
+      cap = bytes;
+    }
+    return reinterpret_cast<T*>(p.get());
+  }
+};
+
+// --- per-weights state: group slices and oneDNN plans ------------------------------------------
+
+struct DnnlPlan {
+  bool ok = false;  // false: oneDNN has no (non-reference) implementation for this problem
+  dnnl::convolution_forward conv;
+  memory::desc src_user, src, dst_user, dst, scratch;
+  std::optional<dnnl::reorder> src_reorder, dst_reorder;
+  memory wei;  // W in the primitive's layout, reordered once
+};
+using PlanKey = std::array<int64_t, 14>;
+
+struct ConvState {
+  std::mutex mu;
+  std::optional<bool> finite;  // every weight finite (see weights_finite)
+  Tensor storage;              // shares the matrix's codes, which the group slices point into
+  std::map<int64_t, std::vector<MatmulWeights>> slices;  // by groups; never invalidated
+  std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
+};
+
+ConvState& state(const ConvWeights& w) {
+  if (!w.prepared) w.prepared = std::make_shared<ConvState>();  // first use: see conv.h
+  return *static_cast<ConvState*>(w.prepared.get());
+}
+
+// Whether every weight is finite (fp16 overflow, inf or NaN in fp32/bf16 weights). Where one
+// is not, the reference's 0 · w at padding taps is NaN, and only im2col computes those
+// products: oneDNN and direct skip padding taps.
+bool weights_finite(const ConvWeights& w) {
+  ConvState& st = state(w);
+  std::lock_guard lock(st.mu);
+  if (!st.finite) {
+    st.finite = true;
+    const Format f = w.matrix.format;
+    const auto n = static_cast<size_t>(w.matrix.n * w.matrix.k);
+    const size_t bytes = format_storage_bytes(f, 1);
+    float tmp[1024];
+    for (size_t i = 0; i < n && !is_int(f) && *st.finite; i += std::size(tmp)) {
+      const size_t len = std::min(std::size(tmp), n - i);
+      decode_float_array(f, static_cast<const uint8_t*>(w.matrix.data.data()) + i * bytes, tmp,
+                         len);
+      for (size_t j = 0; j < len; ++j) *st.finite = *st.finite && std::isfinite(tmp[j]);
+    }
+  }
+  return *st.finite;
+}
+
+// Rows [j0, j0 + rows) of a weight matrix as a MatmulWeights sharing its codes (int8 row
+// scales and int4 group scales sliced, the fp8 tensor scale copied).
+MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
+  MatmulWeights s;
+  s.format = m.format;
+  s.n = rows;
+  s.k = m.k;
+  const size_t row_bytes = format_storage_bytes(m.format, static_cast<size_t>(m.k));
+  auto* base = static_cast<uint8_t*>(const_cast<void*>(m.data.data()));
+  s.data = Tensor::borrow(base + static_cast<size_t>(j0) * row_bytes, {rows, m.k}, m.data.dtype());
+  const QuantParams& q = m.data.quant();
+  QuantParams& sq = s.data.quant();
+  sq.axis = q.axis;
+  sq.group_size = q.group_size;
+  if (m.format == Format::kInt8) {
+    sq.scales.assign(q.scales.begin() + j0, q.scales.begin() + j0 + rows);
+  } else if (m.format == Format::kInt4) {
+    const int64_t per_row = (m.k + 31) / 32;
+    sq.scales_f16.assign(q.scales_f16.begin() + j0 * per_row,
+                         q.scales_f16.begin() + (j0 + rows) * per_row);
+  } else {
+    sq.scales = q.scales;
+  }
+  return s;
+}
+
+// Group g's rows. groups == 1: the matrix itself, so that a matmul kernel's prepared form of
+// it (MatmulWeights::prepared) is kept; else a slice kept in the state for the same reason.
+const MatmulWeights& group_weights(const ConvWeights& w, int64_t groups, int64_t g) {
+  if (groups == 1) return w.matrix;
+  ConvState& st = state(w);
+  std::lock_guard lock(st.mu);
+  auto& views = st.slices[groups];
+  if (views.empty()) {
+    st.storage = w.matrix.data;
+    for (int64_t i = 0; i < groups; ++i)
+      views.push_back(slice_rows(w.matrix, i * (w.oc / groups), w.oc / groups));
+  }
+  return views[static_cast<size_t>(g)];
+}
+
+// --- oneDNN --------------------------------------------------------------------------------
+
+// oneDNN's ISA under the DYNAPREC_ISA cap, by matmul_dnnl.cc's rule: whichever of the two
+// files uses oneDNN first caps it, before anything is JIT-compiled; 0 when the cap could not
+// be applied (oneDNN then might run instructions the cap forbids, so it is not used).
+unsigned onednn_isa() {
+  static const unsigned isa = [] {
+    const CpuFeatures& f = cpu_features();
+    std::optional<dnnl::cpu_isa> cap;
+    if (f.isa_cap == "avx2")
+      cap = f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2;
+    else if (f.isa_cap != "native" && f.isa_cap != "avx512")
+      cap = dnnl::cpu_isa::sse41;          // sse4, scalar: oneDNN has nothing lower
+    if (cap) dnnl::set_max_cpu_isa(*cap);  // a status, no throw: checked below
+    const auto effective = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
+    return cap && (effective & ~static_cast<unsigned>(*cap)) != 0 ? 0u : effective;
+  }();
+  return isa;
+}
+
+const dnnl::engine& engine() {
+  static const dnnl::engine e = (onednn_isa(), dnnl::engine(dnnl::engine::kind::cpu, 0));
+  return e;
+}
+
+dnnl::stream& stream() {  // cheap, but not to be shared between threads
+  thread_local dnnl::stream s(engine());
+  return s;
+}
+
+// oneDNN sizes its OpenMP work by the calling thread's omp_get_max_threads().
+class OmpThreads {
+ public:
+  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
+  ~OmpThreads() { omp_set_num_threads(saved_); }
+  OmpThreads(const OmpThreads&) = delete;
+  OmpThreads& operator=(const OmpThreads&) = delete;
+
+ private:
+  int saved_;
+};
+
+bool onednn_has(dnnl::cpu_isa isa) {
+  const auto bits = static_cast<unsigned>(isa);
+  return (onednn_isa() & bits) == bits;
+}
+
+// X's and Y's oneDNN types for a format, or nullopt where we do not use oneDNN. The ISA
+// conditions are matmul_dnnl.cc's: f32 from AVX2 up (below, our kernels), bf16 only with
+// native bf16 dot products (oneDNN's emulation is slow), int8 only with VNNI (exact). fp16,
+// and bf16/fp8 without native bf16, run as f32 on the values as used: products of fp16·fp16
+// (22 bits), bf16·bf16 (16) and bf16·fp8 (12) are exact in fp32, as the reference's are.
+std::optional<std::pair<dt, dt>> dnnl_types(Format f) {
+  const CpuFeatures& c = cpu_features();
+  const bool bf16 = onednn_has(dnnl::cpu_isa::avx512_core_bf16) && (c.avx512_bf16 || c.amx_bf16);
+  const bool vnni =
+      onednn_has(dnnl::cpu_isa::avx512_core_vnni) || onednn_has(dnnl::cpu_isa::avx2_vnni);
+  if (f == Format::kInt8 && vnni && (c.avx512_vnni || c.amx_int8 || c.avx_vnni))
+    return std::pair{dt::s8, dt::s32};
+  if ((f == Format::kBf16 || is_fp8(f)) && bf16) return std::pair{dt::bf16, dt::f32};
+  if (!is_int(f) && onednn_has(dnnl::cpu_isa::avx2) && c.avx2 && c.fma)
+    return std::pair{dt::f32, dt::f32};
+  return std::nullopt;
+}
+
+DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
+  DnnlPlan plan;
+  const Conv2dParams& p = *gm.p;
+  const memory::dims xd{gm.n, gm.c, gm.h, gm.w}, yd{gm.n, gm.oc, gm.oh, gm.ow};
+  const memory::dims wd = gm.groups == 1 ? memory::dims{gm.oc, gm.icg, gm.kh, gm.kw}
+                                         : memory::dims{gm.groups, gm.ocg, gm.icg, gm.kh, gm.kw};
+  try {
+    const dnnl::convolution_forward::desc d(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+        memory::desc(xd, act, tag::any), memory::desc(wd, act, tag::any),
+        memory::desc(yd, out, tag::any), {p.stride_h, p.stride_w},
+        {p.dilation_h - 1, p.dilation_w - 1}, {p.pad_top, p.pad_left}, {p.pad_bottom, p.pad_right});
+    dnnl::primitive_attr attr;
+    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // our buffer: no global state
+    const dnnl::convolution_forward::primitive_desc pd(d, attr, engine());
+    // A reference implementation is slower than ours.
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return plan;
+    plan.src_user = memory::desc(xd, act, tag::nchw);
+    plan.dst_user = memory::desc(yd, out, tag::nchw);
+    plan.src = pd.src_desc();
+    plan.dst = pd.dst_desc();
+    plan.scratch = pd.scratchpad_desc();
+    if (plan.src != plan.src_user)
+      plan.src_reorder =
+          dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plan.src_user, engine(), plan.src));
+    if (plan.dst != plan.dst_user)
+      plan.dst_reorder =
+          dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plan.dst, engine(), plan.dst_user));
+    // W: our [OC, K] rows are oneDNN's plain oihw / goihw, decoded to f32 (exact) where
+    // oneDNN runs f32 for a narrower format, fp8 widened to bf16 (exact) where it runs bf16.
+    const Format f = w.matrix.format;
+    const void* codes = w.matrix.data.data();
+    std::vector<float> f32;
+    std::vector<uint16_t> widened;
+    if (f != Format::kFp32 && f != Format::kInt8 && !(f == Format::kBf16 && act == dt::bf16)) {
+      f32.resize(static_cast<size_t>(gm.oc * gm.k));
+      decode_float_array(f, codes, f32.data(), f32.size());
+      codes = f32.data();
+      if (act == dt::bf16) {
+        widened.resize(f32.size());
+        encode_float_array(Format::kBf16, f32.data(), widened.data(), f32.size());
+        codes = widened.data();
+      }
+    }
+    memory plain({wd, act, gm.groups == 1 ? tag::oihw : tag::goihw}, engine(),
+                 const_cast<void*>(codes));
+    plan.wei = memory(pd.weights_desc(), engine());
+    dnnl::reorder(plain, plan.wei).execute(stream(), plain, plan.wei);
+    stream().wait();
+    plan.conv = dnnl::convolution_forward(pd);
+    plan.ok = true;
+  } catch (const dnnl::error& e) {
+    if (e.status != dnnl_unimplemented) throw;
+  }
+  return plan;
+}
+
+bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
+                    const ConvWeights& w, const float* bias, float* y, int threads) {
+  const Format f = w.matrix.format;
+  const auto types = dnnl_types(f);
+  if (!types) return false;
+  if (!weights_finite(w)) return false;
+  const auto [act, out] = *types;
+  // s8 · s8 runs as (x + 128) · w - 128 · Σw on VNNI: exact in int32 while K · 255 · 127 is.
+  if (act == dt::s8 && gm.k > 65536) return false;
+  const OmpThreads omp_scope(threads);
+  const Conv2dParams& p = *gm.p;
+  const PlanKey key{gm.n,         gm.h,       gm.w,         p.stride_h,  p.stride_w,
+                    p.pad_top,    p.pad_left, p.pad_bottom, p.pad_right, p.dilation_h,
+                    p.dilation_w, p.groups,   threads,      gm.c};
+  ConvState& st = state(w);
+  std::shared_ptr<const DnnlPlan> plan;
+  {
+    std::lock_guard lock(st.mu);
+    if (auto it = st.plans.find(key); it != st.plans.end()) plan = it->second;
+  }
+  if (!plan) {
+    plan = std::make_shared<const DnnlPlan>(make_plan(gm, w, act, out));  // slow: unlocked
+    std::lock_guard lock(st.mu);
+    if (st.plans.size() >= 64) st.plans.clear();  // bounded: input sizes can vary
+    st.plans.emplace(key, plan);
+  }
+  if (!plan->ok) return false;
+
+  // X as the format uses it: int8 codes, bf16 codes, or the rounded values as f32.
+  thread_local Buffer x16, xr, src_buf, dst_buf, acc_buf, scratch_buf;
+  const auto count = static_cast<size_t>(gm.n * gm.c * gm.h * gm.w);
+  const Format x_format = is_fp8(f) ? Format::kBf16 : f;
+  const void* x_used = x;
+  if (act == dt::s8) {
+    x_used = xq;
+  } else if (x_format != Format::kFp32) {
+    uint16_t* codes = x16.get<uint16_t>(count);
+    encode_float_array(x_format, x, codes, count);
+    x_used = codes;
+    if (act == dt::f32) {
+      decode_float_array(x_format, codes, xr.get<float>(count), count);
+      x_used = xr.get<float>(count);
+    }
+  }
+  const dnnl::engine& eng = engine();
+  dnnl::stream& s = stream();
+  memory src(plan->src_user, eng, const_cast<void*>(x_used));
+  if (plan->src_reorder) {
+    memory blocked(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));
+    plan->src_reorder->execute(s, src, blocked);
+    src = blocked;
+  }
+  // The NCHW result: f32 straight into y, s32 into a buffer for the epilogue.
+  const auto ycount = static_cast<size_t>(gm.n * gm.oc * gm.pixels);
+  void* user_out = out == dt::f32 ? static_cast<void*>(y) : acc_buf.get<int32_t>(ycount);
+  memory dst_user(plan->dst_user, eng, user_out);
+  memory dst = plan->dst_reorder
+                   ? memory(plan->dst, eng, dst_buf.get<std::byte>(plan->dst.get_size()))
+                   : dst_user;
+  memory scratch(plan->scratch, eng, scratch_buf.get<std::byte>(plan->scratch.get_size()));
+  plan->conv.execute(s, {{DNNL_ARG_SRC, src},
+                         {DNNL_ARG_WEIGHTS, plan->wei},
+                         {DNNL_ARG_DST, dst},
+                         {DNNL_ARG_SCRATCHPAD, scratch}});
+  if (plan->dst_reorder) plan->dst_reorder->execute(s, dst, dst_user);
+  s.wait();
+
+  // Epilogue, on oneDNN's OpenMP threads (the pool's would compete with them while they spin).
+  const auto* acc = static_cast<const int32_t*>(user_out);
+  const QuantParams& qp = w.matrix.data.quant();
+  const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
+  const bool identity = out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone;
+  const int64_t planes = identity ? 0 : gm.n * gm.oc;
+#pragma omp parallel for num_threads(threads) schedule(static) if (planes * gm.pixels > 65536)
+  for (int64_t pl = 0; pl < planes; ++pl) {
+    const int64_t oc = pl % gm.oc;
+    const float b = bias ? bias[oc] : 0.0f;
+    float* yp = y + pl * gm.pixels;
+    if (out == dt::s32) {
+      const float s8 = sx * qp.scales[static_cast<size_t>(oc)];
+      for (int64_t i = 0; i < gm.pixels; ++i)
+        yp[i] = apply_activation(static_cast<float>(acc[pl * gm.pixels + i]) * s8 + b, p);
+    } else {
+      for (int64_t i = 0; i < gm.pixels; ++i) yp[i] = apply_activation(yp[i] * sw + b, p);
+    }
+  }
+  return true;
+}
+
+// Runs oneDNN's convolution; false if it has no implementation for the problem.
+bool conv_dnnl(const Geom& gm, const float* x, const int8_t* xq, float sx, const ConvWeights& w,
+               const float* bias, float* y, int threads) {
+  try {
+    return conv_dnnl_impl(gm, x, xq, sx, w, bias, y, threads);
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorKind::kInternal, std::string("conv2d: oneDNN failed: ") + e.what());
+  }
+}
+
+// --- im2col ----------------------------------------------------------------------------------
+
+// Rows [r0, r1) of the patch matrix of one image (img: [C, H, W]) and group g into out.
+template <class T>
+void im2col(const Geom& gm, const T* img, int64_t g, int64_t r0, int64_t r1, T* out) {
+  const Conv2dParams& p = *gm.p;
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t ih0 = (r / gm.ow) * p.stride_h - p.pad_top;
+    const int64_t iw0 = (r % gm.ow) * p.stride_w - p.pad_left;
+    T* dst = out + (r - r0) * gm.k;
+    for (int64_t icl = 0; icl < gm.icg; ++icl) {
+      const T* plane = img + (g * gm.icg + icl) * gm.h * gm.w;
+      for (int64_t kh = 0; kh < gm.kh; ++kh, dst += gm.kw) {
+        const int64_t ih = ih0 + kh * p.dilation_h;
+        if (ih < 0 || ih >= gm.h) {
+          std::fill_n(dst, gm.kw, T{0});
+          continue;
+        }
+        const T* row = plane + ih * gm.w;
+        if (p.dilation_w == 1 && iw0 >= 0 && iw0 + gm.kw <= gm.w) {
+          std::copy_n(row + iw0, gm.kw, dst);  // the common interior case
+          continue;
+        }
+        for (int64_t kw = 0; kw < gm.kw; ++kw) {
+          const int64_t iw = iw0 + kw * p.dilation_w;
+          dst[kw] = iw >= 0 && iw < gm.w ? row[iw] : T{0};
+        }
+      }
+    }
+  }
+}
+
+// Float formats: fp32 patches and dynaprec::matmul. Where the matmul layer has only its
+// GEMV-per-row kernel (which splits each row's N outputs across threads: one pool round trip
+// per pixel), blocks of 64 pixels run on the pool with one thread each instead; that kernel
+// keeps no prepared state, so concurrent calls on one MatmulWeights are safe. A real GEMM gets
+// large blocks and all threads.
+void conv_im2col_float(const Geom& gm, const float* x, const ConvWeights& w, const float* bias,
+                       float* y, int threads) {
+  const MatmulKernel& kern = matmul_select(w.matrix.format, gm.pixels, gm.ocg, gm.k);
+  const bool rows = kern.name == "gemm__gemv_rows";
+  const int64_t block = rows ? 64 : std::max<int64_t>(1, (int64_t{1} << 20) / gm.k);
+  const int64_t per_plane = (gm.pixels + block - 1) / block;
+  const auto tasks = static_cast<size_t>(gm.n * gm.groups * per_plane);
+  run_tasks(tasks, rows ? threads : 1, [&](size_t t) {
+    const int64_t plane = static_cast<int64_t>(t) / per_plane;
+    const int64_t n = plane / gm.groups, g = plane % gm.groups;
+    const int64_t r0 = static_cast<int64_t>(t) % per_plane * block;
+    const int64_t r1 = std::min(gm.pixels, r0 + block);
+    thread_local Buffer patches, out;
+    float* pm = patches.get<float>(static_cast<size_t>((r1 - r0) * gm.k));
+    float* om = out.get<float>(static_cast<size_t>((r1 - r0) * gm.ocg));
+    im2col(gm, x + n * gm.c * gm.h * gm.w, g, r0, r1, pm);
+    matmul(pm, r1 - r0, group_weights(w, gm.groups, g), bias ? bias + g * gm.ocg : nullptr, om,
+           rows ? 1 : threads);
+    for (int64_t j = 0; j < gm.ocg; ++j) {  // [pixels, OCg] -> NCHW, with the activation
+      float* dst = y + (n * gm.oc + g * gm.ocg + j) * gm.pixels;
+      for (int64_t r = r0; r < r1; ++r) dst[r] = apply_activation(om[(r - r0) * gm.ocg + j], *gm.p);
+    }
+  });
+}
+
+// int8 / int4: int8 patches from the codes of X, the GEMV row kernels per pixel.
+void conv_im2col_int(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
+                     const float* bias, float* y, int threads) {
+  const CpuFeatures& cf = cpu_features();
+  const bool vnni = cf.avx512_vnni && cf.avx512bw && cf.f16c;  // as matmul_dispatch.cc
+  const bool int8 = w.matrix.format == Format::kInt8;
+  const QuantParams& qp = w.matrix.data.quant();
+  const auto k = static_cast<size_t>(gm.k), ocg = static_cast<size_t>(gm.ocg);
+  const size_t row_bytes = (k + 1) / 2, scale_groups = (k + 31) / 32;
+  // Tasks: (image, group, block of at most 64 pixels, so that the patches stay in L2).
+  const int64_t block = std::min<int64_t>(64, gm.pixels);
+  const int64_t per_plane = (gm.pixels + block - 1) / block;
+  run_tasks(static_cast<size_t>(gm.n * gm.groups * per_plane), threads, [&](size_t t) {
+    const int64_t plane = static_cast<int64_t>(t) / per_plane;
+    const int64_t n = plane / gm.groups, g = plane % gm.groups;
+    const int64_t r0 = static_cast<int64_t>(t) % per_plane * block;
+    const int64_t r1 = std::min(gm.pixels, r0 + block);
+    thread_local Buffer patches, acc, part;
+    int8_t* pm = patches.get<int8_t>(static_cast<size_t>(r1 - r0) * k);
+    int32_t* am = acc.get<int32_t>(ocg);
+    float* fm = part.get<float>(ocg);
+    im2col(gm, xq + n * gm.c * gm.h * gm.w, g, r0, r1, pm);
+    const size_t oc0 = static_cast<size_t>(g) * ocg;
+    float* yg = y + (n * gm.oc + static_cast<int64_t>(oc0)) * gm.pixels;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int8_t* row = pm + static_cast<size_t>(r - r0) * k;
+      if (int8) {
+        const int8_t* wg = w.matrix.data.data_as<int8_t>() + oc0 * k;
+        if (vnni)
+          gemv_int8_rows_vnni(row, wg, k, 0, ocg, am);
+        else
+          gemv_int8_rows(row, wg, k, 0, ocg, am);
+        for (size_t j = 0; j < ocg; ++j) {
+          const float v =
+              static_cast<float>(am[j]) * (sx * qp.scales[oc0 + j]) + (bias ? bias[oc0 + j] : 0.0f);
+          yg[static_cast<int64_t>(j) * gm.pixels + r] = apply_activation(v, *gm.p);
+        }
+        continue;
+      }
+      const uint8_t* wg = w.matrix.data.data_as<uint8_t>() + oc0 * row_bytes;
+      const uint16_t* sg = qp.scales_f16.data() + oc0 * scale_groups;
+      if (vnni)
+        gemv_int4_rows_vnni(gemv_int4_prepare_vnni(row, k), row, wg, sg, k, 0, ocg, fm);
+      else
+        gemv_int4_rows(row, wg, sg, k, 0, ocg, fm);
+      for (size_t j = 0; j < ocg; ++j) {
+        const float v = fm[j] * sx + (bias ? bias[oc0 + j] : 0.0f);
+        yg[static_cast<int64_t>(j) * gm.pixels + r] = apply_activation(v, *gm.p);
+      }
+    }
+  });
+}
+
+// --- direct ----------------------------------------------------------------------------------
+
+// acc[oh - oh0][ow] += X[ic(q), ih, iw] · w[q] for taps q in [q0, q1) and output rows
+// [oh0, oh1) of one output channel, skipping taps outside the input.
+template <class A, class X, class W>
+[[gnu::always_inline]] inline void accumulate_taps(const Geom& gm, const X* img, int64_t g,
+                                                   const W* w, int64_t q0, int64_t q1, int64_t oh0,
+                                                   int64_t oh1, A* acc) {
+  const Conv2dParams& p = *gm.p;
+  const int64_t taps = gm.kh * gm.kw, sw = p.stride_w;
+  for (int64_t q = q0; q < q1; ++q) {
+    const int64_t kh = q % taps / gm.kw, kw = q % gm.kw;
+    const A wv = static_cast<A>(w[q]);
+    const X* plane = img + (g * gm.icg + q / taps) * gm.h * gm.w;
+    // Output columns whose input column iw = ow·sw + off lies in [0, W).
+    const int64_t off = kw * p.dilation_w - p.pad_left;
+    const int64_t lo = off >= 0 ? 0 : (-off + sw - 1) / sw;
+    const int64_t hi = off < gm.w ? std::min(gm.ow, (gm.w - 1 - off) / sw + 1) : 0;
+    for (int64_t oh = oh0; oh < oh1 && lo < hi; ++oh) {
+      const int64_t ih = oh * p.stride_h - p.pad_top + kh * p.dilation_h;
+      if (ih < 0 || ih >= gm.h) continue;
+      const X* xr = plane + ih * gm.w;
+      A* ar = acc + (oh - oh0) * gm.ow;
+      if (sw == 1) {
+        for (int64_t ow = lo; ow < hi; ++ow) ar[ow] += static_cast<A>(xr[ow + off]) * wv;
+      } else {
+        for (int64_t ow = lo; ow < hi; ++ow) ar[ow] += static_cast<A>(xr[ow * sw + off]) * wv;
+      }
+    }
+  }
+}
+
+// accumulate_taps also compiled for AVX2, where the compiler vectorizes the pixel loop 8 wide
+// instead of SSE2's 4 (~1.5x for float). An AVX-512 build measured no faster (short pixel
+// rows leave long remainders) and int8 slower. Chosen by cpu_features(), so DYNAPREC_ISA caps
+// it too; -ffp-contract=off keeps the sums unfused on both, so results do not depend on it.
+template <class A, class X, class W>
+[[gnu::target("avx2")]] void taps_avx2(const Geom& gm, const X* img, int64_t g, const W* w,
+                                       int64_t q0, int64_t q1, int64_t oh0, int64_t oh1, A* acc) {
+  accumulate_taps(gm, img, g, w, q0, q1, oh0, oh1, acc);
+}
+template <class A, class X, class W>
+void taps(bool avx2, const Geom& gm, const X* img, int64_t g, const W* w, int64_t q0, int64_t q1,
+          int64_t oh0, int64_t oh1, A* acc) {
+  if (avx2) return taps_avx2(gm, img, g, w, q0, q1, oh0, oh1, acc);
+  accumulate_taps(gm, img, g, w, q0, q1, oh0, oh1, acc);
+}
+
+// false where the direct path cannot reproduce the reference: a non-finite weight.
+bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, const ConvWeights& w,
+                 const float* bias, float* y, int threads) {
+  if (!weights_finite(w)) return false;
+  const Format f = w.matrix.format;
+  const QuantParams& qp = w.matrix.data.quant();
+  const auto wn = static_cast<size_t>(gm.oc * gm.k),
+             count = static_cast<size_t>(gm.n * gm.c * gm.h * gm.w);
+  const int64_t k = gm.k, plane_in = gm.c * gm.h * gm.w, n_groups = (k + 31) / 32;
+  // W as used: float formats decoded, int4 unpacked to int8; X rounded for bf16/fp16/fp8.
+  std::vector<float> wf, xr;
+  std::vector<int8_t> w4;
+  const int8_t* wq = w.matrix.data.data_as<int8_t>();
+  if (f == Format::kInt4) {
+    w4.resize(wn);
+    const auto* wp = w.matrix.data.data_as<uint8_t>();
+    const auto row_bytes = static_cast<size_t>((k + 1) / 2), ku = static_cast<size_t>(k);
+    for (size_t i = 0; i < wn; ++i) {
+      const uint8_t b = wp[i / ku * row_bytes + i % ku / 2];
+      w4[i] = static_cast<int8_t>((((i % ku % 2 ? b >> 4 : b) & 0xF) ^ 0x8) - 8);
+    }
+    wq = w4.data();
+  } else if (!is_int(f)) {
+    wf.resize(wn);
+    decode_float_array(f, w.matrix.data.data(), wf.data(), wn);
+    const Format act = is_fp8(f) ? Format::kBf16 : f;
+    if (act != Format::kFp32) {
+      std::vector<uint16_t> codes(count);
+      xr.resize(count);
+      encode_float_array(act, x, codes.data(), count);
+      decode_float_array(act, codes.data(), xr.data(), count);
+      x = xr.data();
+    }
+  }
+  const float sw_tensor = is_fp8(f) ? qp.scales.at(0) : 1.0f;
+  const bool avx2 = cpu_features().avx2;
+  // Tasks: (image, output channel, block of output rows of about 4096 pixels).
+  const int64_t rows_per = std::clamp<int64_t>(4096 / gm.ow, 1, gm.oh);
+  const int64_t blocks = (gm.oh + rows_per - 1) / rows_per;
+  run_tasks(static_cast<size_t>(gm.n * gm.oc * blocks), threads, [&](size_t t) {
+    const int64_t b = static_cast<int64_t>(t) % blocks, noc = static_cast<int64_t>(t) / blocks;
+    const int64_t n = noc / gm.oc, oc = noc % gm.oc, g = oc / gm.ocg;
+    const int64_t oh0 = b * rows_per, oh1 = std::min(gm.oh, oh0 + rows_per);
+    const auto pix = static_cast<size_t>((oh1 - oh0) * gm.ow);
+    thread_local Buffer sum_buf, acc_buf;
+    float* sum = sum_buf.get<float>(pix);
+    int32_t* acc = acc_buf.get<int32_t>(pix);
+    std::fill_n(sum, pix, 0.0f);
+    const float bv = bias ? bias[oc] : 0.0f;
+    float* dst = y + (n * gm.oc + oc) * gm.pixels + oh0 * gm.ow;
+    if (!is_int(f)) {
+      taps(avx2, gm, x + n * plane_in, g, wf.data() + oc * k, 0, k, oh0, oh1, sum);
+      for (size_t i = 0; i < pix; ++i) dst[i] = apply_activation(sum[i] * sw_tensor + bv, *gm.p);
+      return;
+    }
+    const int8_t* img = xq + n * plane_in;
+    if (f == Format::kInt8) {
+      std::fill_n(acc, pix, 0);
+      taps(avx2, gm, img, g, wq + oc * k, 0, k, oh0, oh1, acc);
+      const float s = sx * qp.scales[static_cast<size_t>(oc)];
+      for (size_t i = 0; i < pix; ++i)
+        dst[i] = apply_activation(static_cast<float>(acc[i]) * s + bv, *gm.p);
+      return;
+    }
+    for (int64_t gi = 0; gi < n_groups; ++gi) {  // int32 per group of 32, then fp32 in order
+      std::fill_n(acc, pix, 0);
+      taps(avx2, gm, img, g, wq + oc * k, gi * 32, std::min(k, gi * 32 + 32), oh0, oh1, acc);
+      const float s = ref::decode_float(Format::kFp16, qp.scales_f16[oc * n_groups + gi]);
+      for (size_t i = 0; i < pix; ++i) sum[i] += static_cast<float>(acc[i]) * s;
+    }
+    for (size_t i = 0; i < pix; ++i) dst[i] = apply_activation(sum[i] * sx + bv, *gm.p);
+  });
+  return true;
+}
+
+}  // namespace
+
+bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
+                 const Conv2dParams& p, Tensor& y, int threads) {
+  const Shape ys = conv2d_output_shape(x.shape(), w, p);
+  if (x.dtype() != DType::kF32)
+    throw Error(ErrorKind::kInvalidInput, "conv2d: input must be float32");
+  if (y.dtype() != DType::kF32 || y.shape() != ys || !y.is_contiguous())
+    throw Error(ErrorKind::kInvalidInput,
+                "conv2d: output must be a contiguous float32 tensor of shape " + shape_str(ys) +
+                    ", got " + std::string(dtype_name(y.dtype())) + " " + shape_str(y.shape()));
+  if (x.numel() == 0 || y.numel() == 0) return true;
+  cpu_features();  // applies the DYNAPREC_ISA cap before any dispatched kernel runs
+  const Tensor xc = x.is_contiguous() ? x : x.clone();
+  const int pool = ThreadPool::default_pool().threads();
+  const int t = threads > 0 ? std::min(threads, pool) : pool;
+  const Geom gm{
+      x.dim(0), x.dim(1),       x.dim(2),         x.dim(3), ys[1],      ys[2],         ys[3], w.kh,
+      w.kw,     w.ic_per_group, ys[1] / p.groups, p.groups, w.matrix.k, ys[2] * ys[3], &p};
+  const Format f = w.matrix.format;
+  const float* xs = xc.data_as<float>();
+  float* yd = y.data_as<float>();
+  if (impl == ConvImpl::kOneDnn && !dnnl_types(f)) return false;
+  // int formats: X quantized once with one scale over all of it (conv.h); the vectorized amax
+  // and encoder are bit-identical to the reference's by contract.
+  const auto count = static_cast<size_t>(xc.numel());
+  std::vector<int8_t> xq;
+  float sx = 1.0f;
+  if (is_int(f)) {
+    const float m = amax(xs, count);
+    if (!std::isfinite(m))
+      throw Error(ErrorKind::kInvalidInput, "conv2d: input contains NaN or inf");
+    sx = ref::int8_scale(m);
+    xq.resize(count);
+    int8_encode_array(xs, xq.data(), count, sx);
+  }
+  if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kAuto) {
+    if (conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
+    // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
+    // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured
+    // here). int4's VNNI row kernel runs the K % 128 tail scalar (~0.5 GMAC/s), its portable
+    // one all of K: it is used only with VNNI and a tail of at most K/8 (27 vs 2 GMAC/s for
+    // 256 -> 256 1x1; direct 9 vs 3 for a 3 -> 32 7x7, 6 vs 0.6 for 32 -> 32 1x1).
+    const CpuFeatures& cf = cpu_features();
+    const bool int4_rows = cf.avx512_vnni && cf.avx512bw && cf.f16c && (gm.k % 128) * 8 <= gm.k;
+    const int64_t below = f == Format::kInt4   ? (int4_rows ? 1024 : INT64_MAX)
+                          : f == Format::kInt8 ? 1024
+                                               : 2048;
+    if (gm.ocg * gm.k < below && conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
+  }
+  if (is_int(f))
+    conv_im2col_int(gm, xq.data(), sx, w, bias, yd, t);
+  else
+    conv_im2col_float(gm, xs, w, bias, yd, t);
+  return true;
+}
+
+}  // namespace cpu
+
+void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv2dParams& p,
+            Tensor& y, int threads) {
+  cpu::conv2d_with(cpu::ConvImpl::kAuto, x, w, bias, p, y, threads);
+}
+
+}  // namespace dynaprec

@@ -1,0 +1,482 @@
+// conv2d: the reference against fp64 (SQNR per format) and against ref::matmul, the CPU conv2d
+// against the reference on awkward geometry, and the refusal of bad geometry.
+//
+// Expected SQNR on Gaussian X and W (derivations as in test_matmul_ref.cc): a convolution
+// output is a sum of products just like a matmul output, with zero taps at the border adding
+// neither signal nor noise, so the float predictions carry over unchanged: fp16 70.6,
+// bf16 52.6, fp8e4m3 31.5, fp8e5m2 25.5 dB, fp32 > 100 dB.
+// The int formats depend on the amaxes, so the test derives their predictions from the actual
+// data: noise (amax/127)² / 12 (int8) or (amax/7)² / 12 (int4) per element, relative to the
+// operand's mean square, X's and W's noise adding up. As a sanity check on the data:
+//  * int8: X's one scale covers the whole input (64·20·20 = 25600 values, amax ≈ 4.2σ →
+//    40.6 dB), each W row has K = 576 values (amax ≈ 3.2σ → 42.8 dB): ≈ 38 dB together.
+//  * int4: the amax of |w| over a group of 32 is ≈ 2.4σ (the expected maximum of 32 |Gaussians|,
+//    not the 2.04σ of 32 signed ones that test_matmul_ref.cc's 21.5 dB assumes): ≈ 20.2 dB.
+//
+// Every CPU implementation (cpu::conv2d_with: auto, oneDNN, im2col, direct) is checked against
+// the reference, with tolerances as in test_matmul_kernels.cc: the float formats use the
+// reference's products and differ only in summation order: |y - y_ref| <= 2·K·2^-24·Σ|x·w|
+// per output (Σ|x·w| in fp64 from the fp32 inputs, times 1.5 for the rounding of the used
+// values); an activation multiplies a difference by at most 1.5 (hardswish's slope at 3) and
+// adds its own rounding, a few ulps of the result. int8 is exact in int32 and scaled the same
+// way: bit-identical, activation included. int4 sums exact per-group integers in another fp32
+// order: the same bound. direct does the reference's arithmetic in its order: bit-identical
+// in every format.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <functional>
+#include <string>
+
+#include "dynaprec/conv.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+#include "dynaprec/matmul.h"
+#include "kernels/matmul_util.h"
+
+namespace dynaprec {
+namespace {
+
+constexpr Format kAll[] = {Format::kFp32,    Format::kBf16, Format::kFp16, Format::kFp8E4M3,
+                           Format::kFp8E5M2, Format::kInt8, Format::kInt4};
+constexpr cpu::ConvImpl kImpls[] = {cpu::ConvImpl::kAuto, cpu::ConvImpl::kOneDnn,
+                                    cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect};
+const char* impl_name(cpu::ConvImpl i) {
+  constexpr const char* kNames[] = {"auto", "onednn", "im2col", "direct"};
+  return kNames[static_cast<int>(i)];
+}
+
+// Direct convolution in double from the fp32 inputs (w: [OC, C/groups, KH, KW]); with
+// `absolute`, of |x| and |w| (Σ|x·w| per output, for tolerances). No bias, no activation.
+std::vector<double> conv_fp64(const Tensor& x, const Tensor& w, const Conv2dParams& p,
+                              const Shape& ys, bool absolute = false) {
+  const int64_t c = x.dim(1), h = x.dim(2), wd = x.dim(3);
+  const int64_t icg = w.dim(1), kh = w.dim(2), kw = w.dim(3), ocg = ys[1] / p.groups;
+  std::vector<double> y(static_cast<size_t>(shape_numel(ys)), 0.0);
+  auto val = [&](float v) { return absolute ? std::fabs(double(v)) : double(v); };
+  size_t at = 0;
+  for (int64_t n = 0; n < ys[0]; ++n)
+    for (int64_t oc = 0; oc < ys[1]; ++oc)
+      for (int64_t oh = 0; oh < ys[2]; ++oh)
+        for (int64_t ow = 0; ow < ys[3]; ++ow, ++at)
+          for (int64_t i = 0; i < icg; ++i)
+            for (int64_t a = 0; a < kh; ++a)
+              for (int64_t b = 0; b < kw; ++b) {
+                const int64_t ih = oh * p.stride_h - p.pad_top + a * p.dilation_h;
+                const int64_t iw = ow * p.stride_w - p.pad_left + b * p.dilation_w;
+                if (ih < 0 || ih >= h || iw < 0 || iw >= wd) continue;
+                const int64_t ic = (oc / ocg) * icg + i;
+                y[at] += val(x.data_as<float>()[((n * c + ic) * h + ih) * wd + iw]) *
+                         val(w.data_as<float>()[((oc * icg + i) * kh + a) * kw + b]);
+              }
+  return y;
+}
+
+double mean_square(const float* v, size_t n) {
+  double s = 0;
+  for (size_t i = 0; i < n; ++i) s += double(v[i]) * v[i];
+  return s / double(n);
+}
+
+// Noise-to-signal of symmetric int quantization with step amax/qmax (uniform error, step²/12)
+// for an operand of mean square ms.
+double int_nsr(double amax, double qmax, double ms) {
+  return (amax / qmax) * (amax / qmax) / 12 / ms;
+}
+
+TEST(ConvRef, SqnrMatchesWhatEachFormatAllows) {
+  Conv2dParams p;
+  p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
+  const Tensor x = test::gaussian({1, 64, 20, 20}, 1);
+  const Tensor w = test::gaussian({32, 64, 3, 3}, 2, 0.05f);
+  const Shape ys = {1, 32, 20, 20};
+  const std::vector<double> ideal = conv_fp64(x, w, p, ys);
+
+  // The int predictions from the actual amaxes: X's over all of X, W's per output channel
+  // (int8) or per group of 32 along K (int4).
+  const int64_t k = 64 * 9;
+  const float* xs = x.data_as<float>();
+  const float* ws = w.data_as<float>();
+  double x_amax = 0, w8_nsr = 0, w4_nsr = 0;
+  for (int64_t i = 0; i < x.numel(); ++i) x_amax = std::max(x_amax, std::fabs(double(xs[i])));
+  const double x_nsr = int_nsr(x_amax, 127, mean_square(xs, static_cast<size_t>(x.numel())));
+  const double w_ms = mean_square(ws, static_cast<size_t>(w.numel()));
+  for (int64_t r = 0; r < 32; ++r) {
+    double row_amax = 0;
+    for (int64_t g0 = 0; g0 < k; g0 += 32) {
+      double a = 0;
+      for (int64_t q = g0; q < g0 + 32; ++q) a = std::max(a, std::fabs(double(ws[r * k + q])));
+      w4_nsr += int_nsr(a, 7, w_ms) / (32.0 * (k / 32));  // mean over all groups
+      row_amax = std::max(row_amax, a);
+    }
+    w8_nsr += int_nsr(row_amax, 127, w_ms) / 32;
+  }
+  const double int8_predicted = -10 * std::log10(x_nsr + w8_nsr);
+  const double int4_predicted = -10 * std::log10(x_nsr + w4_nsr);
+  EXPECT_NEAR(int8_predicted, 38.3, 1.0) << "the data's amaxes are not what the header says";
+  EXPECT_NEAR(int4_predicted, 20.2, 1.0) << "the data's amaxes are not what the header says";
+  RecordProperty("predicted_db_int8", std::to_string(int8_predicted));
+  RecordProperty("predicted_db_int4", std::to_string(int4_predicted));
+
+  const struct {
+    Format f;
+    double predicted;
+  } expected[] = {
+      {Format::kFp32, 200},  // only summation order: checked as > 100 below
+      {Format::kFp16, 6.02 * 10 + 13.46 - 3.01},
+      {Format::kBf16, 6.02 * 7 + 13.46 - 3.01},
+      {Format::kFp8E4M3, 6.02 * 3 + 13.46},
+      {Format::kFp8E5M2, 6.02 * 2 + 13.46},
+      {Format::kInt8, int8_predicted},
+      {Format::kInt4, int4_predicted},
+  };
+  for (const auto& e : expected) {
+    const ConvWeights cw = conv_weights(w, e.f);
+    Tensor y = Tensor::zeros(ys, DType::kF32);
+    ref::conv2d(x, cw, nullptr, p, y);
+    const double db = test::sqnr_db(ideal, y.data_as<float>(), ideal.size());
+    RecordProperty("sqnr_db_" + std::string(format_name(e.f)), std::to_string(db));
+    if (e.f == Format::kFp32) {
+      EXPECT_GT(db, 100) << "fp32";
+      continue;
+    }
+    EXPECT_NEAR(db, e.predicted, 3.0) << format_name(e.f) << " (below: lost precision; above: "
+                                      << "was it really quantized?)";
+  }
+}
+
+// With a 3×3 kernel, pad 1, stride 1 every input element lands in some patch, so X's amax is
+// the patch matrix's: the reference conv must then be ref::matmul on the patches bit for bit,
+// for every format (same products, same K order, same int scales).
+TEST(ConvRef, EqualsMatmulRefOnPatches) {
+  const int64_t c = 5, h = 6, wd = 7, oc = 9, k = c * 9, pix = h * wd;
+  Conv2dParams p;
+  p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
+  const Tensor x = test::gaussian({1, c, h, wd}, 3);
+  const Tensor w = test::gaussian({oc, c, 3, 3}, 4, 0.2f);
+  const Tensor bias = test::gaussian({oc}, 5);
+  std::vector<float> patches(static_cast<size_t>(pix * k), 0.0f);
+  for (int64_t r = 0; r < pix; ++r)
+    for (int64_t q = 0; q < k; ++q) {
+      const int64_t ih = r / wd - 1 + (q % 9) / 3, iw = r % wd - 1 + q % 3;
+      if (ih >= 0 && ih < h && iw >= 0 && iw < wd)
+        patches[static_cast<size_t>(r * k + q)] = x.data_as<float>()[(q / 9 * h + ih) * wd + iw];
+    }
+  for (Format f : kAll) {
+    const ConvWeights cw = conv_weights(w, f);
+    std::vector<float> want(static_cast<size_t>(pix * oc));
+    ref::matmul(patches.data(), pix, cw.matrix, bias.data_as<float>(), want.data());
+    Tensor y = Tensor::zeros({1, oc, h, wd}, DType::kF32);
+    ref::conv2d(x, cw, bias.data_as<float>(), p, y);
+    for (int64_t j = 0; j < oc; ++j)
+      for (int64_t r = 0; r < pix; ++r)
+        ASSERT_EQ(std::bit_cast<uint32_t>(y.data_as<float>()[j * pix + r]),
+                  std::bit_cast<uint32_t>(want[static_cast<size_t>(r * oc + j)]))
+            << format_name(f) << " oc " << j << " pixel " << r;
+  }
+}
+
+// The int scale is over all of X, even where no patch reads the largest value: X = [0.5, 100],
+// a 1×1 kernel of stride 2 reads only 0.5. sx = 100/127, 0.5 → code 1, w = 1 → code 127 with
+// scale 1/127: y = 127 · (sx · 1/127) = 100/127, not the 0.5 a patch-wise scale would give.
+TEST(ConvInt, ActivationScaleIsOverAllOfX) {
+  Tensor x = Tensor::zeros({1, 1, 1, 2}, DType::kF32);
+  x.data_as<float>()[0] = 0.5f;
+  x.data_as<float>()[1] = 100.0f;
+  Tensor w = Tensor::zeros({1, 1, 1, 1}, DType::kF32);
+  w.data_as<float>()[0] = 1.0f;
+  Conv2dParams p;
+  p.stride_w = 2;
+  for (Format f : {Format::kInt8, Format::kInt4}) {
+    const ConvWeights cw = conv_weights(w, f);
+    ASSERT_EQ(conv2d_output_shape(x.shape(), cw, p), (Shape{1, 1, 1, 1}));
+    Tensor a = Tensor::zeros({1, 1, 1, 1}, DType::kF32), b = a.clone();
+    ref::conv2d(x, cw, nullptr, p, a);
+    EXPECT_NEAR(a.data_as<float>()[0], 100.0f / 127.0f, 1e-3f) << format_name(f);
+    for (cpu::ConvImpl impl : kImpls) {
+      b.data_as<float>()[0] = NAN;
+      if (!cpu::conv2d_with(impl, x, cw, nullptr, p, b)) continue;
+      EXPECT_EQ(a.data_as<float>()[0], b.data_as<float>()[0])
+          << format_name(f) << " " << impl_name(impl);
+    }
+  }
+}
+
+// --- the CPU conv2d against the reference -------------------------------------------------------
+
+struct Case {
+  const char* name;
+  int64_t n, c, h, w, oc, kh, kw;
+  Conv2dParams p;
+  bool bias;
+};
+
+Conv2dParams params(int64_t stride_h, int64_t stride_w, int64_t top, int64_t left, int64_t bottom,
+                    int64_t right, int64_t dil_h = 1, int64_t dil_w = 1, int64_t groups = 1,
+                    Activation act = Activation::kNone) {
+  Conv2dParams p;
+  p.stride_h = stride_h;
+  p.stride_w = stride_w;
+  p.pad_top = top;
+  p.pad_left = left;
+  p.pad_bottom = bottom;
+  p.pad_right = right;
+  p.dilation_h = dil_h;
+  p.dilation_w = dil_w;
+  p.groups = groups;
+  p.activation = act;
+  p.clip_min = -0.5f;
+  p.clip_max = 0.75f;
+  return p;
+}
+
+const Case kCases[] = {
+    {"groups2_3x3", 1, 6, 9, 7, 4, 3, 3, params(1, 1, 1, 1, 1, 1, 1, 1, 2), true},
+    {"depthwise_s2", 1, 8, 11, 11, 8, 3, 3, params(2, 2, 1, 1, 1, 1, 1, 1, 8, Activation::kRelu),
+     true},
+    {"asym_pad", 1, 5, 8, 10, 7, 3, 3, params(1, 1, 0, 1, 2, 0, 1, 1, 1, Activation::kClip), false},
+    {"dilation2", 1, 3, 12, 12, 6, 3, 3, params(1, 1, 2, 2, 2, 2, 2, 2, 1, Activation::kSigmoid),
+     true},
+    {"1x1_batch2", 2, 40, 7, 5, 24, 1, 1, params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kHardSwish),
+     false},
+    {"5x5", 1, 12, 9, 9, 10, 5, 5, params(1, 1, 2, 2, 2, 2), true},
+    {"7x7_s2", 1, 3, 23, 23, 16, 7, 7, params(2, 2, 3, 3, 3, 3, 1, 1, 1, Activation::kRelu), true},
+    {"batch2_h_ne_w_c33", 2, 33, 9, 6, 17, 3, 3, params(2, 1, 1, 1, 1, 1), true},
+    {"1x1_stride3", 1, 4, 10, 10, 5, 1, 1, params(3, 3, 0, 0, 0, 0), false},
+    {"groups3_5x5_dil", 1, 9, 13, 8, 6, 5, 5, params(1, 2, 3, 1, 2, 2, 2, 1, 3), true},
+    {"vnni_blocks_k576", 1, 64, 6, 5, 32, 3, 3, params(1, 1, 1, 1, 1, 1), true},
+    {"depthwise_mult2_5x5", 1, 6, 10, 10, 12, 5, 5, params(1, 1, 2, 2, 2, 2, 1, 1, 6), false},
+    {"k256_1x1_s2", 1, 256, 7, 6, 16, 1, 1, params(2, 2, 0, 0, 0, 0), true},  // whole VNNI blocks
+};
+
+// Every implementation of the CPU conv2d on one case and format against the reference;
+// counts the implementations that applied in ran[impl].
+void check_fast(const Case& cs, Format f, uint32_t seed, size_t* ran) {
+  const Tensor x = test::gaussian({cs.n, cs.c, cs.h, cs.w}, seed);
+  const Tensor w = test::gaussian({cs.oc, cs.c / cs.p.groups, cs.kh, cs.kw}, seed + 1, 0.2f);
+  const Tensor bias = test::gaussian({cs.oc}, seed + 2);
+  const float* b = cs.bias ? bias.data_as<float>() : nullptr;
+  const ConvWeights cw = conv_weights(w, f);
+  const Shape ys = conv2d_output_shape(x.shape(), cw, cs.p);
+  Tensor want = Tensor::zeros(ys, DType::kF32), got = Tensor::zeros(ys, DType::kF32);
+  ref::conv2d(x, cw, b, cs.p, want);
+  const float* r = want.data_as<float>();
+  const auto count = static_cast<size_t>(want.numel());
+  double total = 0;
+  for (size_t i = 0; i < count; ++i) total += std::fabs(r[i]);
+  ASSERT_GT(total, 0.0) << cs.name << ": reference is all zeros";  // zero-trust
+
+  // Tolerances per output; for fp32 also the reference's geometry against fp64 here.
+  const std::vector<double> mag = conv_fp64(x, w, cs.p, ys, true);
+  const std::vector<double> ideal = conv_fp64(x, w, cs.p, ys);
+  std::vector<double> tol(count);
+  const double k = double(cw.matrix.k);
+  const int64_t plane = ys[2] * ys[3];
+  for (size_t i = 0; i < count; ++i) {
+    tol[i] = 1.5 * (2.0 * k * std::ldexp(1.0, -24) * mag[i] * 1.5) +
+             std::ldexp(std::fabs(double(r[i])), -21) + 1e-30;
+    if (f != Format::kFp32) continue;
+    const int64_t oc = static_cast<int64_t>(i) / plane % ys[1];
+    const float v = apply_activation(float(ideal[i] + (b ? b[oc] : 0.0f)), cs.p);
+    ASSERT_LE(std::fabs(double(v) - r[i]), tol[i])
+        << cs.name << " fp32 reference at " << i << ": " << r[i] << " vs fp64 " << v;
+  }
+  for (cpu::ConvImpl impl : kImpls) {
+    const std::string what =
+        std::string(cs.name) + " " + std::string(format_name(f)) + " " + impl_name(impl);
+    float* g = got.data_as<float>();
+    std::fill_n(g, count, NAN);
+    if (!cpu::conv2d_with(impl, x, cw, b, cs.p, got, 2)) {
+      for (size_t i = 0; i < count; ++i)
+        ASSERT_TRUE(std::isnan(g[i])) << what << ": declined, but wrote the output";
+      continue;
+    }
+    ++ran[static_cast<int>(impl)];
+    // int8 everywhere and direct in every format: the reference's arithmetic, bit for bit.
+    if (f == Format::kInt8 || impl == cpu::ConvImpl::kDirect) {
+      for (size_t i = 0; i < count; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(g[i]), std::bit_cast<uint32_t>(r[i]))
+            << what << " at " << i << ": " << g[i] << " vs " << r[i];
+      continue;
+    }
+    for (size_t i = 0; i < count; ++i)
+      ASSERT_LE(std::fabs(double(g[i]) - r[i]), tol[i])  // false for NaN too
+          << what << " at " << i << ": " << g[i] << " vs " << r[i];
+  }
+}
+
+void expect_every_impl_ran(const size_t* ran) {
+  for (cpu::ConvImpl impl : {cpu::ConvImpl::kAuto, cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect})
+    EXPECT_GT(ran[static_cast<int>(impl)], 0u) << impl_name(impl);
+  // oneDNN runs fp32 on any x86 CPU with AVX2 (below that the tests cap it, see conv_cpu.cc).
+  if (cpu_features().avx2) {
+    EXPECT_GT(ran[static_cast<int>(cpu::ConvImpl::kOneDnn)], 0u);
+  }
+}
+
+TEST(ConvCpu, MatchesReferenceOnAwkwardGeometry) {
+  uint32_t seed = 100;
+  size_t ran[4] = {};
+  for (const Case& cs : kCases)
+    for (Format f : kAll) {
+      check_fast(cs, f, seed += 3, ran);
+      if (HasFatalFailure()) return;
+    }
+  expect_every_impl_ran(ran);
+}
+
+TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
+  const Activation acts[] = {Activation::kNone, Activation::kRelu, Activation::kClip,
+                             Activation::kSigmoid, Activation::kHardSwish};
+  uint32_t seed = 500;
+  size_t ran[4] = {};
+  for (Activation a : acts)
+    for (bool bias : {false, true})
+      for (Format f : kAll) {
+        Case cs{"activation", 1, 10, 7, 6, 12, 3, 3, params(1, 2, 1, 0, 1, 2), bias};
+        cs.p.activation = a;
+        check_fast(cs, f, seed += 3, ran);
+        if (HasFatalFailure()) return;
+      }
+  expect_every_impl_ran(ran);
+}
+
+TEST(ConvCpu, ThreadCountDoesNotChangeTheResult) {
+  const Tensor x = test::gaussian({2, 16, 12, 10}, 7);
+  const Tensor w = test::gaussian({24, 8, 3, 3}, 8, 0.2f);
+  const Conv2dParams p = params(1, 1, 1, 1, 1, 1, 1, 1, 2, Activation::kRelu);
+  for (Format f : kAll)
+    for (cpu::ConvImpl impl : kImpls) {
+      if (impl == cpu::ConvImpl::kOneDnn) continue;  // oneDNN's blocking follows the threads
+      const ConvWeights cw = conv_weights(w, f);
+      const Shape ys = conv2d_output_shape(x.shape(), cw, p);
+      Tensor a = Tensor::zeros(ys, DType::kF32), b = Tensor::zeros(ys, DType::kF32);
+      cpu::conv2d_with(impl, x, cw, nullptr, p, a, 1);
+      cpu::conv2d_with(impl, x, cw, nullptr, p, b, 2);
+      cpu::conv2d_with(impl, x, cw, nullptr, p, b, 2);  // again, with the state kept in cw
+      EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.nbytes()))
+          << format_name(f) << " " << impl_name(impl);
+    }
+}
+
+// A non-finite weight (here fp16 overflow) makes 0 · w = NaN at padding taps in the
+// reference; every implementation that accepts the weights must agree on NaN and inf.
+TEST(ConvCpu, NonFiniteWeightsGiveTheReferencesNaNs) {
+  const Tensor x = test::gaussian({1, 3, 6, 5}, 12);
+  Tensor w = test::gaussian({4, 3, 3, 3}, 13, 0.2f);
+  w.data_as<float>()[5] = 1e6f;  // beyond fp16's 65504: inf
+  const Conv2dParams p = params(1, 1, 1, 1, 1, 1);
+  const ConvWeights cw = conv_weights(w, Format::kFp16);
+  Tensor want = Tensor::zeros({1, 4, 6, 5}, DType::kF32), got = want.clone();
+  ref::conv2d(x, cw, nullptr, p, want);
+  const float* r = want.data_as<float>();
+  size_t nans = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) nans += std::isnan(r[i]);
+  ASSERT_GT(nans, 0u) << "the padding taps should give NaN";
+  for (cpu::ConvImpl impl : kImpls) {
+    if (!cpu::conv2d_with(impl, x, cw, nullptr, p, got, 2)) continue;
+    const float* g = got.data_as<float>();
+    for (int64_t i = 0; i < want.numel(); ++i) {
+      if (std::isfinite(r[i])) {
+        EXPECT_NEAR(g[i], r[i], 1e-4f * (1 + std::fabs(r[i]))) << impl_name(impl) << " at " << i;
+      } else {
+        EXPECT_EQ(std::isnan(g[i]), std::isnan(r[i])) << impl_name(impl) << " at " << i;
+        if (std::isinf(r[i])) {
+          EXPECT_EQ(g[i], r[i]) << impl_name(impl) << " at " << i;
+        }
+      }
+    }
+  }
+}
+
+TEST(ConvCpu, NonContiguousInputAndEmptyBatch) {
+  // A strided [1, 3, 5, 2] view of a [1, 3, 5, 4] tensor: every other column.
+  Tensor base = test::gaussian({1, 3, 5, 4}, 9);
+  const Tensor w = test::gaussian({2, 3, 3, 3}, 10, 0.2f);
+  const Tensor view =
+      Tensor::borrow(base.data_as<float>(), {1, 3, 5, 2}, DType::kF32, {60, 20, 4, 2});
+  ASSERT_FALSE(view.is_contiguous());
+  const Conv2dParams p = params(1, 1, 1, 1, 1, 1);
+  const ConvWeights cw = conv_weights(w, Format::kInt8);
+  Tensor a = Tensor::zeros({1, 2, 5, 2}, DType::kF32), b = a.clone();
+  ref::conv2d(view.clone(), cw, nullptr, p, a);
+  conv2d(view, cw, nullptr, p, b);
+  EXPECT_EQ(0, std::memcmp(a.data(), b.data(), a.nbytes()));
+  Tensor none = Tensor::zeros({0, 2, 5, 2}, DType::kF32);
+  EXPECT_NO_THROW(conv2d(Tensor::zeros({0, 3, 5, 2}, DType::kF32), cw, nullptr, p, none));
+  EXPECT_NO_THROW(ref::conv2d(Tensor::zeros({0, 3, 5, 2}, DType::kF32), cw, nullptr, p, none));
+}
+
+// --- bad geometry ----------------------------------------------------------------------------
+
+void expect_invalid(const std::function<void()>& fn, const std::string& needle) {
+  try {
+    fn();
+    ADD_FAILURE() << "no error; expected one naming '" << needle << "'";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos)
+        << "'" << e.what() << "' does not name '" << needle << "'";
+  }
+}
+
+TEST(ConvGeometry, BadGeometryIsRefusedWithItsReason) {
+  const ConvWeights cw = conv_weights(test::gaussian({6, 2, 3, 3}, 11), Format::kFp32);
+  const Shape x = {1, 4, 8, 8};  // C = 4 = 2 groups of 2
+  Conv2dParams ok = params(1, 1, 1, 1, 1, 1, 1, 1, 2);
+  EXPECT_EQ(conv2d_output_shape(x, cw, ok), (Shape{1, 6, 8, 8}));
+  const struct {
+    Shape x;
+    std::function<void(Conv2dParams&)> edit;
+    std::string needle;
+  } bad[] = {
+      {{4, 8, 8}, [](Conv2dParams&) {}, "rank 4"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.groups = 0; }, "groups must be >= 1, got 0"},
+      {{1, 5, 8, 8}, [](Conv2dParams&) {}, "C=5 are not divisible by groups=2"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.groups = 1; }, "differ from the weights' 2"},
+      {{1, 8, 8, 8}, [](Conv2dParams& p) { p.groups = 4; }, "OC=6 are not divisible"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.stride_w = 0; }, "strides must be >= 1, got 1x0"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.dilation_h = -1; }, "dilations must be >= 1"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.pad_right = -2; }, "right=-2"},
+      {{1, 4, 1, 8}, [](Conv2dParams& p) { p.pad_top = p.pad_bottom = 0; }, "padded input 1x10"},
+      {{1, 4, 8, 8}, [](Conv2dParams& p) { p.dilation_w = 5; }, "dilated kernel 3x11"},
+      {{1, 4, 8, 8},
+       [](Conv2dParams& p) {
+         p.activation = Activation::kClip;
+         p.clip_min = 2.0f;
+         p.clip_max = 1.0f;
+       },
+       "clip_min <= clip_max"},
+  };
+  for (const auto& b : bad) {
+    Conv2dParams p = ok;
+    b.edit(p);
+    expect_invalid([&] { conv2d_output_shape(b.x, cw, p); }, b.needle);
+    // The kernels refuse it the same way before touching any data.
+    const Tensor xt = Tensor::zeros(b.x, DType::kF32);
+    Tensor y = Tensor::zeros({1, 6, 8, 8}, DType::kF32);
+    expect_invalid([&] { ref::conv2d(xt, cw, nullptr, p, y); }, b.needle);
+    expect_invalid([&] { conv2d(xt, cw, nullptr, p, y); }, b.needle);
+  }
+  // A wrong output tensor and wrong weights.
+  const Tensor xt = Tensor::zeros(x, DType::kF32);
+  Tensor y = Tensor::zeros({1, 6, 8, 7}, DType::kF32);
+  expect_invalid([&] { ref::conv2d(xt, cw, nullptr, ok, y); }, "shape (1, 6, 8, 8)");
+  expect_invalid([&] { conv2d(xt, cw, nullptr, ok, y); }, "shape (1, 6, 8, 8)");
+  expect_invalid(
+      [] {
+        conv_weights(test::gaussian({6, 2, 3}, 1), Format::kInt8);
+      },
+      "[OC, C/groups, KH, KW]");
+  expect_invalid(
+      [] {
+        conv_weights(Tensor::zeros({6, 0, 3, 3}, DType::kF32), Format::kFp32);
+      },
+      "every dimension >= 1");
+}
+
+}  // namespace
+}  // namespace dynaprec
