@@ -19,6 +19,7 @@
 #include <string_view>
 #include <vector>
 
+#include "dynaprec/conv.h"
 #include "dynaprec/formats.h"
 #include "dynaprec/matmul.h"
 #include "dynaprec/tensor.h"
@@ -83,6 +84,13 @@ struct DeviceWeights {
   size_t bytes = 0;
 };
 
+/// Weights of a conv2d layer resident on a device.
+struct DeviceConvWeights {
+  ConvWeights weights;  ///< on the CPU, the weights themselves
+  std::shared_ptr<void> handle;
+  size_t bytes = 0;
+};
+
 /// An ordered queue of work on one device.
 class Stream {
  public:
@@ -96,6 +104,12 @@ class Stream {
   /// Returns Y as a float32 device tensor [M, N].
   virtual DeviceTensor matmul(const DeviceTensor& x, const DeviceWeights& w,
                               const DeviceTensor* bias) = 0;
+  /// Required. Stores float32 [OC, C/groups, KH, KW] conv weights on the device in format `f`.
+  virtual DeviceConvWeights upload_conv_weights(const Tensor& w_f32, Format f) = 0;
+  /// Required. 2-D convolution (include/dynaprec/conv.h) of a float32 NCHW device tensor;
+  /// bias optional (OC values). Returns Y as a float32 device tensor.
+  virtual DeviceTensor conv2d(const DeviceTensor& x, const DeviceConvWeights& w,
+                              const DeviceTensor* bias, const Conv2dParams& p) = 0;
   /// Required. Copies a device tensor back to the host as float32; returns bytes that crossed.
   virtual Tensor download(const DeviceTensor& t, size_t* bytes = nullptr) = 0;
   /// Optional (default: nothing, for synchronous devices). Waits for queued work.

@@ -38,10 +38,7 @@ TEST(Device, SupportsAnswersWithReasons) {
     EXPECT_TRUE(dev->caps().runs(OpKind::kMatmul, fi.format));
   }
   const Format int8[] = {Format::kInt8};
-  const auto conv = dev->supports(OpKind::kConv2d, int8);
-  ASSERT_TRUE(conv.has_value());
-  EXPECT_EQ(conv->code, UnsupportedCode::kOpNotImplemented);
-  EXPECT_NE(conv->message().find("conv2d"), std::string::npos);
+  EXPECT_EQ(dev->supports(OpKind::kConv2d, int8), std::nullopt);
   const Format bad[] = {static_cast<Format>(42)};
   const auto b = dev->supports(OpKind::kMatmul, bad);
   ASSERT_TRUE(b.has_value());
@@ -84,6 +81,24 @@ TEST(Device, MatmulThroughAStreamMatchesTheKernels) {
   const DeviceWeights dw = stream->upload_weights(w, Format::kInt8);
   const DeviceTensor wrong = stream->upload(test::gaussian({3, 65}, 1), Format::kFp32);
   EXPECT_THROW((void)stream->matmul(wrong, dw, nullptr), Error);
+}
+
+TEST(Device, Conv2dThroughAStreamMatchesTheKernels) {
+  auto dev = Registry::instance().open("cpu");
+  auto stream = dev->open_stream();
+  const Tensor x = test::gaussian({1, 8, 9, 9}, 11);
+  const Tensor w = test::gaussian({4, 8, 3, 3}, 12);
+  Conv2dParams p;
+  p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = 1;
+  for (const FormatInfo& fi : kFormats) {
+    const DeviceConvWeights dw = stream->upload_conv_weights(w, fi.format);
+    const Tensor y =
+        stream->download(stream->conv2d(stream->upload(x, Format::kFp32), dw, nullptr, p));
+    Tensor want = Tensor::zeros(conv2d_output_shape(x.shape(), dw.weights, p), DType::kF32);
+    conv2d(x, dw.weights, nullptr, p, want);
+    ASSERT_EQ(y.shape(), want.shape());
+    EXPECT_EQ(0, std::memcmp(y.data(), want.data(), want.nbytes())) << fi.name;
+  }
 }
 
 }  // namespace

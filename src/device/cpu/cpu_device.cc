@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "dynaprec/conv.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/quantize.h"
@@ -54,6 +55,30 @@ class CpuStream final : public Stream {
     return y;
   }
 
+  DeviceConvWeights upload_conv_weights(const Tensor& w, Format f) override {
+    DeviceConvWeights d;
+    d.weights = conv_weights(w, f);
+    d.bytes = d.weights.matrix.bytes();
+    return d;
+  }
+
+  DeviceTensor conv2d(const DeviceTensor& x, const DeviceConvWeights& w, const DeviceTensor* bias,
+                      const Conv2dParams& p) override {
+    if (x.format != Format::kFp32)
+      throw Error(ErrorKind::kInvalidInput,
+                  "conv2d: X must be float32, got " + std::string(format_name(x.format)));
+    if (bias && (bias->format != Format::kFp32 || bias->host_view.numel() != w.weights.oc))
+      throw Error(ErrorKind::kInvalidInput, "conv2d: bias must be float32 with OC values");
+    DeviceTensor y;
+    y.format = Format::kFp32;
+    y.shape = conv2d_output_shape(x.shape, w.weights, p);
+    y.host_view = Tensor::zeros(y.shape, DType::kF32);
+    dynaprec::conv2d(x.host_view, w.weights, bias ? bias->host_view.data_as<float>() : nullptr, p,
+                     y.host_view, threads_);
+    y.bytes = y.host_view.nbytes();
+    return y;
+  }
+
   Tensor download(const DeviceTensor& t, size_t* bytes) override {
     if (bytes) *bytes = t.bytes;
     return t.format == Format::kFp32 ? t.host_view.clone() : dequantize(t.host_view);
@@ -75,7 +100,7 @@ class CpuDevice final : public Device {
     caps_.formats[static_cast<size_t>(OpKind::kConvert)] = kAllFormats;
     // Every format has a matmul kernel on any CPU (portable Highway kernels at worst).
     caps_.formats[static_cast<size_t>(OpKind::kMatmul)] = kAllFormats;
-    caps_.formats[static_cast<size_t>(OpKind::kConv2d)] = 0;
+    caps_.formats[static_cast<size_t>(OpKind::kConv2d)] = kAllFormats;
   }
 
   const DeviceCaps& caps() const override { return caps_; }
@@ -84,9 +109,6 @@ class CpuDevice final : public Device {
     if (op >= OpKind::kCount)
       return Unsupported{UnsupportedCode::kBadRequest,
                          "op value " + std::to_string(static_cast<int>(op)) + " is unknown"};
-    if (op == OpKind::kConv2d)
-      return Unsupported{UnsupportedCode::kOpNotImplemented,
-                         "conv2d has no CPU kernel in this build yet"};
     for (Format f : formats) {
       if (f >= Format::kCount)
         return Unsupported{UnsupportedCode::kBadRequest,

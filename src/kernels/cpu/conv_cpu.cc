@@ -40,6 +40,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_kernels.h"
 
@@ -179,51 +180,6 @@ const MatmulWeights& group_weights(const ConvWeights& w, int64_t groups, int64_t
 
 // --- oneDNN --------------------------------------------------------------------------------
 
-// oneDNN's ISA under the DYNAPREC_ISA cap, by matmul_dnnl.cc's rule: whichever of the two
-// files uses oneDNN first caps it, before anything is JIT-compiled; 0 when the cap could not
-// be applied (oneDNN then might run instructions the cap forbids, so it is not used).
-unsigned onednn_isa() {
-  static const unsigned isa = [] {
-    const CpuFeatures& f = cpu_features();
-    std::optional<dnnl::cpu_isa> cap;
-    if (f.isa_cap == "avx2")
-      cap = f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2;
-    else if (f.isa_cap != "native" && f.isa_cap != "avx512")
-      cap = dnnl::cpu_isa::sse41;          // sse4, scalar: oneDNN has nothing lower
-    if (cap) dnnl::set_max_cpu_isa(*cap);  // a status, no throw: checked below
-    const auto effective = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    return cap && (effective & ~static_cast<unsigned>(*cap)) != 0 ? 0u : effective;
-  }();
-  return isa;
-}
-
-const dnnl::engine& engine() {
-  static const dnnl::engine e = (onednn_isa(), dnnl::engine(dnnl::engine::kind::cpu, 0));
-  return e;
-}
-
-dnnl::stream& stream() {  // cheap, but not to be shared between threads
-  thread_local dnnl::stream s(engine());
-  return s;
-}
-
-// oneDNN sizes its OpenMP work by the calling thread's omp_get_max_threads().
-class OmpThreads {
- public:
-  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved_); }
-  OmpThreads(const OmpThreads&) = delete;
-  OmpThreads& operator=(const OmpThreads&) = delete;
-
- private:
-  int saved_;
-};
-
-bool onednn_has(dnnl::cpu_isa isa) {
-  const auto bits = static_cast<unsigned>(isa);
-  return (onednn_isa() & bits) == bits;
-}
-
 // X's and Y's oneDNN types for a format, or nullopt where we do not use oneDNN. The ISA
 // conditions are matmul_dnnl.cc's: f32 from AVX2 up (below, our kernels), bf16 only with
 // native bf16 dot products (oneDNN's emulation is slow), int8 only with VNNI (exact). fp16,
@@ -256,7 +212,7 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
         {p.dilation_h - 1, p.dilation_w - 1}, {p.pad_top, p.pad_left}, {p.pad_bottom, p.pad_right});
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // our buffer: no global state
-    const dnnl::convolution_forward::primitive_desc pd(d, attr, engine());
+    const dnnl::convolution_forward::primitive_desc pd(d, attr, onednn_engine());
     // A reference implementation is slower than ours.
     if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return plan;
     plan.src_user = memory::desc(xd, act, tag::nchw);
@@ -265,11 +221,11 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
     plan.dst = pd.dst_desc();
     plan.scratch = pd.scratchpad_desc();
     if (plan.src != plan.src_user)
-      plan.src_reorder =
-          dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plan.src_user, engine(), plan.src));
+      plan.src_reorder = dnnl::reorder(
+          dnnl::reorder::primitive_desc(onednn_engine(), plan.src_user, onednn_engine(), plan.src));
     if (plan.dst != plan.dst_user)
-      plan.dst_reorder =
-          dnnl::reorder(dnnl::reorder::primitive_desc(engine(), plan.dst, engine(), plan.dst_user));
+      plan.dst_reorder = dnnl::reorder(
+          dnnl::reorder::primitive_desc(onednn_engine(), plan.dst, onednn_engine(), plan.dst_user));
     // W: our [OC, K] rows are oneDNN's plain oihw / goihw, decoded to f32 (exact) where
     // oneDNN runs f32 for a narrower format, fp8 widened to bf16 (exact) where it runs bf16.
     const Format f = w.matrix.format;
@@ -286,11 +242,11 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
         codes = widened.data();
       }
     }
-    memory plain({wd, act, gm.groups == 1 ? tag::oihw : tag::goihw}, engine(),
+    memory plain({wd, act, gm.groups == 1 ? tag::oihw : tag::goihw}, onednn_engine(),
                  const_cast<void*>(codes));
-    plan.wei = memory(pd.weights_desc(), engine());
-    dnnl::reorder(plain, plan.wei).execute(stream(), plain, plan.wei);
-    stream().wait();
+    plan.wei = memory(pd.weights_desc(), onednn_engine());
+    dnnl::reorder(plain, plan.wei).execute(onednn_stream(), plain, plan.wei);
+    onednn_stream().wait();
     plan.conv = dnnl::convolution_forward(pd);
     plan.ok = true;
   } catch (const dnnl::error& e) {
@@ -343,8 +299,8 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
       x_used = xr.get<float>(count);
     }
   }
-  const dnnl::engine& eng = engine();
-  dnnl::stream& s = stream();
+  const dnnl::engine& eng = onednn_engine();
+  dnnl::stream& s = onednn_stream();
   memory src(plan->src_user, eng, const_cast<void*>(x_used));
   if (plan->src_reorder) {
     memory blocked(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));

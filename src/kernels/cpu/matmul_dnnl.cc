@@ -50,6 +50,7 @@
 
 #include "dynaprec/convert.h"
 #include "dynaprec/error.h"
+#include "kernels/cpu/dnnl_common.h"
 
 namespace dynaprec::cpu {
 namespace {
@@ -80,64 +81,6 @@ constexpr Spec kSpecs[] = {
 constexpr int64_t kMaxInt8K = 65536;
 
 // --- oneDNN setup ---------------------------------------------------------------------------
-
-// oneDNN's ISA for a DYNAPREC_ISA cap below avx512; nullopt: no cap (our "avx512" keeps AMX).
-std::optional<dnnl::cpu_isa> onednn_cap(const CpuFeatures& f) {
-  if (f.isa_cap == "native" || f.isa_cap == "avx512") return std::nullopt;
-  if (f.isa_cap == "avx2") return f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2;
-  return dnnl::cpu_isa::sse41;  // sse4, scalar: oneDNN has nothing lower
-}
-
-// oneDNN's effective ISA as its feature mask (the cpu_isa values nest: avx512_core_amx
-// includes avx512_core_bf16's bits, and so on), after capping it once, before anything JITs.
-// 0 when the cap could not be applied (oneDNN was used before us): then oneDNN might run
-// instructions the cap forbids, and the kernels report themselves unavailable instead.
-unsigned onednn_isa() {
-  static const unsigned isa = [] {
-    const std::optional<dnnl::cpu_isa> cap = onednn_cap(cpu_features());
-    if (cap) dnnl::set_max_cpu_isa(*cap);  // a status, no throw: checked below
-    const auto effective = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
-    return cap && (effective & ~static_cast<unsigned>(*cap)) != 0 ? 0u : effective;
-  }();
-  return isa;
-}
-
-// Whether oneDNN will run `isa`'s code. Checked besides our flags because oneDNN has its own
-// cap (DNNL_MAX_CPU_ISA): int8 without VNNI is not just slow but wrong in 2.6 — with
-// DNNL_MAX_CPU_ISA=AVX2 the tests saw gemm:jit outputs off by up to ~30% (most likely the int16
-// saturation of vpmaddubsw's pair sums).
-bool onednn_has(dnnl::cpu_isa isa) {
-  const auto bits = static_cast<unsigned>(isa);
-  return (onednn_isa() & bits) == bits;
-}
-
-const dnnl::engine& engine() {
-  static const dnnl::engine e = [] {
-    onednn_isa();
-    return dnnl::engine(dnnl::engine::kind::cpu, 0);
-  }();
-  return e;
-}
-
-// A CPU stream is cheap, but not meant to be shared between threads: one per thread.
-dnnl::stream& stream() {
-  thread_local dnnl::stream s(engine());
-  return s;
-}
-
-// oneDNN with OpenMP sizes its work by omp_get_max_threads() of the calling thread (at
-// primitive creation and at execution), so the thread count is that thread's OpenMP ICV for
-// the duration of one call.
-class OmpThreads {
- public:
-  explicit OmpThreads(int n) : saved_(omp_get_max_threads()) { omp_set_num_threads(n); }
-  ~OmpThreads() { omp_set_num_threads(saved_); }
-  OmpThreads(const OmpThreads&) = delete;
-  OmpThreads& operator=(const OmpThreads&) = delete;
-
- private:
-  int saved_;
-};
 
 // A per-thread, grow-only, 64-byte-aligned buffer: activations, scales and the scratchpad are
 // remade on every call, and a fresh multi-megabyte allocation would page-fault each time.
@@ -224,11 +167,11 @@ Plan make_plan(const Spec& s, const PlanKey& key) {
     const memory::desc dst({key.m, key.n}, dt::f32, tag::ab);
     const auto d =
         key.bias ? dnnl::matmul::desc(src, wei, row, dst) : dnnl::matmul::desc(src, wei, dst);
-    return finish(dnnl::matmul::primitive_desc(d, attr, engine()), false);
+    return finish(dnnl::matmul::primitive_desc(d, attr, onednn_engine()), false);
   }
   // The raw accumulator (s32 for int8) with our epilogue: every implementation can do this.
   const memory::desc acc({key.m, key.n}, s.act == dt::s8 ? dt::s32 : dt::f32, tag::ab);
-  const dnnl::matmul::primitive_desc raw(dnnl::matmul::desc(src, wei, acc), attr, engine());
+  const dnnl::matmul::primitive_desc raw(dnnl::matmul::desc(src, wei, acc), attr, onednn_engine());
   try {
     dnnl::post_ops po;
     const memory::dim scale_n = s.scale == Scale::kPerRow ? key.n : 1;
@@ -238,7 +181,7 @@ Plan make_plan(const Spec& s, const PlanKey& key) {
     fused_attr.set_post_ops(po);
     const memory::desc dst({key.m, key.n}, dt::f32, tag::ab);
     const dnnl::matmul::primitive_desc fused(dnnl::matmul::desc(src, wei, dst), fused_attr,
-                                             engine());
+                                             onednn_engine());
     // Fusing must not cost the fast implementation (a reference one handles anything).
     const std::string impl = fused.impl_info_str(), raw_impl = raw.impl_info_str();
     if (impl.rfind("ref", 0) != 0 || raw_impl.rfind("ref", 0) == 0) return finish(fused, false);
@@ -295,10 +238,10 @@ memory make_weights(const Spec& s, const MatmulWeights& w, const memory::desc& m
     widen_fp8(w.format, static_cast<const uint8_t*>(src), widened.data(), widened.size(), threads);
     src = widened.data();
   }
-  memory plain(memory::desc({w.k, w.n}, s.wei, tag::ba), engine(), const_cast<void*>(src));
-  memory out(md, engine());
-  dnnl::reorder(plain, out).execute(stream(), plain, out);
-  stream().wait();
+  memory plain(memory::desc({w.k, w.n}, s.wei, tag::ba), onednn_engine(), const_cast<void*>(src));
+  memory out(md, onednn_engine());
+  dnnl::reorder(plain, out).execute(onednn_stream(), plain, out);
+  onednn_stream().wait();
   return out;
 }
 
@@ -350,7 +293,7 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
   }
   if (s.scale == Scale::kTensor) scales[0] = w.data.quant().scales.at(0);
 
-  const dnnl::engine& eng = engine();
+  const dnnl::engine& eng = onednn_engine();
   std::unordered_map<int, memory> args{
       {DNNL_ARG_SRC, memory(plan->src, eng, act)},
       {DNNL_ARG_WEIGHTS, wei},
@@ -369,8 +312,8 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
   }
   if (const size_t pad = plan->scratch.get_size(); pad > 0)
     args.emplace(DNNL_ARG_SCRATCHPAD, memory(plan->scratch, eng, scratch_buf.get(pad)));
-  plan->prim.execute(stream(), args);
-  stream().wait();
+  plan->prim.execute(onednn_stream(), args);
+  onednn_stream().wait();
 
   if (plan->epilogue) {
     // y = float(acc) * s + b, as the reference writes it (acc: int32 bits for int8).
