@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli.h"
+#include "dynaprec/conv.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/matmul.h"
@@ -153,9 +154,91 @@ void bench_matmul(const MatmulOpts& o, bool gemv) {
                j["triad_gbps"].get<double>(), 100.0 * j["of_triad"].get<double>());
 }
 
+struct ConvOpts {
+  std::string precision = "fp32";
+  int64_t batch = 1, channels = 64, height = 160, width = 160, out_channels = 64, kernel = 3;
+  int64_t stride = 1, pad = -1, groups = 1;
+  int threads = 0, runs = 10, warmup = 2;
+  bool json = false;
+};
+
+void bench_conv(const ConvOpts& o) {
+  const Format f = parse_format(o.precision);
+  if (o.threads > 0) ThreadPool::set_default_threads(o.threads);
+  const int threads = ThreadPool::default_pool().threads();
+  if (o.groups <= 0 || o.channels % o.groups != 0)
+    throw Error(ErrorKind::kUsage, "--channels must be a multiple of --groups");
+  const Tensor x = random_matrix(o.batch * o.channels, o.height * o.width, 3);
+  const Tensor x4 = Tensor::borrow(const_cast<void*>(x.data()),
+                                   {o.batch, o.channels, o.height, o.width}, DType::kF32);
+  const Tensor w32 = random_matrix(o.out_channels, o.channels / o.groups * o.kernel * o.kernel, 4);
+  const Tensor w4 =
+      Tensor::borrow(const_cast<void*>(w32.data()),
+                     {o.out_channels, o.channels / o.groups, o.kernel, o.kernel}, DType::kF32);
+  const ConvWeights w = conv_weights(w4, f);
+  Conv2dParams p;
+  p.stride_h = p.stride_w = o.stride;
+  p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = o.pad >= 0 ? o.pad : o.kernel / 2;
+  p.groups = o.groups;
+  Tensor y = Tensor::zeros(conv2d_output_shape(x4.shape(), w, p), DType::kF32);
+  for (int i = 0; i < o.warmup; ++i) conv2d(x4, w, nullptr, p, y, threads);
+  std::vector<double> times;
+  for (int i = 0; i < o.runs; ++i) {
+    const auto t0 = Clock::now();
+    conv2d(x4, w, nullptr, p, y, threads);
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  const double t = median(times);
+  const double macs = double(y.numel()) * double(o.channels / o.groups * o.kernel * o.kernel);
+  const double bytes = double(x.nbytes()) + double(w.matrix.bytes()) + double(y.nbytes());
+  nlohmann::json j = {{"op", "conv"},
+                      {"precision", o.precision},
+                      {"batch", o.batch},
+                      {"channels", o.channels},
+                      {"height", o.height},
+                      {"width", o.width},
+                      {"out_channels", o.out_channels},
+                      {"kernel", o.kernel},
+                      {"stride", o.stride},
+                      {"groups", o.groups},
+                      {"threads", threads},
+                      {"time_us", t * 1e6},
+                      {"gbps", bytes / t / 1e9},
+                      {"gflops", 2.0 * macs / t / 1e9},
+                      {"runs", o.runs}};
+  if (o.json) {
+    std::cout << j.dump(2) << "\n";
+    return;
+  }
+  fmt::print("conv {} {}x{}x{}x{} -> {} {}x{} s{} g{} ({} threads): {:.1f} us, {:.1f} GFLOP/s\n",
+             o.precision, o.batch, o.channels, o.height, o.width, o.out_channels, o.kernel,
+             o.kernel, o.stride, o.groups, threads, t * 1e6, 2.0 * macs / t / 1e9);
+}
+
 }  // namespace
 
 void register_bench_matmul(CLI::App& bench) {
+  {
+    auto o = std::make_shared<ConvOpts>();
+    auto* cmd = bench.add_subcommand(
+        "conv", "2-D convolution, NCHW (default: 1x64x160x160, 3x3, 64 out, stride 1, pad 1)");
+    cmd->add_option("--precision", o->precision, "weight format (default fp32)");
+    cmd->add_option("--batch", o->batch, "N (default 1)");
+    cmd->add_option("--channels", o->channels, "C, input channels (default 64)");
+    cmd->add_option("--height", o->height, "H (default 160)");
+    cmd->add_option("--width", o->width, "W (default 160)");
+    cmd->add_option("--out-channels", o->out_channels, "OC (default 64)");
+    cmd->add_option("--kernel", o->kernel, "square kernel size (default 3)");
+    cmd->add_option("--stride", o->stride, "stride (default 1)");
+    cmd->add_option("--pad", o->pad, "padding on every side (default kernel/2)");
+    cmd->add_option("--groups", o->groups, "groups (default 1; = channels for depthwise)");
+    cmd->add_option("--threads", o->threads, "threads (default: all cores)");
+    cmd->add_option("--runs", o->runs, "timed calls, the median is reported (default 10)")
+        ->check(CLI::Range(1, 100000));
+    cmd->add_option("--warmup", o->warmup, "untimed calls first (default 2)");
+    cmd->add_flag("--json", o->json, "JSON with keys time_us, gbps, gflops");
+    cmd->callback([o] { bench_conv(*o); });
+  }
   for (const bool gemv : {true, false}) {
     auto o = std::make_shared<MatmulOpts>();
     auto* cmd = bench.add_subcommand(gemv ? "gemv" : "gemm",
