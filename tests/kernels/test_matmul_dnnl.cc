@@ -227,9 +227,9 @@ INSTANTIATE_TEST_SUITE_P(MatmulDnnl, MatmulDnnlKernel,
 TEST(MatmulDnnlList, NamesAndOrder) {
   std::vector<std::string> names;
   for (const MatmulKernel& k : cpu::dnnl_matmul_kernels()) names.emplace_back(k.name);
-  EXPECT_EQ(names,
-            (std::vector<std::string>{"gemm_fp32__dnnl", "gemm_bf16__dnnl", "gemm_int8__dnnl",
-                                      "gemm_fp8e4m3__dnnl", "gemm_fp8e5m2__dnnl"}));
+  EXPECT_EQ(names, (std::vector<std::string>{"gemm_fp32__dnnl", "gemm_bf16__dnnl",
+                                             "gemm_int8__dnnl", "gemm_fp8e4m3__dnnl",
+                                             "gemm_fp8e5m2__dnnl", "gemm_fp16__dnnl"}));
 }
 
 // Under DYNAPREC_ISA below avx512 the kernels must not use what the cap removes: bf16/fp8 are

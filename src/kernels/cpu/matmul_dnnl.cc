@@ -74,6 +74,7 @@ constexpr Spec kSpecs[] = {
     {"gemm_int8__dnnl", Format::kInt8, dt::s8, dt::s8, Scale::kPerRow},
     {"gemm_fp8e4m3__dnnl", Format::kFp8E4M3, dt::bf16, dt::bf16, Scale::kTensor},
     {"gemm_fp8e5m2__dnnl", Format::kFp8E5M2, dt::bf16, dt::bf16, Scale::kTensor},
+    {"gemm_fp16__dnnl", Format::kFp16, dt::f32, dt::f32, Scale::kNone},
 };
 
 // Without AMX, s8 · s8 runs as (x + 128) · w - 128 Σw (VNNI multiplies u8 by s8); both terms
@@ -233,10 +234,17 @@ void widen_fp8(Format f, const uint8_t* codes, uint16_t* out, size_t count, int 
 memory make_weights(const Spec& s, const MatmulWeights& w, const memory::desc& md, int threads) {
   const void* src = w.data.data();
   std::vector<uint16_t> widened;
+  std::vector<float> widened32;
   if (w.format == Format::kFp8E4M3 || w.format == Format::kFp8E5M2) {
     widened.resize(static_cast<size_t>(w.n * w.k));
     widen_fp8(w.format, static_cast<const uint8_t*>(src), widened.data(), widened.size(), threads);
     src = widened.data();
+  } else if (w.format == Format::kFp16) {
+    // No fp16 dot product on this CPU (AVX512-FP16 accumulates in fp16): fp16 runs as f32 on
+    // the exact widened values; products of two fp16 values (22 bits) are exact in fp32.
+    widened32.resize(static_cast<size_t>(w.n * w.k));
+    decode_float_array(Format::kFp16, src, widened32.data(), widened32.size());
+    src = widened32.data();
   }
   memory plain(memory::desc({w.k, w.n}, s.wei, tag::ba), onednn_engine(), const_cast<void*>(src));
   memory out(md, onednn_engine());
@@ -275,7 +283,18 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
   thread_local Buffer act_buf, scale_buf, scratch_buf;
   void* act = const_cast<float*>(p.x);
   auto* scales = static_cast<float*>(scale_buf.get(sizeof(float) * static_cast<size_t>(w.n)));
-  if (s.act == dt::bf16) {
+  if (s.format == Format::kFp16) {  // X rounded to fp16, used as f32 (matmul.h)
+    act = act_buf.get(count * sizeof(float));
+    auto* out = static_cast<float*>(act);
+    parallel_chunks(count, threads, [&](size_t b, size_t e) {
+      uint16_t tmp[1024];
+      for (size_t i = b; i < e; i += std::size(tmp)) {
+        const size_t len = std::min(std::size(tmp), e - i);
+        encode_float_array(Format::kFp16, p.x + i, tmp, len);
+        decode_float_array(Format::kFp16, tmp, out + i, len);
+      }
+    });
+  } else if (s.act == dt::bf16) {
     act = act_buf.get(count * sizeof(uint16_t));
     auto* out = static_cast<uint16_t*>(act);
     parallel_chunks(count, threads, [&](size_t b, size_t e) {
@@ -372,7 +391,7 @@ void run(const MatmulProblem& p) {
 constexpr MatmulKernel kKernels[] = {
     {kSpecs[0].name, has_fp32, applies<0>, run<0>}, {kSpecs[1].name, has_bf16, applies<1>, run<1>},
     {kSpecs[2].name, has_int8, applies<2>, run<2>}, {kSpecs[3].name, has_bf16, applies<3>, run<3>},
-    {kSpecs[4].name, has_bf16, applies<4>, run<4>},
+    {kSpecs[4].name, has_bf16, applies<4>, run<4>}, {kSpecs[5].name, has_fp32, applies<5>, run<5>},
 };
 
 }  // namespace
