@@ -71,42 +71,82 @@ Int4VnniInput gemv_int4_prepare_vnni(const int8_t* xq, size_t k) {
   return in;
 }
 
+// One 64-byte block (4 groups) of one W row against the block's x: the fp32 contribution,
+// accumulated into fsum.
+DYNAPREC_VNNI static inline __m512 int4_block(const uint8_t* wrow, const uint16_t* srow, size_t b,
+                                              __m512i xe, __m512i xo, __m512i corr, __m512 fsum) {
+  const __m512i lo_mask = _mm512_set1_epi8(0x0F);
+  const __m512i eight = _mm512_set1_epi8(0x08);
+  const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const __m512i wb = _mm512_loadu_si512(wrow + b * 64);
+  const __m512i lo = _mm512_xor_si512(_mm512_and_si512(wb, lo_mask), eight);
+  const __m512i hi = _mm512_xor_si512(_mm512_and_si512(_mm512_srli_epi16(wb, 4), lo_mask), eight);
+  __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
+  acc = _mm512_dpbusd_epi32(acc, hi, xo);
+  acc = _mm512_sub_epi32(acc, corr);
+  const __m128 s4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + b * 4)));
+  const __m512 s16 = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(s4));
+  return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s16, fsum);
+}
+
+// The groups past the last full 64-byte block, in scalar code.
+static float int4_tail(const Int4VnniInput& in, const int8_t* xq, const uint8_t* row,
+                       const uint16_t* srow, size_t k, size_t groups) {
+  float sum = 0.0f;
+  for (size_t g = in.blocks * 4; g < groups; ++g) {
+    int32_t acc = 0;
+    for (size_t p = g * 32; p < std::min(k, g * 32 + 32); ++p) {
+      const uint8_t byte = row[p / 2];
+      acc += int32_t{xq[p]} * (static_cast<int32_t>(((p % 2 ? byte >> 4 : byte) & 0xF) ^ 8) - 8);
+    }
+    sum += static_cast<float>(acc) * ref::decode_float(Format::kFp16, srow[g]);
+  }
+  return sum;
+}
+
+// Rows four at a time: each block of x (even, odd, corrections) is loaded once for four rows.
 DYNAPREC_VNNI void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq, const uint8_t* w,
                                        const uint16_t* scales, size_t k, size_t j0, size_t j1,
                                        float* y) {
   const size_t row_bytes = (k + 1) / 2, groups = (k + 31) / 32;
-  const __m512i lo_mask = _mm512_set1_epi8(0x0F);
-  const __m512i eight = _mm512_set1_epi8(0x08);
-  const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  for (size_t j = j0; j < j1; ++j) {
+  size_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    const uint8_t* r[4];
+    const uint16_t* sr[4];
+    __m512 f[4];
+    for (int i = 0; i < 4; ++i) {
+      r[i] = w + (j + i) * row_bytes;
+      sr[i] = scales + (j + i) * groups;
+      f[i] = _mm512_setzero_ps();
+    }
+    for (size_t b = 0; b < in.blocks; ++b) {
+      const __m512i xe = _mm512_loadu_si512(in.x_even.data() + b * 64);
+      const __m512i xo = _mm512_loadu_si512(in.x_odd.data() + b * 64);
+      const __m512i corr = _mm512_loadu_si512(in.corr.data() + b * 16);
+      for (int i = 0; i < 4; ++i) {
+        // Fetch the same place in the row four rows on, which the next pass reads: the rows
+        // are short (k/2 bytes), so a fixed distance ahead would start every pass cold.
+        _mm_prefetch(reinterpret_cast<const char*>(r[i] + 4 * row_bytes + b * 64), _MM_HINT_T0);
+        // The scales are a second stream per row (8 bytes a block): a line every 8 blocks.
+        if ((b & 7) == 0)
+          _mm_prefetch(reinterpret_cast<const char*>(sr[i] + 4 * groups + b * 4), _MM_HINT_T0);
+        f[i] = int4_block(r[i], sr[i], b, xe, xo, corr, f[i]);
+      }
+    }
+    for (int i = 0; i < 4; ++i)
+      y[j + i] = _mm512_reduce_add_ps(f[i]) + int4_tail(in, xq, r[i], sr[i], k, groups);
+  }
+  for (; j < j1; ++j) {
     const uint8_t* row = w + j * row_bytes;
     const uint16_t* srow = scales + j * groups;
     __m512 fsum = _mm512_setzero_ps();
     for (size_t b = 0; b < in.blocks; ++b) {
       _mm_prefetch(reinterpret_cast<const char*>(row + b * 64 + 1024), _MM_HINT_T0);
-      const __m512i wb = _mm512_loadu_si512(row + b * 64);
-      const __m512i lo = _mm512_xor_si512(_mm512_and_si512(wb, lo_mask), eight);
-      const __m512i hi =
-          _mm512_xor_si512(_mm512_and_si512(_mm512_srli_epi16(wb, 4), lo_mask), eight);
-      __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
-                                        _mm512_loadu_si512(in.x_even.data() + b * 64));
-      acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(in.x_odd.data() + b * 64));
-      acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(in.corr.data() + b * 16));
-      const __m128 s4 =
-          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + b * 4)));
-      const __m512 s16 = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(s4));
-      fsum = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s16, fsum);
+      fsum = int4_block(row, srow, b, _mm512_loadu_si512(in.x_even.data() + b * 64),
+                        _mm512_loadu_si512(in.x_odd.data() + b * 64),
+                        _mm512_loadu_si512(in.corr.data() + b * 16), fsum);
     }
-    float sum = _mm512_reduce_add_ps(fsum);
-    for (size_t g = in.blocks * 4; g < groups; ++g) {
-      int32_t acc = 0;
-      for (size_t p = g * 32; p < std::min(k, g * 32 + 32); ++p) {
-        const uint8_t byte = row[p / 2];
-        acc += int32_t{xq[p]} * (static_cast<int32_t>(((p % 2 ? byte >> 4 : byte) & 0xF) ^ 8) - 8);
-      }
-      sum += static_cast<float>(acc) * ref::decode_float(Format::kFp16, srow[g]);
-    }
-    y[j] = sum;
+    y[j] = _mm512_reduce_add_ps(fsum) + int4_tail(in, xq, row, srow, k, groups);
   }
 }
 
