@@ -6,6 +6,7 @@
 // element) of this machine measured in the same run with the same threads.
 // GEMM: Y[B × R] = X[B × C] · W[R × C]ᵀ; gflops counts 2·B·R·C per call.
 // Times: median of --runs calls after --warmup.
+#include <dlfcn.h>
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <random>
 #include <vector>
 
@@ -78,6 +80,35 @@ double stream_triad_gbps(int threads) {
 
 namespace {
 
+// OpenBLAS as a peer for fp32 GEMM: loaded at run time (never linked into dynaprec, never on
+// its execution path), with the same thread count. nullopt when it is not installed.
+std::optional<double> openblas_sgemm_seconds(const float* x, const float* w, float* y, int64_t m,
+                                             int64_t n, int64_t k, int threads, int runs,
+                                             int warmup) {
+  void* lib = dlopen("libopenblas.so.0", RTLD_NOW | RTLD_LOCAL);
+  if (!lib) return std::nullopt;
+  using Sgemm = void (*)(int, int, int, int, int, int, float, const float*, int, const float*, int,
+                         float, float*, int);
+  using SetThreads = void (*)(int);
+  auto sgemm = reinterpret_cast<Sgemm>(dlsym(lib, "cblas_sgemm"));
+  auto set_threads = reinterpret_cast<SetThreads>(dlsym(lib, "openblas_set_num_threads"));
+  if (!sgemm) return std::nullopt;
+  if (set_threads) set_threads(threads);
+  constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
+  auto call = [&] {
+    sgemm(kRowMajor, kNoTrans, kTrans, int(m), int(n), int(k), 1.0f, x, int(k), w, int(k), 0.0f, y,
+          int(n));
+  };
+  for (int i = 0; i < warmup; ++i) call();
+  std::vector<double> times;
+  for (int i = 0; i < runs; ++i) {
+    const auto t0 = Clock::now();
+    call();
+    times.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return median(times);
+}
+
 struct MatmulOpts {
   std::string precision = "fp32";
   int64_t rows = 4096, cols = 4096, batch = 1;
@@ -136,6 +167,14 @@ void bench_matmul(const MatmulOpts& o, bool gemv) {
                       {"gflops", gflops},
                       {"weight_bytes", wbytes},
                       {"runs", o.runs}};
+  if (!gemv && f == Format::kFp32) {
+    std::vector<float> y2(y.size());
+    if (const auto tb = openblas_sgemm_seconds(x.data_as<float>(), w32.data_as<float>(), y2.data(),
+                                               batch, o.rows, o.cols, threads, o.runs, o.warmup)) {
+      j["openblas_gflops"] = 2.0 * double(batch) * double(o.rows) * double(o.cols) / *tb / 1e9;
+      j["of_openblas"] = gflops / j["openblas_gflops"].get<double>();
+    }
+  }
   if (gemv) {
     const double triad = stream_triad_gbps(threads);
     j["triad_gbps"] = triad;
@@ -149,6 +188,9 @@ void bench_matmul(const MatmulOpts& o, bool gemv) {
   fmt::print("{} {} {}x{}{} ({} threads, kernel {}): {:.1f} us, {:.2f} GB/s, {:.1f} GFLOP/s\n",
              gemv ? "gemv" : "gemm", o.precision, o.rows, o.cols,
              gemv ? "" : fmt::format(" batch {}", batch), threads, kernel, t * 1e6, gbps, gflops);
+  if (j.contains("openblas_gflops"))
+    fmt::print("  OpenBLAS sgemm {:.1f} GFLOP/s in the same run: dynaprec reaches {:.2f}x\n",
+               j["openblas_gflops"].get<double>(), j["of_openblas"].get<double>());
   if (gemv)
     fmt::print("  STREAM triad {:.2f} GB/s; gemv reaches {:.0f}% of it\n",
                j["triad_gbps"].get<double>(), 100.0 * j["of_triad"].get<double>());
