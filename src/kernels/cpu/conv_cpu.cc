@@ -634,11 +634,11 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     if (conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured
-    // here). int4's VNNI row kernel runs the K % 128 tail scalar (~0.5 GMAC/s), its portable
-    // one all of K: it is used only with VNNI and a tail of at most K/8 (27 vs 2 GMAC/s for
+    // here). int4's row kernel is fast only with VNNI (any K: its partial last block is
+    // masked); the portable one is a scalar loop, slower than direct (27 vs 2 GMAC/s for
     // 256 -> 256 1x1; direct 9 vs 3 for a 3 -> 32 7x7, 6 vs 0.6 for 32 -> 32 1x1).
     const CpuFeatures& cf = cpu_features();
-    const bool int4_rows = cf.avx512_vnni && cf.avx512bw && cf.f16c && (gm.k % 128) * 8 <= gm.k;
+    const bool int4_rows = cf.avx512_vnni && cf.avx512bw && cf.f16c;
     const int64_t below = f == Format::kInt4   ? (int4_rows ? 1024 : INT64_MAX)
                           : f == Format::kInt8 ? 1024
                                                : 2048;

@@ -34,7 +34,7 @@ void gemv_int8_rows_vnni(const int8_t* xq, const int8_t* w, size_t k, size_t j0,
 struct Int4VnniInput {
   std::vector<int8_t> x_even, x_odd;
   std::vector<int32_t> corr;
-  size_t blocks = 0;  ///< full 64-byte blocks per row: k / 128
+  size_t blocks = 0;  ///< 64-byte blocks per row, the last maybe partial: ceil(k / 128)
 };
 Int4VnniInput gemv_int4_prepare_vnni(const int8_t* xq, size_t k);
 /// As gemv_int4_rows.

@@ -3,7 +3,8 @@
 // vpdpbusd multiplies unsigned bytes by signed bytes and adds groups of four into int32 lanes.
 //   int8: x + 128 (unsigned) times W (signed), minus 128 · Σ W, which a second vpdpbusd against a
 //     vector of 128s gives. Exact: the int32 result equals Σ xq · W.
-//   int4: 64 bytes of a W row hold 4 groups of 32 values. Low and high nibbles, mapped to
+//   int4: 64 bytes of a W row hold 4 groups of 32 values (a row's last block may be partial). Low
+//   and high nibbles, mapped to
 //     q + 8 in [0, 15], are the unsigned operand; x, rearranged per block into the elements that
 //     meet the low nibbles (even) and the high nibbles (odd), the signed one. 8 · Σ x per lane is
 //     subtracted, each group's 4 lanes are scaled by its fp16 scale, and all is summed in fp32.
@@ -54,61 +55,63 @@ DYNAPREC_VNNI void gemv_int8_rows_vnni(const int8_t* xq, const int8_t* w, size_t
   }
 }
 
+// The last block may be partial (k not a multiple of 128): its missing x values are 0, so the
+// padding nibbles contribute nothing, and the kernel masks the W bytes and scales it loads.
 Int4VnniInput gemv_int4_prepare_vnni(const int8_t* xq, size_t k) {
   Int4VnniInput in;
-  in.blocks = k / 128;
-  in.x_even.resize(in.blocks * 64);
-  in.x_odd.resize(in.blocks * 64);
-  in.corr.resize(in.blocks * 16);
+  in.blocks = (k + 127) / 128;
+  in.x_even.assign(in.blocks * 64, 0);
+  in.x_odd.assign(in.blocks * 64, 0);
+  in.corr.assign(in.blocks * 16, 0);
   for (size_t b = 0; b < in.blocks; ++b)
     for (size_t i = 0; i < 64; ++i) {
       // Byte i of the block: group i / 16, pair i % 16 -> elements 2(i%16) and 2(i%16)+1.
       const size_t e = b * 128 + (i / 16) * 32 + 2 * (i % 16);
-      in.x_even[b * 64 + i] = xq[e];
-      in.x_odd[b * 64 + i] = xq[e + 1];
-      in.corr[b * 16 + i / 4] += 8 * (int32_t{xq[e]} + int32_t{xq[e + 1]});
+      const int8_t xe = e < k ? xq[e] : 0, xo = e + 1 < k ? xq[e + 1] : 0;
+      in.x_even[b * 64 + i] = xe;
+      in.x_odd[b * 64 + i] = xo;
+      in.corr[b * 16 + i / 4] += 8 * (int32_t{xe} + int32_t{xo});
     }
   return in;
 }
 
 // One 64-byte block (4 groups) of one W row against the block's x: the fp32 contribution,
 // accumulated into fsum.
+// `wmask`/`smask`: the W bytes and the group scales that exist in this block (all but in a
+// row's partial last block, where the rest would be the next row's data or past the end).
 DYNAPREC_VNNI static inline __m512 int4_block(const uint8_t* wrow, const uint16_t* srow, size_t b,
-                                              __m512i xe, __m512i xo, __m512i corr, __m512 fsum) {
+                                              __m512i xe, __m512i xo, __m512i corr, __m512 fsum,
+                                              __mmask64 wmask = ~__mmask64{0},
+                                              __mmask8 smask = 0xF) {
   const __m512i lo_mask = _mm512_set1_epi8(0x0F);
   const __m512i eight = _mm512_set1_epi8(0x08);
   const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
-  const __m512i wb = _mm512_loadu_si512(wrow + b * 64);
+  const __m512i wb = _mm512_maskz_loadu_epi8(wmask, wrow + b * 64);
   const __m512i lo = _mm512_xor_si512(_mm512_and_si512(wb, lo_mask), eight);
   const __m512i hi = _mm512_xor_si512(_mm512_and_si512(_mm512_srli_epi16(wb, 4), lo_mask), eight);
   __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo, xe);
   acc = _mm512_dpbusd_epi32(acc, hi, xo);
   acc = _mm512_sub_epi32(acc, corr);
-  const __m128 s4 = _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(srow + b * 4)));
+  const __m128 s4 = _mm_cvtph_ps(_mm_maskz_loadu_epi16(smask, srow + b * 4));
   const __m512 s16 = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(s4));
   return _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s16, fsum);
-}
-
-// The groups past the last full 64-byte block, in scalar code.
-static float int4_tail(const Int4VnniInput& in, const int8_t* xq, const uint8_t* row,
-                       const uint16_t* srow, size_t k, size_t groups) {
-  float sum = 0.0f;
-  for (size_t g = in.blocks * 4; g < groups; ++g) {
-    int32_t acc = 0;
-    for (size_t p = g * 32; p < std::min(k, g * 32 + 32); ++p) {
-      const uint8_t byte = row[p / 2];
-      acc += int32_t{xq[p]} * (static_cast<int32_t>(((p % 2 ? byte >> 4 : byte) & 0xF) ^ 8) - 8);
-    }
-    sum += static_cast<float>(acc) * ref::decode_float(Format::kFp16, srow[g]);
-  }
-  return sum;
 }
 
 // Rows four at a time: each block of x (even, odd, corrections) is loaded once for four rows.
 DYNAPREC_VNNI void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq, const uint8_t* w,
                                        const uint16_t* scales, size_t k, size_t j0, size_t j1,
                                        float* y) {
+  (void)xq;  // everything the kernel needs of x is in `in`
   const size_t row_bytes = (k + 1) / 2, groups = (k + 31) / 32;
+  // The partial last block: its bytes and group scales.
+  const size_t full = k / 128, last_bytes = row_bytes - full * 64, last_groups = groups - full * 4;
+  const __mmask64 wmask = last_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << last_bytes) - 1;
+  const auto smask = static_cast<__mmask8>((1u << std::min<size_t>(last_groups, 4)) - 1);
+  auto block = [&](const uint8_t* row, const uint16_t* srow, size_t b, __m512i xe, __m512i xo,
+                   __m512i corr, __m512 f) DYNAPREC_VNNI {
+    return b < full ? int4_block(row, srow, b, xe, xo, corr, f)
+                    : int4_block(row, srow, b, xe, xo, corr, f, wmask, smask);
+  };
   size_t j = j0;
   for (; j + 4 <= j1; j += 4) {
     const uint8_t* r[4];
@@ -130,11 +133,10 @@ DYNAPREC_VNNI void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq
         // The scales are a second stream per row (8 bytes a block): a line every 8 blocks.
         if ((b & 7) == 0)
           _mm_prefetch(reinterpret_cast<const char*>(sr[i] + 4 * groups + b * 4), _MM_HINT_T0);
-        f[i] = int4_block(r[i], sr[i], b, xe, xo, corr, f[i]);
+        f[i] = block(r[i], sr[i], b, xe, xo, corr, f[i]);
       }
     }
-    for (int i = 0; i < 4; ++i)
-      y[j + i] = _mm512_reduce_add_ps(f[i]) + int4_tail(in, xq, r[i], sr[i], k, groups);
+    for (int i = 0; i < 4; ++i) y[j + i] = _mm512_reduce_add_ps(f[i]);
   }
   for (; j < j1; ++j) {
     const uint8_t* row = w + j * row_bytes;
@@ -142,11 +144,11 @@ DYNAPREC_VNNI void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq
     __m512 fsum = _mm512_setzero_ps();
     for (size_t b = 0; b < in.blocks; ++b) {
       _mm_prefetch(reinterpret_cast<const char*>(row + b * 64 + 1024), _MM_HINT_T0);
-      fsum = int4_block(row, srow, b, _mm512_loadu_si512(in.x_even.data() + b * 64),
-                        _mm512_loadu_si512(in.x_odd.data() + b * 64),
-                        _mm512_loadu_si512(in.corr.data() + b * 16), fsum);
+      fsum = block(row, srow, b, _mm512_loadu_si512(in.x_even.data() + b * 64),
+                   _mm512_loadu_si512(in.x_odd.data() + b * 64),
+                   _mm512_loadu_si512(in.corr.data() + b * 16), fsum);
     }
-    y[j] = _mm512_reduce_add_ps(fsum) + int4_tail(in, xq, row, srow, k, groups);
+    y[j] = _mm512_reduce_add_ps(fsum);
   }
 }
 
