@@ -2,7 +2,8 @@
 //
 // parallel_for(n, fn) runs fn(i) for i in [0, n) on the pool's threads and the caller, and
 // returns when all are done. Tasks are handed out dynamically (an atomic counter), so uneven
-// tasks balance. One parallel_for at a time per pool: concurrent callers are serialized.
+// tasks balance. One parallel_for at a time per pool: concurrent callers are serialized, and a
+// parallel_for called from inside a task runs its tasks inline on that thread (no deadlock).
 #pragma once
 
 #include <atomic>

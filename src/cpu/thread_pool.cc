@@ -17,7 +17,18 @@ ThreadPool::~ThreadPool() {
   for (auto& t : workers_) t.join();
 }
 
+namespace {
+// Depth of pool tasks running on this thread: a parallel_for from inside a task (of any pool)
+// runs inline instead of waiting for a pool that may be busy with its caller (a deadlock).
+thread_local int task_depth = 0;
+struct TaskScope {
+  TaskScope() { ++task_depth; }
+  ~TaskScope() { --task_depth; }
+};
+}  // namespace
+
 void ThreadPool::run_tasks() {
+  const TaskScope scope;
   for (size_t i = next_.fetch_add(1); i < n_; i = next_.fetch_add(1)) (*fn_)(i);
 }
 
@@ -42,7 +53,7 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
-  if (workers_.empty() || n == 1) {
+  if (workers_.empty() || n == 1 || task_depth > 0) {
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }

@@ -56,5 +56,12 @@ TEST(ThreadPool, SingleThreadRunsOnCaller) {
   EXPECT_TRUE(all_on_caller);
 }
 
+TEST(ThreadPool, NestedCallsRunInline) {
+  ThreadPool pool(2);
+  std::atomic<int> inner{0};
+  pool.parallel_for(4, [&](size_t) { pool.parallel_for(8, [&](size_t) { inner.fetch_add(1); }); });
+  EXPECT_EQ(inner.load(), 32);
+}
+
 }  // namespace
 }  // namespace dynaprec

@@ -1,0 +1,670 @@
+// Vectorized float32 ops (Highway, runtime dispatch over every attainable target) and the public
+// functions of include/dynaprec/ops.h, which use them where they apply and the reference
+// (src/kernels/ref/ops_ref*.cc) everywhere else.
+//
+// Bit-identical to the reference: Add, Sub, Mul, Div, Max, Min (any broadcast), Neg, Abs, Sqrt,
+// Relu, LeakyRelu, Clip, HardSigmoid, HardSwish, batch norm, ReduceMax/ReduceMin. They evaluate
+// the reference's expressions with the same IEEE operations in the same order (no FMA), and the
+// vector tails run through a padded buffer, so every element takes the same path. Max/Min are
+// compare + select (not vmaxps, whose NaN and ±0 rules differ from Highway's emulated targets).
+// The only freedom left: a ReduceMax/Min over both +0 and -0 may return either zero.
+//
+// Within a tolerance (in ulps: the distance between the two floats' positions in the ordered
+// list of floats; the tests check these bounds on every target, and the maxima observed over
+// 6.6 million inputs, every 1021st float bit pattern plus a 1e-4 grid over [-120, 120], are
+// given in brackets):
+//   Exp      <= 2 ulp [1]: Highway documents its Exp within 1 ulp of std::exp (its test measures
+//            against the C library) for x in [-FLT_MAX, 104]; we clamp to [-105, 89] first, which
+//            keeps 0 below and +inf above the finite range, and restore NaN, which Exp maps to 0.
+//            One more ulp of margin because that documented bound comes from sampling.
+//   Sigmoid  <= 6 ulp [4]: 1 / (1 + e), e = Exp(-x). e differs from expf's by <= 1 ulp, i.e. a
+//            relative 2^-23, which 1 + e passes on scaled by e / (1 + e) < 1; the addition and
+//            the division round on both sides (4 · 2^-24 together): a relative 3 · 2^-23, which
+//            is at most 6 ulps of the result (an ulp is 2^-24 to 2^-23 of a float's magnitude).
+//   Tanh     <= 6 ulp [4]: Highway documents 4 ulp against std::tanh; 2 of margin as for Exp. We
+//            clamp to [-20, 20] (tanh is ±1 in float beyond 9.01) and restore NaN.
+//   Softmax  |y - y_ref| <= (len + 8) · 2^-24 · y_ref: each exponential within a relative
+//            2^-23 of expf's (as for Exp), the fp32 sum of len positive terms within
+//            (len - 1) · 2^-24 (the reference sums in double and rounds once), a division on
+//            both sides: (len + 6) · 2^-24 together, plus margin.
+//   LogSoftmax |y - y_ref| <= (len + 8) · 2^-24 + 2^-23 · |y_ref|: x - max is computed alike;
+//            log of the sum is off by about the sum's relative error (above) plus its rounding,
+//            and the final subtraction rounds on both sides.
+//   ReduceSum/Mean |y - y_ref| <= len · 2^-24 · Σ|x| (+ 1 ulp): fp32 accumulation in lanes
+//            against the reference's double sum.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/ops_hwy.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// clang-format off
+#include <hwy/highway.h>
+#include <hwy/contrib/math/math-inl.h>
+// clang-format on
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "dynaprec/convert.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/ops_hwy.h"
+#include "kernels/ref/ops_ref_util.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dynaprec::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+// Internal linkage for everything here, so that no helper can collide with another Highway file's
+// in the shared dynaprec::cpu::HWY_NAMESPACE (HWY_EXPORT still finds the entry points).
+namespace {
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Elements per parallel task; calls with fewer than two tasks' worth stay on the caller.
+constexpr size_t kGrain = size_t{1} << 15;
+
+template <class Fn>
+void ForTasks(size_t tasks, size_t elements, const Fn& fn) {
+  if (tasks <= 1 || elements < 2 * kGrain) {
+    for (size_t t = 0; t < tasks; ++t) fn(t);
+    return;
+  }
+  ThreadPool::default_pool().parallel_for(tasks, [&](size_t t) { fn(t); });
+}
+
+// fn(begin, end) over [0, n) in kGrain pieces.
+template <class Fn>
+void ForChunks(size_t n, const Fn& fn) {
+  ForTasks((n + kGrain - 1) / kGrain, n,
+           [&](size_t t) { fn(t * kGrain, std::min(n, (t + 1) * kGrain)); });
+}
+
+// y[i] = f(x[i]) for i < n. The tail goes through a padded buffer, so that every element takes
+// the vector path (and gets the same bits as it would in a full vector).
+template <class F>
+HWY_INLINE void Map1(const float* x, float* y, size_t n, const F& f) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(f(hn::LoadU(d, x + i)), d, y + i);
+  if (i < n) {
+    HWY_ALIGN float in[hn::MaxLanes(d)] = {};
+    HWY_ALIGN float out[hn::MaxLanes(d)];
+    std::memcpy(in, x + i, (n - i) * sizeof(float));
+    hn::Store(f(hn::Load(d, in)), d, out);
+    std::memcpy(y + i, out, (n - i) * sizeof(float));
+  }
+}
+
+// y[i] = f(a[i], b[i]) for i < n, the tail as in Map1.
+template <class F>
+HWY_INLINE void Map2(const float* a, const float* b, float* y, size_t n, const F& f) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(f(hn::LoadU(d, a + i), hn::LoadU(d, b + i)), d, y + i);
+  if (i < n) {
+    HWY_ALIGN float ia[hn::MaxLanes(d)] = {};
+    HWY_ALIGN float ib[hn::MaxLanes(d)] = {};
+    HWY_ALIGN float out[hn::MaxLanes(d)];
+    std::memcpy(ia, a + i, (n - i) * sizeof(float));
+    std::memcpy(ib, b + i, (n - i) * sizeof(float));
+    hn::Store(f(hn::Load(d, ia), hn::Load(d, ib)), d, out);
+    std::memcpy(y + i, out, (n - i) * sizeof(float));
+  }
+}
+
+// The reference's NaN-propagating selects: (a > b || isnan(a)) ? a : b and the mirror.
+HWY_INLINE VF MaxNaN(VF a, VF b) {
+  return hn::IfThenElse(hn::Or(hn::Gt(a, b), hn::IsNaN(a)), a, b);
+}
+HWY_INLINE VF MinNaN(VF a, VF b) {
+  return hn::IfThenElse(hn::Or(hn::Lt(a, b), hn::IsNaN(a)), a, b);
+}
+
+// e^x for every float x (see the header comment for the clamp and the NaN restore).
+HWY_INLINE VF ExpF(DF d, VF x) {
+  const VF xc = hn::Min(hn::Max(x, hn::Set(d, -105.0f)), hn::Set(d, 89.0f));
+  return hn::IfThenElse(hn::IsNaN(x), x, hn::Exp(d, xc));
+}
+
+HWY_INLINE VF TanhF(DF d, VF x) {
+  const VF xc = hn::Min(hn::Max(x, hn::Set(d, -20.0f)), hn::Set(d, 20.0f));
+  return hn::IfThenElse(hn::IsNaN(x), x, hn::Tanh(d, xc));
+}
+
+// ---- Binary ---------------------------------------------------------------------------------
+
+// One run of n outputs; sa/sb are the operands' strides along it (0: a repeated scalar, 1).
+template <class Op>
+void Run(const Op& op, const float* a, int64_t sa, const float* b, int64_t sb, float* y, size_t n) {
+  const DF d;
+  if (sa && sb) {
+    Map2(a, b, y, n, op);
+  } else if (sa) {
+    const VF vb = hn::Set(d, *b);
+    Map1(a, y, n, [&](VF va) { return op(va, vb); });
+  } else if (sb) {
+    const VF va = hn::Set(d, *a);
+    Map1(b, y, n, [&](VF vb) { return op(va, vb); });
+  } else {
+    std::fill(y, y + n, hn::GetLane(op(hn::Set(d, *a), hn::Set(d, *b))));
+  }
+}
+
+template <class Op>
+void BinaryPlanned(const Op& op, const float* a, const float* b, float* y, const BinaryPlan& p) {
+  const size_t rank = p.dims.size();
+  const int64_t len = p.dims[rank - 1], sa = p.a_strides[rank - 1], sb = p.b_strides[rank - 1];
+  int64_t runs = 1;
+  for (size_t k = 0; k + 1 < rank; ++k) runs *= p.dims[k];
+  const size_t total = static_cast<size_t>(runs * len);
+  // The operands' offsets of the first element of run r (r in C order over the outer dims).
+  auto offsets = [&](int64_t r, int64_t& oa, int64_t& ob) {
+    oa = ob = 0;
+    for (size_t k = rank - 1; k-- > 0;) {
+      const int64_t i = r % p.dims[k];
+      r /= p.dims[k];
+      oa += i * p.a_strides[k];
+      ob += i * p.b_strides[k];
+    }
+  };
+  const auto grain = static_cast<int64_t>(kGrain);
+  if (len >= grain) {  // long runs: split each run
+    const int64_t pieces = (len + grain - 1) / grain;
+    ForTasks(static_cast<size_t>(runs * pieces), total, [&](size_t t) {
+      const int64_t r = static_cast<int64_t>(t) / pieces,
+                    b0 = static_cast<int64_t>(t) % pieces * grain;
+      int64_t oa, ob;
+      offsets(r, oa, ob);
+      Run(op, a + oa + b0 * sa, sa, b + ob + b0 * sb, sb, y + r * len + b0,
+          static_cast<size_t>(std::min(len - b0, grain)));
+    });
+  } else {  // short runs: several per task
+    const int64_t per = std::max<int64_t>(1, grain / std::max<int64_t>(len, 1));
+    ForTasks(static_cast<size_t>((runs + per - 1) / per), total, [&](size_t t) {
+      const int64_t r0 = static_cast<int64_t>(t) * per, r1 = std::min(runs, r0 + per);
+      for (int64_t r = r0; r < r1; ++r) {
+        int64_t oa, ob;
+        offsets(r, oa, ob);
+        Run(op, a + oa, sa, b + ob, sb, y + r * len, static_cast<size_t>(len));
+      }
+    });
+  }
+}
+
+void BinaryF32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& p) {
+  switch (op) {
+    case BinaryOp::kAdd:
+      return BinaryPlanned([](VF u, VF v) { return hn::Add(u, v); }, a, b, y, p);
+    case BinaryOp::kSub:
+      return BinaryPlanned([](VF u, VF v) { return hn::Sub(u, v); }, a, b, y, p);
+    case BinaryOp::kMul:
+      return BinaryPlanned([](VF u, VF v) { return hn::Mul(u, v); }, a, b, y, p);
+    case BinaryOp::kDiv:
+      return BinaryPlanned([](VF u, VF v) { return hn::Div(u, v); }, a, b, y, p);
+    case BinaryOp::kMax:
+      return BinaryPlanned([](VF u, VF v) { return MaxNaN(u, v); }, a, b, y, p);
+    case BinaryOp::kMin:
+      return BinaryPlanned([](VF u, VF v) { return MinNaN(u, v); }, a, b, y, p);
+    default:
+      HWY_ASSERT(false);
+  }
+}
+
+// ---- Unary ----------------------------------------------------------------------------------
+
+template <class F>
+void UnaryMap(const float* x, float* y, size_t n, const F& f) {
+  ForChunks(n, [&](size_t b0, size_t b1) { Map1(x + b0, y + b0, b1 - b0, f); });
+}
+
+// max(0, min(1, alpha·x + beta)) as the reference writes it: mul, add, two selects.
+HWY_INLINE VF HardSigmoidV(DF d, VF x, float alpha, float beta) {
+  VF t = hn::Add(hn::Mul(hn::Set(d, alpha), x), hn::Set(d, beta));
+  t = hn::IfThenElse(hn::Gt(t, hn::Set(d, 1.0f)), hn::Set(d, 1.0f), t);
+  return hn::IfThenElse(hn::Lt(t, hn::Zero(d)), hn::Zero(d), t);
+}
+
+void UnaryF32(UnaryOp op, const UnaryParams& p, const float* x, float* y, size_t n) {
+  const DF d;
+  switch (op) {
+    case UnaryOp::kNeg:
+      return UnaryMap(x, y, n, [](VF v) { return hn::Neg(v); });
+    case UnaryOp::kAbs:
+      return UnaryMap(x, y, n, [](VF v) { return hn::Abs(v); });
+    case UnaryOp::kSqrt:
+      return UnaryMap(x, y, n, [](VF v) { return hn::Sqrt(v); });
+    case UnaryOp::kRelu:
+      return UnaryMap(x, y, n,
+                      [d](VF v) { return hn::IfThenElse(hn::Lt(v, hn::Zero(d)), hn::Zero(d), v); });
+    case UnaryOp::kLeakyRelu:
+      return UnaryMap(x, y, n, [d, a = p.leaky_relu_alpha](VF v) {
+        return hn::IfThenElse(hn::Lt(v, hn::Zero(d)), hn::Mul(hn::Set(d, a), v), v);
+      });
+    case UnaryOp::kClip:
+      return UnaryMap(x, y, n, [d, lo = p.clip_min, hi = p.clip_max](VF v) {
+        const VF t = hn::IfThenElse(hn::Lt(v, hn::Set(d, lo)), hn::Set(d, lo), v);
+        return hn::IfThenElse(hn::Gt(t, hn::Set(d, hi)), hn::Set(d, hi), t);
+      });
+    case UnaryOp::kHardSigmoid:
+      return UnaryMap(x, y, n, [d, a = p.hard_sigmoid_alpha, b = p.hard_sigmoid_beta](VF v) {
+        return HardSigmoidV(d, v, a, b);
+      });
+    case UnaryOp::kHardSwish:
+      return UnaryMap(x, y, n,
+                      [d](VF v) { return hn::Mul(v, HardSigmoidV(d, v, 1.0f / 6.0f, 0.5f)); });
+    case UnaryOp::kExp:
+      return UnaryMap(x, y, n, [d](VF v) { return ExpF(d, v); });
+    case UnaryOp::kSigmoid:
+      return UnaryMap(x, y, n, [d](VF v) {
+        const VF one = hn::Set(d, 1.0f);
+        return hn::Div(one, hn::Add(one, ExpF(d, hn::Neg(v))));
+      });
+    case UnaryOp::kTanh:
+      return UnaryMap(x, y, n, [d](VF v) { return TanhF(d, v); });
+    default:
+      HWY_ASSERT(false);
+  }
+}
+
+// ---- Rows: softmax and reductions -----------------------------------------------------------
+
+// fn(r) for each of `rows` rows of `len` values, several rows per task when rows are short.
+template <class Fn>
+void ForRows(size_t rows, size_t len, const Fn& fn) {
+  const size_t per = std::max<size_t>(1, kGrain / std::max<size_t>(len, 1));
+  ForTasks((rows + per - 1) / per, rows * len, [&](size_t t) {
+    for (size_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) fn(r);
+  });
+}
+
+// Folds the lanes of v with the NaN-propagating max (or min), in lane order.
+HWY_INLINE float FoldLanes(DF d, VF v, bool is_max) {
+  HWY_ALIGN float lanes[hn::MaxLanes(d)];
+  hn::Store(v, d, lanes);
+  float m = lanes[0];
+  for (size_t i = 1; i < hn::Lanes(d); ++i) {
+    const float u = lanes[i];
+    if (is_max ? (u > m || std::isnan(u)) : (u < m || std::isnan(u))) m = u;
+  }
+  return m;
+}
+
+// Max (is_max) or min of n values; the tail padded with the identity (-inf or +inf).
+HWY_INLINE float Extreme(const float* x, size_t n, bool is_max) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  const float id = is_max ? -INFINITY : INFINITY;
+  VF m0 = hn::Set(d, id), m1 = m0;
+  size_t i = 0;
+  auto step = [is_max](VF m, VF v) { return is_max ? MaxNaN(v, m) : MinNaN(v, m); };
+  for (; i + 2 * N <= n; i += 2 * N) {
+    m0 = step(m0, hn::LoadU(d, x + i));
+    m1 = step(m1, hn::LoadU(d, x + i + N));
+  }
+  for (; i + N <= n; i += N) m0 = step(m0, hn::LoadU(d, x + i));
+  if (i < n) {
+    HWY_ALIGN float in[hn::MaxLanes(d)];
+    std::fill(in, in + N, id);
+    std::memcpy(in, x + i, (n - i) * sizeof(float));
+    m1 = step(m1, hn::Load(d, in));
+  }
+  return FoldLanes(d, step(m0, m1), is_max);
+}
+
+HWY_INLINE float Sum(const float* x, size_t n) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  VF s0 = hn::Zero(d), s1 = s0, s2 = s0, s3 = s0;
+  size_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::Add(s0, hn::LoadU(d, x + i));
+    s1 = hn::Add(s1, hn::LoadU(d, x + i + N));
+    s2 = hn::Add(s2, hn::LoadU(d, x + i + 2 * N));
+    s3 = hn::Add(s3, hn::LoadU(d, x + i + 3 * N));
+  }
+  for (; i + N <= n; i += N) s0 = hn::Add(s0, hn::LoadU(d, x + i));
+  if (i < n) {
+    HWY_ALIGN float in[hn::MaxLanes(d)] = {};
+    std::memcpy(in, x + i, (n - i) * sizeof(float));
+    s1 = hn::Add(s1, hn::Load(d, in));
+  }
+  return hn::GetLane(hn::SumOfLanes(d, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
+void ReduceRowsF32(ReduceOp op, const float* x, float* y, size_t rows, size_t len) {
+  ForRows(rows, len, [&](size_t r) {
+    const float* row = x + r * len;
+    switch (op) {
+      case ReduceOp::kSum:
+        y[r] = Sum(row, len);
+        break;
+      case ReduceOp::kMean:
+        y[r] = Sum(row, len) / static_cast<float>(len);
+        break;
+      default:
+        y[r] = Extreme(row, len, op == ReduceOp::kMax);
+        break;
+    }
+  });
+}
+
+void SoftmaxRowsF32(const float* x, float* y, size_t rows, size_t len, bool log) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  ForRows(rows, len, [&](size_t r) {
+    const float* px = x + r * len;
+    float* py = y + r * len;
+    const VF m = hn::Set(d, Extreme(px, len, true));
+    // Σ exp(x - m), storing the exponentials unless log; the tail's padding lanes masked off.
+    VF s0 = hn::Zero(d), s1 = s0;
+    size_t i = 0;
+    for (; i + N <= len; i += N) {
+      const VF e = ExpF(d, hn::Sub(hn::LoadU(d, px + i), m));
+      if (!log) hn::StoreU(e, d, py + i);
+      s0 = hn::Add(s0, e);
+    }
+    if (i < len) {
+      HWY_ALIGN float in[hn::MaxLanes(d)] = {};
+      HWY_ALIGN float out[hn::MaxLanes(d)];
+      std::memcpy(in, px + i, (len - i) * sizeof(float));
+      const VF e = hn::IfThenElseZero(hn::FirstN(d, len - i), ExpF(d, hn::Sub(hn::Load(d, in), m)));
+      hn::Store(e, d, out);
+      if (!log) std::memcpy(py + i, out, (len - i) * sizeof(float));
+      s1 = hn::Add(s1, e);
+    }
+    const float sum = hn::GetLane(hn::SumOfLanes(d, hn::Add(s0, s1)));
+    if (log) {
+      const VF ls = hn::Set(d, std::log(sum));
+      Map1(px, py, len, [&](VF v) { return hn::Sub(hn::Sub(v, m), ls); });
+    } else {
+      const VF s = hn::Set(d, sum);
+      Map1(py, py, len, [&](VF e) { return hn::Div(e, s); });
+    }
+  });
+}
+
+// ---- Batch norm -----------------------------------------------------------------------------
+
+void BatchNormF32(const float* x, float* y, size_t batch, size_t channels, size_t inner,
+                  const float* mean, const float* factor, const float* bias) {
+  const DF d;
+  ForRows(batch * channels, inner, [&](size_t plane) {
+    const size_t c = plane % channels;
+    const VF m = hn::Set(d, mean[c]), f = hn::Set(d, factor[c]), b = hn::Set(d, bias[c]);
+    Map1(x + plane * inner, y + plane * inner, inner,
+         [&](VF v) { return hn::Add(hn::Mul(hn::Sub(v, m), f), b); });
+  });
+}
+
+}  // namespace
+}  // namespace dynaprec::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dynaprec {
+namespace cpu {
+HWY_EXPORT(BinaryF32);
+HWY_EXPORT(UnaryF32);
+HWY_EXPORT(ReduceRowsF32);
+HWY_EXPORT(SoftmaxRowsF32);
+HWY_EXPORT(BatchNormF32);
+
+bool binary_f32_supported(BinaryOp op) {
+  switch (op) {
+    case BinaryOp::kAdd:
+    case BinaryOp::kSub:
+    case BinaryOp::kMul:
+    case BinaryOp::kDiv:
+    case BinaryOp::kMax:
+    case BinaryOp::kMin:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool unary_f32_supported(UnaryOp op) {
+  switch (op) {
+    case UnaryOp::kNeg:
+    case UnaryOp::kAbs:
+    case UnaryOp::kSqrt:
+    case UnaryOp::kRelu:
+    case UnaryOp::kLeakyRelu:
+    case UnaryOp::kClip:
+    case UnaryOp::kHardSigmoid:
+    case UnaryOp::kHardSwish:
+    case UnaryOp::kExp:
+    case UnaryOp::kSigmoid:
+    case UnaryOp::kTanh:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& plan) {
+  DP_CHECK(binary_f32_supported(op), "binary_f32: unsupported op");
+  DP_CHECK(!plan.dims.empty() && plan.a_strides.size() == plan.dims.size() &&
+               plan.b_strides.size() == plan.dims.size(),
+           "binary_f32: malformed plan");
+  const int64_t ia = plan.a_strides.back(), ib = plan.b_strides.back();
+  DP_CHECK((ia == 0 || ia == 1) && (ib == 0 || ib == 1), "binary_f32: inner strides not 0/1");
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(BinaryF32)(op, a, b, y, plan);
+}
+void unary_f32(UnaryOp op, const UnaryParams& p, const float* x, float* y, size_t n) {
+  DP_CHECK(unary_f32_supported(op), "unary_f32: unsupported op");
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(UnaryF32)(op, p, x, y, n);
+}
+void softmax_rows_f32(const float* x, float* y, size_t rows, size_t len, bool log) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(SoftmaxRowsF32)(x, y, rows, len, log);
+}
+void reduce_rows_f32(ReduceOp op, const float* x, float* y, size_t rows, size_t len) {
+  DP_CHECK(op < ReduceOp::kCount, "reduce_rows_f32: unknown op");
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(ReduceRowsF32)(op, x, y, rows, len);
+}
+void batch_norm_f32(const float* x, float* y, size_t batch, size_t channels, size_t inner,
+                    const float* mean, const float* factor, const float* bias) {
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(BatchNormF32)(x, y, batch, channels, inner, mean, factor, bias);
+}
+
+}  // namespace cpu
+
+// ---- The public functions: the fast path where it applies, else the reference ---------------
+
+namespace {
+
+using opsutil::contiguous;
+
+int64_t prod(const Shape& s, size_t from, size_t to) {
+  int64_t p = 1;
+  for (size_t i = from; i < to; ++i) p *= s[i];
+  return p;
+}
+
+// The runs of a broadcast binary op: size-1 dims dropped, neighbours merged where both operands
+// step through them as one (stride[outer] == stride[inner] · dim[inner]).
+cpu::BinaryPlan plan_binary(const Tensor& a, const Tensor& b, const Shape& out) {
+  const Shape sa = opsutil::broadcast_strides(a, out), sb = opsutil::broadcast_strides(b, out);
+  cpu::BinaryPlan p;
+  for (size_t d = 0; d < out.size(); ++d) {
+    if (out[d] == 1) continue;
+    if (!p.dims.empty() && p.a_strides.back() == sa[d] * out[d] &&
+        p.b_strides.back() == sb[d] * out[d]) {
+      p.dims.back() *= out[d];
+      p.a_strides.back() = sa[d];
+      p.b_strides.back() = sb[d];
+    } else {
+      p.dims.push_back(out[d]);
+      p.a_strides.push_back(sa[d]);
+      p.b_strides.push_back(sb[d]);
+    }
+  }
+  if (p.dims.empty()) p = {{1}, {0}, {0}};  // one element
+  return p;
+}
+
+}  // namespace
+
+Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32 || !cpu::binary_f32_supported(op))
+    return ref::binary(op, a, b);
+  Tensor y = Tensor::zeros(broadcast_shapes(a.shape(), b.shape(), binary_op_name(op)), DType::kF32);
+  if (y.numel() == 0) return y;
+  // Strided inputs are copied first: then every run is contiguous or a broadcast scalar.
+  const Tensor ac = contiguous(a), bc = contiguous(b);
+  const cpu::BinaryPlan plan = plan_binary(ac, bc, y.shape());
+  const int64_t ia = plan.a_strides.back(), ib = plan.b_strides.back();
+  if ((ia != 0 && ia != 1) || (ib != 0 && ib != 1)) return ref::binary(op, a, b);
+  cpu::binary_f32(op, ac.data_as<float>(), bc.data_as<float>(), y.data_as<float>(), plan);
+  return y;
+}
+
+Tensor unary(UnaryOp op, const Tensor& x, const UnaryParams& p) {
+  if (x.dtype() != DType::kF32 || !cpu::unary_f32_supported(op) ||
+      (op == UnaryOp::kClip && (std::isnan(p.clip_min) || std::isnan(p.clip_max))))
+    return ref::unary(op, x, p);  // which also reports the errors
+  const Tensor xc = contiguous(x);
+  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  cpu::unary_f32(op, p, xc.data_as<float>(), y.data_as<float>(), static_cast<size_t>(x.numel()));
+  return y;
+}
+
+Tensor cast(const Tensor& x, DType to) {
+  // float32 <-> float16/bfloat16: the vectorized conversions, bit-identical to ref (convert.h).
+  const bool half = to == DType::kF16 || to == DType::kBF16;
+  const bool from_half = x.dtype() == DType::kF16 || x.dtype() == DType::kBF16;
+  if (x.dtype() == DType::kF32 && half) {
+    const Tensor xc = contiguous(x);
+    Tensor y = Tensor::zeros(x.shape(), to);
+    encode_float_array(*format_of(to), xc.data_as<float>(), y.data(),
+                       static_cast<size_t>(x.numel()));
+    return y;
+  }
+  if (from_half && to == DType::kF32) {
+    const Tensor xc = contiguous(x);
+    Tensor y = Tensor::zeros(x.shape(), to);
+    decode_float_array(*format_of(x.dtype()), xc.data(), y.data_as<float>(),
+                       static_cast<size_t>(x.numel()));
+    return y;
+  }
+  return ref::cast(x, to);
+}
+
+Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdims,
+              bool noop_with_empty_axes) {
+  if (x.dtype() != DType::kF32 || op >= ReduceOp::kCount || (axes.empty() && noop_with_empty_axes))
+    return ref::reduce(op, x, axes, keepdims, noop_with_empty_axes);
+  const size_t r = static_cast<size_t>(x.rank());
+  std::vector<int64_t> ax = opsutil::norm_axes(reduce_op_name(op), axes, x.rank());
+  if (ax.empty())
+    for (size_t d = 0; d < r; ++d) ax.push_back(static_cast<int64_t>(d));
+  // Fast only when the reduced axes are the trailing ones: rows of contiguous values.
+  std::sort(ax.begin(), ax.end());
+  const size_t first = r - ax.size();
+  for (size_t i = 0; i < ax.size(); ++i)
+    if (ax[i] != static_cast<int64_t>(first + i))
+      return ref::reduce(op, x, axes, keepdims, noop_with_empty_axes);
+  Shape out(x.shape().begin(), x.shape().begin() + static_cast<std::ptrdiff_t>(first));
+  if (keepdims) out.resize(r, 1);
+  Tensor y = Tensor::zeros(out, DType::kF32);
+  const Tensor xc = contiguous(x);
+  cpu::reduce_rows_f32(op, xc.data_as<float>(), y.data_as<float>(),
+                       static_cast<size_t>(prod(x.shape(), 0, first)),
+                       static_cast<size_t>(prod(x.shape(), first, r)));
+  return y;
+}
+
+Tensor global_average_pool(const Tensor& x) {
+  if (x.dtype() != DType::kF32 || x.rank() < 3) return ref::global_average_pool(x);
+  std::vector<int64_t> axes;
+  for (int64_t d = 2; d < x.rank(); ++d) axes.push_back(d);
+  return reduce(ReduceOp::kMean, x, axes, true);
+}
+
+Tensor argmax(const Tensor& x, int64_t axis, bool keepdims, bool select_last_index) {
+  return ref::argmax(x, axis, keepdims, select_last_index);
+}
+
+namespace {
+
+// Softmax over rows when the axis is the last one (or legacy flattening makes it so).
+Tensor softmax_fast(const Tensor& x, int64_t axis, bool log, bool legacy) {
+  const std::string_view name = log ? "LogSoftmax" : "Softmax";
+  opsutil::expect_dtype(name, x, DType::kF32);
+  const size_t ax = static_cast<size_t>(opsutil::norm_axis(name, axis, x.rank(), legacy));
+  const size_t r = x.shape().size();
+  if (!legacy && ax + 1 != r) return log ? ref::log_softmax(x, axis) : ref::softmax(x, axis);
+  const Tensor xc = contiguous(x);
+  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  if (y.numel() == 0) return y;
+  cpu::softmax_rows_f32(xc.data_as<float>(), y.data_as<float>(),
+                        static_cast<size_t>(prod(x.shape(), 0, ax)),
+                        static_cast<size_t>(prod(x.shape(), ax, r)), log);
+  return y;
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t axis) { return softmax_fast(x, axis, false, false); }
+Tensor log_softmax(const Tensor& x, int64_t axis) { return softmax_fast(x, axis, true, false); }
+Tensor softmax_legacy(const Tensor& x, int64_t axis) { return softmax_fast(x, axis, false, true); }
+Tensor log_softmax_legacy(const Tensor& x, int64_t axis) {
+  return softmax_fast(x, axis, true, true);
+}
+
+Tensor batch_norm_inference(const Tensor& x, const Tensor& scale, const Tensor& bias,
+                            const Tensor& mean, const Tensor& var, float epsilon) {
+  const opsutil::BatchNormPlan p =
+      opsutil::batch_norm_plan("BatchNormalization", x, scale, bias, mean, var, epsilon);
+  const Tensor xc = contiguous(x);
+  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  if (y.numel() == 0) return y;
+  cpu::batch_norm_f32(xc.data_as<float>(), y.data_as<float>(), static_cast<size_t>(p.batch),
+                      static_cast<size_t>(p.channels), static_cast<size_t>(p.inner), p.mean.data(),
+                      p.factor.data(), p.bias.data());
+  return y;
+}
+
+// No fast versions yet: the reference.
+Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor* bias, int64_t axis,
+                  float epsilon) {
+  return ref::layer_norm(x, scale, bias, axis, epsilon);
+}
+Tensor instance_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, float epsilon) {
+  return ref::instance_norm(x, scale, bias, epsilon);
+}
+Tensor max_pool(const Tensor& x, const PoolParams& p) { return ref::max_pool(x, p); }
+Tensor average_pool(const Tensor& x, const PoolParams& p) { return ref::average_pool(x, p); }
+Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm) {
+  return ref::transpose(x, perm);
+}
+Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape, bool allowzero) {
+  return ref::reshape(x, shape, allowzero);
+}
+Tensor flatten(const Tensor& x, int64_t axis) { return ref::flatten(x, axis); }
+Tensor squeeze(const Tensor& x, const std::vector<int64_t>& axes) { return ref::squeeze(x, axes); }
+Tensor unsqueeze(const Tensor& x, const std::vector<int64_t>& axes) {
+  return ref::unsqueeze(x, axes);
+}
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis) { return ref::concat(xs, axis); }
+Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+             const std::vector<int64_t>& axes, const std::vector<int64_t>& steps) {
+  return ref::slice(x, starts, ends, axes, steps);
+}
+Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis) {
+  return ref::gather(x, indices, axis);
+}
+Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode, double value) {
+  return ref::pad(x, pads, mode, value);
+}
+Tensor expand(const Tensor& x, const std::vector<int64_t>& shape) { return ref::expand(x, shape); }
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  return ref::where(cond, a, b);
+}
+Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::tile(x, repeats); }
+Tensor resize(const Tensor& x, const ResizeParams& p) { return ref::resize(x, p); }
+
+}  // namespace dynaprec
+#endif  // HWY_ONCE

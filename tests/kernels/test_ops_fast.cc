@@ -1,0 +1,337 @@
+// The Highway kernels (src/kernels/cpu/ops_hwy.cc) against the reference on every SIMD target
+// this CPU has (capped by DYNAPREC_ISA): bit for bit where ops_hwy.cc claims it, within its
+// stated tolerances elsewhere. Lengths around the vector widths (tails), every broadcast layout,
+// strided inputs, special values (NaN, ±inf, ±0, subnormals), and calls large enough to be split
+// across the thread pool.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <limits>
+#include <random>
+
+#include "dynaprec/ops.h"
+#include "kernels/cpu/ops_hwy.h"
+#include "kernels/ops_test_util.h"
+#include "test_util.h"
+
+namespace dynaprec {
+namespace {
+
+using test::same_bits_or_nan;
+using test::ulp_distance;
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+// Random values with special ones mixed in (every 7th element).
+Tensor nasty(Shape shape, uint32_t seed, float range = 8.0f) {
+  Tensor t = test::random_f32(std::move(shape), seed, -range, range);
+  const float specials[] = {kNaN,    kInf,  -kInf,  0.0f, -0.0f, 1e-40f,
+                            -3e-39f, 1e30f, -1e30f, 0.5f, -6.0f};
+  std::mt19937 rng(seed + 1000);
+  for (int64_t i = 0; i < t.numel(); i += 7)
+    t.data_as<float>()[i] = specials[rng() % std::size(specials)];
+  return t;
+}
+
+void expect_same_bits(const Tensor& got, const Tensor& want, const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  ASSERT_EQ(got.dtype(), want.dtype()) << what;
+  for (int64_t i = 0; i < got.numel(); ++i)
+    ASSERT_TRUE(same_bits_or_nan(got.data_as<float>()[i], want.data_as<float>()[i]))
+        << what << " at " << i << ": " << got.data_as<float>()[i] << " vs "
+        << want.data_as<float>()[i];
+}
+
+std::string shapes_str(const Shape& a, const Shape& b) {
+  return shape_str(a) + " op " + shape_str(b);
+}
+
+TEST(OpsFast, BinaryBroadcastLayoutsBitForBit) {
+  const std::vector<std::pair<Shape, Shape>> layouts = {{{17}, {17}},
+                                                        {{3, 33}, {3, 33}},
+                                                        {{5, 7}, {}},
+                                                        {{}, {4, 9}},
+                                                        {{6, 31}, {31}},
+                                                        {{31}, {6, 31}},
+                                                        {{6, 19}, {6, 1}},
+                                                        {{6, 1}, {1, 19}},
+                                                        {{2, 3, 5, 7}, {3, 1, 1}},
+                                                        {{2, 1, 5, 1}, {4, 1, 3}},
+                                                        {{1}, {1, 1}},
+                                                        {{2, 16, 16}, {16, 1}},
+                                                        {{1, 300, 400}, {400}},
+                                                        {{70001}, {1}},
+                                                        {{2, 40000}, {2, 40000}}};
+  const BinaryOp ops[] = {BinaryOp::kAdd, BinaryOp::kSub, BinaryOp::kMul,
+                          BinaryOp::kDiv, BinaryOp::kMax, BinaryOp::kMin};
+  size_t targets = 0;
+  test::for_each_simd_target([&](const std::string& target) {
+    ++targets;
+    uint32_t seed = 1;
+    for (const auto& [sa, sb] : layouts) {
+      const Tensor a = nasty(sa, seed++), b = nasty(sb, seed++);
+      for (BinaryOp op : ops) {
+        const std::string what =
+            target + " " + std::string(binary_op_name(op)) + " " + shapes_str(sa, sb);
+        const Tensor want = ref::binary(op, a, b);
+        expect_same_bits(binary(op, a, b), want, what);
+        if (a.rank() >= 2)
+          expect_same_bits(binary(op, test::strided_copy(a), b), want, what + " strided");
+      }
+    }
+  });
+  EXPECT_GE(targets, 1u);
+}
+
+TEST(OpsFast, BinaryKernelTails) {
+  // Every run layout (vector-vector, vector-scalar, scalar-vector, scalar-scalar) at every
+  // length up to 70: the tails of every vector width.
+  const Tensor a = nasty({70}, 11), b = nasty({70}, 12);
+  const float* pa = a.data_as<float>();
+  const float* pb = b.data_as<float>();
+  test::for_each_simd_target([&](const std::string& target) {
+    for (BinaryOp op : {BinaryOp::kAdd, BinaryOp::kDiv, BinaryOp::kMax, BinaryOp::kMin})
+      for (int64_t n = 1; n <= 70; ++n)
+        for (int layout = 0; layout < 4; ++layout) {
+          const int64_t sa = layout & 1 ? 0 : 1, sb = layout & 2 ? 0 : 1;
+          std::vector<float> got(static_cast<size_t>(n) + 1, 42.0f);  // +1: no write past n
+          cpu::binary_f32(op, pa, pb, got.data(), {{n}, {sa}, {sb}});
+          const Tensor ta = test::f32({sa ? n : 1}, std::vector<float>(pa, pa + (sa ? n : 1)));
+          const Tensor tb = test::f32({sb ? n : 1}, std::vector<float>(pb, pb + (sb ? n : 1)));
+          const Tensor want = ref::binary(op, ta, tb);
+          for (int64_t i = 0; i < n; ++i)
+            ASSERT_TRUE(same_bits_or_nan(got[static_cast<size_t>(i)],
+                                         want.data_as<float>()[want.numel() == 1 ? 0 : i]))
+                << target << " " << binary_op_name(op) << " n=" << n << " layout " << layout;
+          ASSERT_EQ(got.back(), 42.0f) << target << " wrote past n=" << n;
+        }
+  });
+}
+
+UnaryParams odd_params() {
+  UnaryParams p;
+  p.hard_sigmoid_alpha = 0.3f;
+  p.hard_sigmoid_beta = 0.45f;
+  p.leaky_relu_alpha = 0.07f;
+  p.clip_min = -1.5f;
+  p.clip_max = 2.25f;
+  return p;
+}
+
+TEST(OpsFast, ExactUnaryOpsBitForBit) {
+  const UnaryOp ops[] = {UnaryOp::kNeg,         UnaryOp::kAbs,       UnaryOp::kSqrt,
+                         UnaryOp::kRelu,        UnaryOp::kLeakyRelu, UnaryOp::kClip,
+                         UnaryOp::kHardSigmoid, UnaryOp::kHardSwish};
+  const Tensor big = nasty({3, 50000}, 21);  // split across the pool
+  test::for_each_simd_target([&](const std::string& target) {
+    for (UnaryOp op : ops)
+      for (const UnaryParams& p : {UnaryParams{}, odd_params()}) {
+        const std::string what = target + " " + std::string(unary_op_name(op));
+        for (int64_t n = 0; n <= 40; ++n) {
+          const Tensor x = nasty({n}, static_cast<uint32_t>(n) + 100);
+          expect_same_bits(unary(op, x, p), ref::unary(op, x, p), what + " n=" + std::to_string(n));
+        }
+        expect_same_bits(unary(op, big, p), ref::unary(op, big, p), what + " big");
+        const Tensor s = test::strided_copy(nasty({5, 9}, 7));
+        expect_same_bits(unary(op, s, p), ref::unary(op, s, p), what + " strided");
+      }
+  });
+}
+
+// Inputs for the approximated functions: a fine grid over the interesting range, random values
+// over the whole float range, and the special values.
+std::vector<float> approx_inputs() {
+  std::vector<float> v;
+  for (float x = -110.0f; x <= 110.0f; x += 0.00731f) v.push_back(x);
+  std::mt19937 rng(5);
+  for (int i = 0; i < 20000; ++i) {
+    v.push_back(std::bit_cast<float>(static_cast<uint32_t>(rng())));  // any bit pattern
+    v.push_back(
+        std::ldexp(static_cast<float>(rng() % 1000) / 1000.0f, -static_cast<int>(rng() % 140)));
+  }
+  for (float s : {kNaN, kInf, -kInf, 0.0f, -0.0f, 88.72283f, 88.72284f, 88.7229f, -87.33654f,
+                  -103.97208f, -104.0f, -104.1f, 9.01f, -9.01f, 18.72f, 1e-30f, -1e-30f, 1e-45f})
+    v.push_back(s);
+  return v;
+}
+
+TEST(OpsFast, ApproximatedUnaryOpsWithinTheirUlpBounds) {
+  // The bounds derived in ops_hwy.cc's header comment.
+  const std::pair<UnaryOp, int64_t> ops[] = {
+      {UnaryOp::kExp, 2}, {UnaryOp::kSigmoid, 6}, {UnaryOp::kTanh, 6}};
+  const std::vector<float> in = approx_inputs();
+  const Tensor x = test::f32({static_cast<int64_t>(in.size())}, in);
+  test::for_each_simd_target([&](const std::string& target) {
+    for (const auto& [op, bound] : ops) {
+      const Tensor got = unary(op, x), want = ref::unary(op, x);
+      int64_t worst = 0;
+      size_t at = 0;
+      for (size_t i = 0; i < in.size(); ++i) {
+        const int64_t d = ulp_distance(got.data_as<float>()[i], want.data_as<float>()[i]);
+        if (d > worst) worst = d, at = i;
+      }
+      if (std::getenv("OPS_PRINT_ULPS"))
+        printf("%s %s worst %lld ulp at x=%g\n", target.c_str(),
+               std::string(unary_op_name(op)).c_str(), (long long)worst, in[at]);
+      EXPECT_LE(worst, bound) << target << " " << unary_op_name(op) << " at x=" << in[at] << ": "
+                              << got.data_as<float>()[at] << " vs " << want.data_as<float>()[at];
+    }
+  });
+}
+
+void check_softmax_rows(const Tensor& got, const Tensor& want, int64_t len, bool log,
+                        const std::string& what) {
+  ASSERT_EQ(got.shape(), want.shape()) << what;
+  const double u = std::ldexp(1.0, -24);
+  int64_t nonzero = 0;
+  for (int64_t i = 0; i < got.numel(); ++i) {
+    const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+    if (std::isnan(w) || std::isinf(w)) {
+      ASSERT_TRUE(same_bits_or_nan(g, w)) << what << " at " << i << ": " << g << " vs " << w;
+      continue;
+    }
+    const double tol = log ? double(len + 8) * u + 2 * u * std::fabs(w)
+                           : double(len + 8) * u * std::fabs(w) + 1e-44;
+    ASSERT_LE(std::fabs(double(g) - w), tol) << what << " at " << i << ": " << g << " vs " << w;
+    nonzero += g != 0.0f;
+  }
+  if (len > 1) {  // zero-trust (a log-softmax of one value is 0)
+    ASSERT_GT(nonzero, got.numel() / 4) << what << ": mostly zeros";
+  }
+}
+
+TEST(OpsFast, SoftmaxLastAxisWithinTolerance) {
+  const std::vector<Shape> shapes = {{1, 1},     {3, 2},    {4, 7},      {2, 16}, {5, 17},
+                                     {2, 3, 33}, {1, 1000}, {2, 100000}, {70, 1}};
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 50;
+    for (const Shape& s : shapes)
+      for (float range : {1.0f, 30.0f}) {
+        const Tensor x = test::random_f32(s, seed++, -range, range);
+        const int64_t len = s.back();
+        const std::string what = target + " " + shape_str(s) + " range " + std::to_string(range);
+        check_softmax_rows(softmax(x, -1), ref::softmax(x, -1), len, false, what);
+        check_softmax_rows(log_softmax(x, -1), ref::log_softmax(x, -1), len, true, what + " log");
+        if (s.size() == 3) {  // legacy axis 1 flattens (3, 33) into rows of 99
+          check_softmax_rows(softmax_legacy(x, 1), ref::softmax_legacy(x, 1), 99, false,
+                             what + " legacy");
+          check_softmax_rows(softmax(test::strided_copy(x), 2), ref::softmax(x, 2), len, false,
+                             what + " strided");
+        }
+      }
+    // Rows with -inf, +inf and NaN entries: the same NaNs, zeros and ones as the reference.
+    const Tensor sp = test::f32({4, 3}, {-kInf, 1, 2, kInf, 1, 2, kNaN, 0, 0, -kInf, -kInf, 5});
+    const Tensor got = softmax(sp, 1), want = ref::softmax(sp, 1);
+    for (int i = 0; i < 12; ++i) {
+      const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+      EXPECT_TRUE(std::isnan(w) ? std::isnan(g) : std::fabs(g - w) <= 1e-6f) << target << " " << i;
+    }
+  });
+}
+
+TEST(OpsFast, ReductionsOverTrailingAxes) {
+  struct Case {
+    Shape shape;
+    std::vector<int64_t> axes;
+  };
+  const std::vector<Case> cases = {
+      {{7}, {0}},      {{3, 17}, {1}},        {{4, 5, 6}, {-1, -2}}, {{2, 3, 4, 5}, {}},
+      {{1, 33}, {-1}}, {{65, 1}, {1}},        {{2, 70000}, {1}},     {{300, 300}, {1}},
+      {{3, 0}, {1}},   {{2, 8, 4, 4}, {2, 3}}};
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 70;
+    for (const Case& c : cases)
+      for (ReduceOp op : {ReduceOp::kSum, ReduceOp::kMean, ReduceOp::kMax, ReduceOp::kMin})
+        for (bool special : {false, true}) {
+          const Tensor x = special ? nasty(c.shape, seed++) : test::random_f32(c.shape, seed++);
+          const std::string what = target + " " + std::string(reduce_op_name(op)) + " " +
+                                   shape_str(c.shape) + (special ? " special" : "");
+          const Tensor got = reduce(op, x, c.axes, false), want = ref::reduce(op, x, c.axes, false);
+          ASSERT_EQ(got.shape(), want.shape()) << what;
+          // Σ|x| and the count per output, for the summation bound.
+          const int64_t outs = want.numel(),
+                        len = outs ? x.numel() / std::max<int64_t>(outs, 1) : 0;
+          for (int64_t i = 0; i < outs; ++i) {
+            const float g = got.data_as<float>()[i], w = want.data_as<float>()[i];
+            if (op == ReduceOp::kMax || op == ReduceOp::kMin || std::isnan(w) || std::isinf(w)) {
+              // Exact; only the sign of a zero may differ (+0 and -0 both present).
+              ASSERT_TRUE(std::isnan(w) ? std::isnan(g) : g == w)
+                  << what << " at " << i << ": " << g << " vs " << w;
+              continue;
+            }
+            double mag = 0;
+            for (int64_t k = 0; k < len; ++k)
+              mag += std::fabs(double(x.data_as<float>()[i * len + k]));
+            if (op == ReduceOp::kMean) mag /= double(len);
+            const double tol =
+                double(len) * std::ldexp(1.0, -24) * mag + std::ldexp(std::fabs(w), -23);
+            ASSERT_LE(std::fabs(double(g) - w), tol)
+                << what << " at " << i << ": " << g << " vs " << w;
+          }
+        }
+    const Tensor gap = test::random_f32({2, 3, 7, 5}, 99);
+    const Tensor got = global_average_pool(gap), want = ref::global_average_pool(gap);
+    for (int64_t i = 0; i < got.numel(); ++i)
+      EXPECT_NEAR(got.data_as<float>()[i], want.data_as<float>()[i], 1e-6f) << target;
+  });
+}
+
+TEST(OpsFast, RowKernelTails) {
+  // Every row length up to 70 (the tails of every vector width), three rows each, straight
+  // through the kernels.
+  const Tensor x = nasty({3, 70}, 31, 3.0f);
+  test::for_each_simd_target([&](const std::string& target) {
+    for (int64_t len = 0; len <= 70; ++len) {
+      const Tensor rows = ref::slice(x, {0}, {len}, {1});
+      const size_t n = static_cast<size_t>(len);
+      for (ReduceOp op : {ReduceOp::kMax, ReduceOp::kMin}) {
+        float got[4] = {0, 0, 0, 42};
+        cpu::reduce_rows_f32(op, rows.data_as<float>(), got, 3, n);
+        const Tensor want = ref::reduce(op, rows, {1}, false);
+        for (int r = 0; r < 3; ++r) {
+          const float w = want.data_as<float>()[r];
+          ASSERT_TRUE(std::isnan(w) ? std::isnan(got[r]) : got[r] == w)
+              << target << " " << reduce_op_name(op) << " len " << len << " row " << r;
+        }
+        ASSERT_EQ(got[3], 42.0f);
+      }
+      if (len == 0) continue;
+      const Tensor clean = test::random_f32({3, len}, static_cast<uint32_t>(len));
+      std::vector<float> got(3 * n + 1, 42.0f);
+      for (bool log : {false, true}) {
+        cpu::softmax_rows_f32(clean.data_as<float>(), got.data(), 3, n, log);
+        const Tensor want = log ? ref::log_softmax(clean, 1) : ref::softmax(clean, 1);
+        check_softmax_rows(test::f32({3, len}, {got.begin(), got.end() - 1}), want, len, log,
+                           target + " len " + std::to_string(len));
+        ASSERT_EQ(got.back(), 42.0f);
+      }
+    }
+  });
+}
+
+TEST(OpsFast, BatchNormBitForBit) {
+  const std::vector<Shape> shapes = {{2, 3},     {1, 4, 1, 1},   {2, 3, 5, 7},
+                                     {1, 2, 17}, {3, 16, 33, 9}, {1, 3, 200, 200}};
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 200;
+    for (const Shape& s : shapes) {
+      const Tensor x = nasty(s, seed++, 5.0f);
+      const int64_t c = s[1];
+      const Tensor scale = test::random_f32({c}, seed++), bias = test::random_f32({c}, seed++),
+                   mean = test::random_f32({c}, seed++),
+                   var = test::random_f32({c}, seed++, 0.0f, 3.0f);
+      const std::string what = target + " " + shape_str(s);
+      const Tensor want = ref::batch_norm_inference(x, scale, bias, mean, var, 1e-3f);
+      expect_same_bits(batch_norm_inference(x, scale, bias, mean, var, 1e-3f), want, what);
+      if (x.numel() < 100000)
+        expect_same_bits(batch_norm_inference(test::strided_copy(x), scale, bias, mean, var, 1e-3f),
+                         want, what + " strided");
+    }
+  });
+}
+
+}  // namespace
+}  // namespace dynaprec
