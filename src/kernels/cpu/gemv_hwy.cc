@@ -116,10 +116,15 @@ template <>
 struct Widen<Format::kFp8E5M2> {
   using T = uint8_t;
   static constexpr float kScale = 1.0f;
+  // An e5m2 code is the upper byte of an fp16.
+  template <class D16>
+  static HWY_INLINE hn::Vec<D16> ToF16(D16, hn::Vec<D16> b) {
+    return hn::ShiftLeft<8>(b);
+  }
   template <class DF>
   static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
     if constexpr (kF16C) {
-      Fp8ViaFp16(df, p, lo, hi, [](auto, auto b) { return hn::ShiftLeft<8>(b); });
+      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) { return ToF16(d16, b); });
     } else {
       Load2Default<Widen>(df, p, lo, hi);
     }
@@ -131,8 +136,7 @@ struct Widen<Format::kFp8E5M2> {
     if constexpr (kF16C) {
       const hn::Rebind<uint16_t, DF> d16;
       const hn::Rebind<hwy::float16_t, DF> dh;
-      const auto h = hn::ShiftLeft<8>(hn::PromoteTo(d16, hn::LoadU(d8, p)));
-      return hn::PromoteTo(df, hn::BitCast(dh, h));
+      return hn::PromoteTo(df, hn::BitCast(dh, ToF16(d16, hn::PromoteTo(d16, hn::LoadU(d8, p)))));
     } else {
       return DecodeCodes<SpecE5M2>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
     }
@@ -143,14 +147,17 @@ template <>
 struct Widen<Format::kFp8E4M3> {
   using T = uint8_t;
   static constexpr float kScale = kF16C ? 256.0f : 1.0f;
+  // An e4m3 code with its exponent field moved down is an fp16 worth 2^-8 of the value:
+  // (b & 0x7F) << 7 | (b & 0x80) << 8, as (b << 7 & 0x3F80) | (b << 8 & 0x8000).
+  template <class D16>
+  static HWY_INLINE hn::Vec<D16> ToF16(D16 d16, hn::Vec<D16> b) {
+    return hn::OrAnd(hn::And(hn::ShiftLeft<7>(b), hn::Set(d16, uint16_t{0x3F80})),
+                     hn::ShiftLeft<8>(b), hn::Set(d16, uint16_t{0x8000}));
+  }
   template <class DF>
   static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
     if constexpr (kF16C) {
-      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) {
-        // (b & 0x7F) << 7 | (b & 0x80) << 8, as (b << 7 & 0x3F80) | (b << 8 & 0x8000).
-        return hn::OrAnd(hn::And(hn::ShiftLeft<7>(b), hn::Set(d16, uint16_t{0x3F80})),
-                         hn::ShiftLeft<8>(b), hn::Set(d16, uint16_t{0x8000}));
-      });
+      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) { return ToF16(d16, b); });
     } else {
       Load2Default<Widen>(df, p, lo, hi);
     }
@@ -162,10 +169,7 @@ struct Widen<Format::kFp8E4M3> {
     if constexpr (kF16C) {
       const hn::Rebind<uint16_t, DF> d16;
       const hn::Rebind<hwy::float16_t, DF> dh;
-      const auto b = hn::PromoteTo(d16, hn::LoadU(d8, p));
-      const auto h = hn::Or(hn::ShiftLeft<7>(hn::And(b, hn::Set(d16, uint16_t{0x7F}))),
-                            hn::ShiftLeft<8>(hn::And(b, hn::Set(d16, uint16_t{0x80}))));
-      return hn::PromoteTo(df, hn::BitCast(dh, h));
+      return hn::PromoteTo(df, hn::BitCast(dh, ToF16(d16, hn::PromoteTo(d16, hn::LoadU(d8, p)))));
     } else {
       return DecodeCodes<SpecE4M3>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
     }
