@@ -26,6 +26,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <type_traits>
 
 #include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
@@ -109,6 +110,65 @@ constexpr bool kHardwareF16 = true;
 constexpr bool kHardwareF16 = false;
 #endif
 
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+// fp8 through the F16C conversion, on AVX-512: round to odd at fp16 precision (vcvtps2ph
+// toward zero, then set the last bit when the conversion was inexact), then round half to even
+// on 32 16-bit lanes at once. Rounding to odd first and to the target after is exact whenever
+// the first format has at least two more bits than the target (Boldo-Melquiond), here >= 7.
+//   e5m2 has fp16's exponent (bias 15): its code is the fp16 code rounded at bit 8.
+//   e4m3 (bias 7): x·2^-8 maps e4m3's grid, subnormals included, onto fp16's with the same
+//     exponent field, so the code is the fp16 code of x·2^-8 rounded at bit 7. The multiply
+//     is exact except below 2^-118, where every rounding gives code 0 anyway.
+// Beyond fp16's range the conversion toward zero gives 65504 (inexact, so odd), which rounds
+// to the first code past max finite and saturates; inf and NaN are exact and kept or mapped as
+// CONTRACT §1 says. The tests compare this with the reference on 10^7 inputs bit for bit.
+template <bool kE4M3>
+void EncodeFp8Avx512(const float* HWY_RESTRICT src, uint8_t* HWY_RESTRICT dst, size_t n) {
+  constexpr int kShift = kE4M3 ? 7 : 8;
+  constexpr uint16_t kMax = kE4M3 ? 0x7E : 0x7B;
+  const __m512 pre = _mm512_set1_ps(kE4M3 ? 0x1p-8f : 1.0f);
+  const __m256i one = _mm256_set1_epi16(1);
+  const __m512i abs_mask = _mm512_set1_epi16(0x7FFF), sign_mask = _mm512_set1_epi16(-0x8000);
+  const __m512i lsb_mask = _mm512_set1_epi16(1), half = _mm512_set1_epi16((1 << (kShift - 1)) - 1);
+  const __m512i max_code = _mm512_set1_epi16(kMax), inf16 = _mm512_set1_epi16(0x7C00);
+  const bool stream = n >= kStreamMinBytes && reinterpret_cast<uintptr_t>(dst) % 32 == 0;
+  auto rto = [&](__m512 v) {
+    if constexpr (kE4M3) v = _mm512_mul_ps(v, pre);
+    const __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __mmask16 inexact = _mm512_cmp_ps_mask(_mm512_cvtph_ps(h), v, _CMP_NEQ_UQ);
+    return _mm256_mask_mov_epi16(h, inexact, _mm256_or_si256(h, one));
+  };
+  size_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(src + i + 8192), _MM_HINT_T1);
+    _mm_prefetch(reinterpret_cast<const char*>(src + i + 8192 + 16), _MM_HINT_T1);
+    hwy::Prefetch(src + i + 1024);
+    hwy::Prefetch(src + i + 1024 + 16);
+    const __m512i h = _mm512_inserti64x4(_mm512_castsi256_si512(rto(_mm512_loadu_ps(src + i))),
+                                         rto(_mm512_loadu_ps(src + i + 16)), 1);
+    const __m512i a = _mm512_and_si512(h, abs_mask);
+    const __m512i lsb = _mm512_and_si512(_mm512_srli_epi16(a, kShift), lsb_mask);
+    const __m512i r = _mm512_srli_epi16(_mm512_add_epi16(_mm512_add_epi16(a, half), lsb), kShift);
+    __m512i code = _mm512_min_epu16(r, max_code);  // finite beyond max (and e4m3's inf) saturate
+    if constexpr (kE4M3) {
+      code =
+          _mm512_mask_mov_epi16(code, _mm512_cmpgt_epu16_mask(a, inf16), _mm512_set1_epi16(0x7F));
+    } else {
+      code = _mm512_mask_mov_epi16(code, _mm512_cmpge_epu16_mask(a, inf16),
+                                   _mm512_srli_epi16(a, 8));  // inf, and NaN with its payload
+    }
+    code = _mm512_or_si512(code, _mm512_srli_epi16(_mm512_and_si512(h, sign_mask), 8));
+    const __m256i bytes = _mm512_cvtepi16_epi8(code);
+    if (stream)
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(dst + i), bytes);
+    else
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), bytes);
+  }
+  if (stream) hwy::FlushStream();
+  if (i < n) EncodeArray<std::conditional_t<kE4M3, SpecE4M3, SpecE5M2>>(src + i, dst + i, n - i);
+}
+#endif
+
 void EncodeFloat(uint8_t format, const float* HWY_RESTRICT src, void* HWY_RESTRICT dst, size_t n) {
   switch (static_cast<Format>(format)) {
     case Format::kFp32:
@@ -127,10 +187,17 @@ void EncodeFloat(uint8_t format, const float* HWY_RESTRICT src, void* HWY_RESTRI
       } else {
         return EncodeArray<SpecFp16>(src, static_cast<uint16_t*>(dst), n);
       }
+#if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX3
+    case Format::kFp8E4M3:
+      return EncodeFp8Avx512<true>(src, static_cast<uint8_t*>(dst), n);
+    case Format::kFp8E5M2:
+      return EncodeFp8Avx512<false>(src, static_cast<uint8_t*>(dst), n);
+#else
     case Format::kFp8E4M3:
       return EncodeArray<SpecE4M3>(src, static_cast<uint8_t*>(dst), n);
     case Format::kFp8E5M2:
       return EncodeArray<SpecE5M2>(src, static_cast<uint8_t*>(dst), n);
+#endif
     default:
       break;
   }
