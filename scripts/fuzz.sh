@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds the .npy fuzz target with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs it.
+# Builds a fuzz target with clang (libFuzzer + ASan + UBSan) in build-fuzz/ and runs it.
 #
-#   scripts/fuzz.sh [SECONDS]     fuzz for SECONDS (default 60)
+#   scripts/fuzz.sh [SECONDS]          fuzz the .npy parser for SECONDS (default 60)
+#   scripts/fuzz.sh SECONDS onnx       fuzz model loading (seeded with the real models when
+#                                      scripts/fetch_models.sh has fetched them)
 #
 # New interesting inputs go to build-fuzz/corpus-npy (kept between runs); fuzz/seeds/npy holds
 # small valid files to start from. Exits non-zero when the fuzzer finds a crash, leak, timeout
@@ -10,7 +12,24 @@
 set -euo pipefail
 
 seconds=${1:-60}
+target=${2:-npy}
 cd "$(dirname "$0")/.."
+
+if [[ $target == onnx ]]; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DDYNAPREC_FUZZ=ON -DDYNAPREC_TESTS=OFF -DDYNAPREC_BENCHMARKS=OFF >/dev/null
+  cmake --build build-fuzz --target fuzz_onnx
+  mkdir -p build-fuzz/corpus-onnx build-fuzz/artifacts
+  models=$(bash scripts/fetch_models.sh 2>/dev/null || true)
+  seeds=()
+  [[ -f $models/ch_ppocr_mobile_v2.0_cls_infer.onnx ]] && seeds=("$models")
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+  build-fuzz/fuzz_onnx -max_total_time="$seconds" -max_len=1048576 -timeout=20 \
+    -rss_limit_mb=4096 -artifact_prefix=build-fuzz/artifacts/ -print_final_stats=1 \
+    build-fuzz/corpus-onnx "${seeds[@]}"
+  echo "fuzz.sh: no findings in ${seconds}s (onnx)"
+  exit 0
+fi
 
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DDYNAPREC_FUZZ=ON -DDYNAPREC_TESTS=OFF -DDYNAPREC_BENCHMARKS=OFF >/dev/null

