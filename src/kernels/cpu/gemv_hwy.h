@@ -41,4 +41,10 @@ Int4VnniInput gemv_int4_prepare_vnni(const int8_t* xq, size_t k);
 void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq, const uint8_t* w,
                          const uint16_t* scales, size_t k, size_t j0, size_t j1, float* y);
 
+/// int4 GEMM rows: y[i·n + j] = Σ_groups float(acc_g) · scale_g (no activation scale) for X
+/// rows i in [i0, i1) (prepared by gemv_int4_prepare_vnni, one per row) and W rows j in
+/// [j0, j1). Each W block is unpacked once for four rows of X.
+void gemm_int4_vnni(const std::vector<Int4VnniInput>& xs, size_t i0, size_t i1, const uint8_t* w,
+                    const uint16_t* scales, size_t k, size_t j0, size_t j1, size_t n, float* y);
+
 }  // namespace dynaprec::cpu

@@ -152,4 +152,46 @@ DYNAPREC_VNNI void gemv_int4_rows_vnni(const Int4VnniInput& in, const int8_t* xq
   }
 }
 
+DYNAPREC_VNNI void gemm_int4_vnni(const std::vector<Int4VnniInput>& xs, size_t i0, size_t i1,
+                                  const uint8_t* w, const uint16_t* scales, size_t k, size_t j0,
+                                  size_t j1, size_t n, float* y) {
+  const size_t row_bytes = (k + 1) / 2, groups = (k + 31) / 32;
+  const size_t full = k / 128, last_bytes = row_bytes - full * 64, last_groups = groups - full * 4;
+  const __mmask64 wmask = last_bytes >= 64 ? ~__mmask64{0} : (__mmask64{1} << last_bytes) - 1;
+  const auto smask = static_cast<__mmask8>((1u << std::min<size_t>(last_groups, 4)) - 1);
+  const __m512i lo_mask = _mm512_set1_epi8(0x0F), eight = _mm512_set1_epi8(0x08);
+  const __m512i bcast = _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3);
+  const size_t blocks = xs.empty() ? 0 : xs[0].blocks;
+  for (size_t j = j0; j < j1; ++j) {
+    const uint8_t* row = w + j * row_bytes;
+    const uint16_t* srow = scales + j * groups;
+    size_t i = i0;
+    for (; i < i1; i += 4) {
+      const size_t rows = std::min<size_t>(4, i1 - i);
+      __m512 f[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(),
+                     _mm512_setzero_ps()};
+      for (size_t b = 0; b < blocks; ++b) {
+        // W's block and its scales, unpacked once for up to four rows of X.
+        const bool partial = b >= full;
+        const __m512i wb = _mm512_maskz_loadu_epi8(partial ? wmask : ~__mmask64{0}, row + b * 64);
+        const __m512i lo = _mm512_xor_si512(_mm512_and_si512(wb, lo_mask), eight);
+        const __m512i hi =
+            _mm512_xor_si512(_mm512_and_si512(_mm512_srli_epi16(wb, 4), lo_mask), eight);
+        const __m128 s4 =
+            _mm_cvtph_ps(_mm_maskz_loadu_epi16(partial ? smask : __mmask8{0xF}, srow + b * 4));
+        const __m512 s16 = _mm512_permutexvar_ps(bcast, _mm512_castps128_ps512(s4));
+        for (size_t t = 0; t < rows; ++t) {
+          const Int4VnniInput& in = xs[i + t];
+          __m512i acc = _mm512_dpbusd_epi32(_mm512_setzero_si512(), lo,
+                                            _mm512_loadu_si512(in.x_even.data() + b * 64));
+          acc = _mm512_dpbusd_epi32(acc, hi, _mm512_loadu_si512(in.x_odd.data() + b * 64));
+          acc = _mm512_sub_epi32(acc, _mm512_loadu_si512(in.corr.data() + b * 16));
+          f[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc), s16, f[t]);
+        }
+      }
+      for (size_t t = 0; t < rows; ++t) y[(i + t) * n + j] = _mm512_reduce_add_ps(f[t]);
+    }
+  }
+}
+
 }  // namespace dynaprec::cpu

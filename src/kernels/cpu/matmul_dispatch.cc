@@ -103,6 +103,33 @@ void run_gemv_rows(const MatmulProblem& p) {
   for (int64_t i = 0; i < p.m; ++i) gemv_row(p, p.x + i * p.w->k, p.y + i * p.w->n, vnni, sx);
 }
 
+// int4 GEMM on VNNI: X quantized once (one scale), prepared per row; X rows in blocks of 64
+// (their prepared bytes stay in L2) against all of W, W's rows split over the threads.
+void run_gemm_int4_vnni(const MatmulProblem& p) {
+  const MatmulWeights& w = *p.w;
+  const auto k = static_cast<size_t>(w.k), n = static_cast<size_t>(w.n);
+  const auto m = static_cast<size_t>(p.m);
+  const float sx = activation_scale(p);
+  std::vector<int8_t> xq(m * k);
+  int8_encode_array(p.x, xq.data(), m * k, sx);
+  std::vector<Int4VnniInput> xs(m);
+  for (size_t i = 0; i < m; ++i) xs[i] = gemv_int4_prepare_vnni(xq.data() + i * k, k);
+  const QuantParams& qp = w.data.quant();
+  constexpr size_t kRowsPerBlock = 64;
+  for (size_t i0 = 0; i0 < m; i0 += kRowsPerBlock) {
+    const size_t i1 = std::min(m, i0 + kRowsPerBlock);
+    for_row_chunks(w.n, p.threads, [&](size_t j0, size_t j1) {
+      gemm_int4_vnni(xs, i0, i1, w.data.data_as<uint8_t>(), qp.scales_f16.data(), k, j0, j1, n,
+                     p.y);
+    });
+  }
+  for (size_t i = 0; i < m; ++i)
+    for (size_t j = 0; j < n; ++j)
+      p.y[i * n + j] = p.y[i * n + j] * sx + (p.bias ? p.bias[j] : 0.0f);
+}
+
+bool gemm_int4(Format f, int64_t m, int64_t, int64_t) { return m > 1 && f == Format::kInt4; }
+
 void run_ref(const MatmulProblem& p) { ref::matmul(p.x, p.m, *p.w, p.bias, p.y); }
 
 bool gemv_any(Format, int64_t m, int64_t, int64_t) { return m == 1; }
@@ -118,6 +145,7 @@ const std::vector<MatmulKernel>& kernel_list() {
     v.push_back({"gemv_int__vnni", has_vnni, gemv_int, run_gemv_vnni});
     v.push_back({"gemv__hwy", any_cpu, gemv_any, run_gemv_hwy});
     for (const MatmulKernel& k : dnnl_matmul_kernels()) v.push_back(k);
+    v.push_back({"gemm_int4__vnni", has_vnni, gemm_int4, run_gemm_int4_vnni});
     v.push_back({"gemm__gemv_rows", any_cpu, rows_any, run_gemv_rows});
     v.push_back({"matmul__ref", any_cpu, always, run_ref});
     return v;
