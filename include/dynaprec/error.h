@@ -35,7 +35,8 @@ class Error : public std::runtime_error {
   ErrorKind kind_;
 };
 
-[[noreturn]] void check_failed(const char* expr, const char* file, int line, const std::string& msg);
+[[noreturn]] void check_failed(const char* expr, const char* file, int line,
+                               const std::string& msg);
 
 /// Always-on invariant check. Only bool is accepted: `DP_CHECK("oops")` does not compile.
 template <typename B>

@@ -54,8 +54,9 @@ TEST(MatmulRef, SqnrMatchesWhatEachFormatAllows) {
     ref::matmul(x.data_as<float>(), m, mw, nullptr, y.data());
     const double db = test::sqnr_db(ideal, y, y.size());
     EXPECT_GE(db, e.lo) << format_name(e.f);
-    EXPECT_LE(db, e.hi) << format_name(e.f) << ": better than the format allows — was it "
-                                               "really quantized?";
+    EXPECT_LE(db, e.hi) << format_name(e.f)
+                        << ": better than the format allows — was it "
+                           "really quantized?";
     RecordProperty(std::string("sqnr_db_") + std::string(format_name(e.f)), std::to_string(db));
   }
 }

@@ -112,21 +112,17 @@ struct Widen<Format::kFp16> {
   }
 };
 
-template <>
-struct Widen<Format::kFp8E5M2> {
+// The fp8 formats: one code-to-fp16 rule each (Self::ToF16, on AVX2/AVX-512 targets), the
+// exact integer decode (Spec) elsewhere.
+template <class Self, class Spec>
+struct Fp8Widen {
   using T = uint8_t;
-  static constexpr float kScale = 1.0f;
-  // An e5m2 code is the upper byte of an fp16.
-  template <class D16>
-  static HWY_INLINE hn::Vec<D16> ToF16(D16, hn::Vec<D16> b) {
-    return hn::ShiftLeft<8>(b);
-  }
   template <class DF>
   static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
     if constexpr (kF16C) {
-      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) { return ToF16(d16, b); });
+      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) { return Self::ToF16(d16, b); });
     } else {
-      Load2Default<Widen>(df, p, lo, hi);
+      Load2Default<Self>(df, p, lo, hi);
     }
   }
   template <class DF>
@@ -136,16 +132,26 @@ struct Widen<Format::kFp8E5M2> {
     if constexpr (kF16C) {
       const hn::Rebind<uint16_t, DF> d16;
       const hn::Rebind<hwy::float16_t, DF> dh;
-      return hn::PromoteTo(df, hn::BitCast(dh, ToF16(d16, hn::PromoteTo(d16, hn::LoadU(d8, p)))));
+      const auto h = Self::ToF16(d16, hn::PromoteTo(d16, hn::LoadU(d8, p)));
+      return hn::PromoteTo(df, hn::BitCast(dh, h));
     } else {
-      return DecodeCodes<SpecE5M2>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
+      return DecodeCodes<Spec>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
     }
   }
 };
 
 template <>
-struct Widen<Format::kFp8E4M3> {
-  using T = uint8_t;
+struct Widen<Format::kFp8E5M2> : Fp8Widen<Widen<Format::kFp8E5M2>, SpecE5M2> {
+  static constexpr float kScale = 1.0f;
+  // An e5m2 code is the upper byte of an fp16.
+  template <class D16>
+  static HWY_INLINE hn::Vec<D16> ToF16(D16, hn::Vec<D16> b) {
+    return hn::ShiftLeft<8>(b);
+  }
+};
+
+template <>
+struct Widen<Format::kFp8E4M3> : Fp8Widen<Widen<Format::kFp8E4M3>, SpecE4M3> {
   static constexpr float kScale = kF16C ? 256.0f : 1.0f;
   // An e4m3 code with its exponent field moved down is an fp16 worth 2^-8 of the value:
   // (b & 0x7F) << 7 | (b & 0x80) << 8, as (b << 7 & 0x3F80) | (b << 8 & 0x8000).
@@ -153,26 +159,6 @@ struct Widen<Format::kFp8E4M3> {
   static HWY_INLINE hn::Vec<D16> ToF16(D16 d16, hn::Vec<D16> b) {
     return hn::OrAnd(hn::And(hn::ShiftLeft<7>(b), hn::Set(d16, uint16_t{0x3F80})),
                      hn::ShiftLeft<8>(b), hn::Set(d16, uint16_t{0x8000}));
-  }
-  template <class DF>
-  static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
-    if constexpr (kF16C) {
-      Fp8ViaFp16(df, p, lo, hi, [](auto d16, auto b) { return ToF16(d16, b); });
-    } else {
-      Load2Default<Widen>(df, p, lo, hi);
-    }
-  }
-  template <class DF>
-  static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
-    const hn::RebindToUnsigned<DF> du;
-    const hn::Rebind<uint8_t, DF> d8;
-    if constexpr (kF16C) {
-      const hn::Rebind<uint16_t, DF> d16;
-      const hn::Rebind<hwy::float16_t, DF> dh;
-      return hn::PromoteTo(df, hn::BitCast(dh, ToF16(d16, hn::PromoteTo(d16, hn::LoadU(d8, p)))));
-    } else {
-      return DecodeCodes<SpecE4M3>(df, hn::PromoteTo(du, hn::LoadU(d8, p)));
-    }
   }
 };
 
