@@ -52,12 +52,12 @@ void BM_Conv(benchmark::State& st, Format f) {
                          benchmark::Counter::kIs1000);
 }
 
-#define DYNAPREC_FORMATS(X)                                                        \
-  X(fp32, Format::kFp32)                                                           \
-  X(bf16, Format::kBf16)                                                           \
-  X(fp16, Format::kFp16)                                                           \
-  X(fp8e4m3, Format::kFp8E4M3) X(fp8e5m2, Format::kFp8E5M2) X(int8, Format::kInt8) \
-      X(int4, Format::kInt4)
+#define DYNAPREC_FORMATS(X)    \
+  X(fp32, Format::kFp32)       \
+  X(bf16, Format::kBf16)       \
+  X(fp16, Format::kFp16)       \
+  X(fp8e4m3, Format::kFp8E4M3) \
+  X(fp8e5m2, Format::kFp8E5M2) X(int8, Format::kInt8) X(int4, Format::kInt4)
 
 #define DYNAPREC_REGISTER(name, fmt)                                     \
   BENCHMARK_CAPTURE(BM_Matmul, gemv_##name, fmt)->Args({1, 1024, 1024}); \

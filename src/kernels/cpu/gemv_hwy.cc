@@ -47,6 +47,15 @@ HWY_INLINE void Load2Default(DF df, const typename W::T* p, hn::Vec<DF>& lo, hn:
   hi = W::Load(df, p + hn::Lanes(df));
 }
 
+// Load2 as two Loads, for the formats without a wider widening step.
+template <class Self>
+struct TwoLoads {
+  template <class DF, typename TW>  // TW: Self::T (Self is incomplete here)
+  static HWY_INLINE void Load2(DF df, const TW* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
+    Load2Default<Self>(df, p, lo, hi);
+  }
+};
+
 #if HWY_ARCH_X86 && HWY_TARGET <= HWY_AVX2  // kF16C
 // fp8 codes (2N bytes at p) -> fp16 bit patterns in 2N u16 lanes -> two fp32 vectors.
 template <class DF, class Fn>
@@ -62,13 +71,9 @@ HWY_INLINE void Fp8ViaFp16(DF df, const uint8_t* p, hn::Vec<DF>& lo, hn::Vec<DF>
 #endif
 
 template <>
-struct Widen<Format::kFp32> {
+struct Widen<Format::kFp32> : TwoLoads<Widen<Format::kFp32>> {
   using T = float;
   static constexpr float kScale = 1.0f;
-  template <class DF>
-  static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
-    Load2Default<Widen>(df, p, lo, hi);
-  }
   template <class DF>
   static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
     return hn::LoadU(df, p);
@@ -76,13 +81,9 @@ struct Widen<Format::kFp32> {
 };
 
 template <>
-struct Widen<Format::kBf16> {
+struct Widen<Format::kBf16> : TwoLoads<Widen<Format::kBf16>> {
   using T = uint16_t;
   static constexpr float kScale = 1.0f;
-  template <class DF>
-  static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
-    Load2Default<Widen>(df, p, lo, hi);
-  }
   template <class DF>
   static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
     const hn::RebindToUnsigned<DF> du;
@@ -92,13 +93,9 @@ struct Widen<Format::kBf16> {
 };
 
 template <>
-struct Widen<Format::kFp16> {
+struct Widen<Format::kFp16> : TwoLoads<Widen<Format::kFp16>> {
   using T = uint16_t;
   static constexpr float kScale = 1.0f;
-  template <class DF>
-  static HWY_INLINE void Load2(DF df, const T* p, hn::Vec<DF>& lo, hn::Vec<DF>& hi) {
-    Load2Default<Widen>(df, p, lo, hi);
-  }
   template <class DF>
   static HWY_INLINE hn::Vec<DF> Load(DF df, const T* p) {
     if constexpr (kF16C) {
