@@ -15,6 +15,9 @@ PKGS=(
   libgrpc++-dev protobuf-compiler-grpc
   # peers for tests and benchmarks only (never on dynaprec's execution path)
   libopenblas-dev
+  # ONNX backend node tests (conformance), and the evaluation set: text lines rendered with
+  # Debian fonts, scored with numpy (tools/evalset/)
+  libonnx-testdata python3 python3-numpy python3-pil fonts-dejavu-core
   # test models and the ONNX Runtime reference come from the npm registry
   nodejs npm
 )

@@ -18,11 +18,4 @@ Model onnx_import(std::span<const uint8_t> bytes, std::string_view name);
 /// Reads and imports a model file.
 Model onnx_import_file(const std::string& path);
 
-/// Whether dynaprec has kernels for (domain, op) at this opset (opsets 7-18 of the default
-/// domain).
-bool onnx_op_supported(std::string_view domain, std::string_view op, int64_t opset);
-/// Nodes of the graph (and its subgraphs) without a kernel, as "op (domain 'd', opset n)
-/// in node 'name'".
-std::vector<std::string> onnx_unsupported_nodes(const Model& m);
-
 }  // namespace dynaprec

@@ -73,6 +73,8 @@ class Tensor {
 
   /// A new, zero-filled, contiguous tensor that owns its storage.
   static Tensor zeros(Shape shape, DType dtype);
+  /// The same without filling: the caller writes every element before reading any.
+  static Tensor empty(Shape shape, DType dtype);
   /// A view of memory owned elsewhere; the caller keeps it alive. Strides default to C order.
   static Tensor borrow(void* data, Shape shape, DType dtype, Shape strides = {});
 

@@ -121,6 +121,12 @@ bool Tensor::is_contiguous() const {
 }
 
 Tensor Tensor::zeros(Shape shape, DType dtype) {
+  Tensor t = empty(std::move(shape), dtype);
+  std::memset(t.data_, 0, t.nbytes());
+  return t;
+}
+
+Tensor Tensor::empty(Shape shape, DType dtype) {
   Tensor t;
   t.numel_ = shape_numel(shape);
   t.strides_ = contiguous_strides(shape);
@@ -133,7 +139,7 @@ Tensor Tensor::zeros(Shape shape, DType dtype) {
   if (p == nullptr)
     throw Error(ErrorKind::kIo, "out of memory allocating " + std::to_string(alloc) +
                                     " bytes for a tensor of shape " + shape_str(t.shape_));
-  std::memset(p, 0, alloc);
+  if (alloc > bytes) std::memset(static_cast<char*>(p) + bytes, 0, alloc - bytes);  // the tail
   t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   t.data_ = p;
   return t;

@@ -10,5 +10,7 @@ void register_quantize(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_bench_matmul(CLI::App& bench);  // gemv, gemm under `bench`
+void register_run(CLI::App& app);
+void register_bench_model(CLI::App& bench);  // `bench model`
 
 }  // namespace dynaprec::cli

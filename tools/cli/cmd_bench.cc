@@ -149,6 +149,7 @@ void register_bench(CLI::App& app) {
                  "one per row of 4096");
   conv->callback([o] { bench_convert(o->format, o->mib, o->reps, o->json, o->per_tensor); });
   register_bench_matmul(*bench);
+  register_bench_model(*bench);
 }
 
 }  // namespace dynaprec::cli

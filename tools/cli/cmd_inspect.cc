@@ -8,6 +8,7 @@
 
 #include "cli.h"
 #include "dynaprec/onnx_import.h"
+#include "exec/op_table.h"
 
 namespace dynaprec::cli {
 namespace {
@@ -54,7 +55,7 @@ nlohmann::json inspect_json(const std::string& path) {
           params += t->numel();
           param_bytes += t->nbytes();
         }
-  const std::vector<std::string> unsupported = onnx_unsupported_nodes(m);
+  const std::vector<std::string> unsupported = exec::unsupported_nodes(m.graph);
   nlohmann::json opsets = nlohmann::json::object();
   for (const auto& [d, v] : m.opsets) opsets[d.empty() ? "ai.onnx" : d] = v;
   return {{"model", path},

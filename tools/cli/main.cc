@@ -20,6 +20,7 @@ int main(int argc, char** argv) {
   dynaprec::cli::register_info(app);
   dynaprec::cli::register_quantize(app);
   dynaprec::cli::register_inspect(app);
+  dynaprec::cli::register_run(app);
   dynaprec::cli::register_bench(app);
   if (argc > 1 && argv[1][0] != '-' && !is_known(app, argv[1])) {
     std::string names;

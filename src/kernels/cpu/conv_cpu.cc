@@ -336,10 +336,11 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
     if (out == dt::s32) {
       const float s8 = sx * qp.scales[static_cast<size_t>(oc)];
       for (int64_t i = 0; i < gm.pixels; ++i)
-        yp[i] = apply_activation(static_cast<float>(acc[pl * gm.pixels + i]) * s8 + b, p);
+        yp[i] = static_cast<float>(acc[pl * gm.pixels + i]) * s8 + b;
     } else {
-      for (int64_t i = 0; i < gm.pixels; ++i) yp[i] = apply_activation(yp[i] * sw + b, p);
+      for (int64_t i = 0; i < gm.pixels; ++i) yp[i] = yp[i] * sw + b;
     }
+    apply_activation_n(yp, gm.pixels, p);
   }
   return true;
 }
@@ -411,7 +412,8 @@ void conv_im2col_float(const Geom& gm, const float* x, const ConvWeights& w, con
            rows ? 1 : threads);
     for (int64_t j = 0; j < gm.ocg; ++j) {  // [pixels, OCg] -> NCHW, with the activation
       float* dst = y + (n * gm.oc + g * gm.ocg + j) * gm.pixels;
-      for (int64_t r = r0; r < r1; ++r) dst[r] = apply_activation(om[(r - r0) * gm.ocg + j], *gm.p);
+      for (int64_t r = r0; r < r1; ++r) dst[r] = om[(r - r0) * gm.ocg + j];
+      apply_activation_n(dst + r0, r1 - r0, *gm.p);
     }
   });
 }
@@ -569,7 +571,8 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
     float* dst = y + (n * gm.oc + oc) * gm.pixels + oh0 * gm.ow;
     if (!is_int(f)) {
       taps(avx2, gm, x + n * plane_in, g, wf.data() + oc * k, 0, k, oh0, oh1, sum);
-      for (size_t i = 0; i < pix; ++i) dst[i] = apply_activation(sum[i] * sw_tensor + bv, *gm.p);
+      for (size_t i = 0; i < pix; ++i) dst[i] = sum[i] * sw_tensor + bv;
+      apply_activation_n(dst, static_cast<int64_t>(pix), *gm.p);
       return;
     }
     const int8_t* img = xq + n * plane_in;
@@ -577,8 +580,8 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
       std::fill_n(acc, pix, 0);
       taps(avx2, gm, img, g, wq + oc * k, 0, k, oh0, oh1, acc);
       const float s = sx * qp.scales[static_cast<size_t>(oc)];
-      for (size_t i = 0; i < pix; ++i)
-        dst[i] = apply_activation(static_cast<float>(acc[i]) * s + bv, *gm.p);
+      for (size_t i = 0; i < pix; ++i) dst[i] = static_cast<float>(acc[i]) * s + bv;
+      apply_activation_n(dst, static_cast<int64_t>(pix), *gm.p);
       return;
     }
     for (int64_t gi = 0; gi < n_groups; ++gi) {  // int32 per group of 32, then fp32 in order
@@ -587,7 +590,8 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
       const float s = ref::decode_float(Format::kFp16, qp.scales_f16[oc * n_groups + gi]);
       for (size_t i = 0; i < pix; ++i) sum[i] += static_cast<float>(acc[i]) * s;
     }
-    for (size_t i = 0; i < pix; ++i) dst[i] = apply_activation(sum[i] * sx + bv, *gm.p);
+    for (size_t i = 0; i < pix; ++i) dst[i] = sum[i] * sx + bv;
+    apply_activation_n(dst, static_cast<int64_t>(pix), *gm.p);
   });
   return true;
 }

@@ -1,0 +1,107 @@
+// The host-side runtime (DESIGN.md "One portion, end to end"): a Session loads a model onto a
+// device, runs a stream portion by portion at a plan, and records every portion in a Report
+// (CONTRACT §3).
+//
+// Streams (CONTRACT §2 `dynaprec run`): the first axis of every streamed input is the stream;
+// portion i is samples [i*P, (i+1)*P) (the last portion may be shorter). Constant inputs are
+// given whole to every portion; carried state feeds output OUT of portion i as input IN of
+// portion i+1 (first value: a constant of that name, or zeros of IN's declared shape).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "dynaprec/executor.h"
+#include "dynaprec/graph.h"
+
+namespace dynaprec {
+
+struct SessionOptions {
+  std::string device = "cpu";
+  int threads = 0;  ///< <= 0: all cores
+  int64_t portion = 1;
+  Plan plan;                                               ///< static plan (default fp32)
+  std::map<std::string, Format> pins;                      ///< layers kept at a format always
+  TensorMap consts;                                        ///< inputs given whole to every portion
+  std::vector<std::pair<std::string, std::string>> carry;  ///< (output OUT, input IN)
+  bool profile_ops = false;  ///< record time per op type in PortionReport::op_time_ms
+};
+
+/// One layer in one portion (CONTRACT §3 "layers").
+struct LayerReport {
+  std::string name, op;
+  Format precision = Format::kFp32;
+  std::map<std::string, double> metrics;
+  uint64_t bytes = 0, bytes_fp32 = 0;
+  int64_t macs = 0;
+  double time_ms = 0;
+  std::string fallback;
+};
+
+struct PortionReport {
+  int64_t index = 0;
+  double time_ms = 0;
+  uint64_t bytes_to_device = 0, bytes_from_device = 0;
+  std::optional<double> output_sqnr_db;
+  std::vector<LayerReport> layers;
+  std::map<std::string, double> op_time_ms;  ///< with SessionOptions::profile_ops
+};
+
+/// Energy per operation and per byte moved, by precision: a model, not a measurement.
+struct EnergyModel {
+  double pj_per_mac[kFormatCount];  ///< multiply + accumulate at each format
+  double pj_per_byte = 0;           ///< DRAM traffic
+  std::string source;
+  static EnergyModel defaults();
+};
+
+struct Report {
+  std::string model;
+  std::string device_json = "{}";  ///< the device's description, as JSON text
+  std::string policy_json = "{}";  ///< the policy's name and parameters, as JSON text
+  std::vector<PortionReport> portions;
+  EnergyModel energy = EnergyModel::defaults();
+
+  /// The whole report as JSON text (CONTRACT §3), summary computed from the portions.
+  std::string to_json(int indent = 1) const;
+  void write(const std::string& path) const;
+  /// Per-layer precision changes between consecutive portions, summed over layers.
+  int64_t switches() const;
+};
+
+class Session {
+ public:
+  /// Loads the model file onto the device named in `opts`.
+  Session(const std::string& model_path, SessionOptions opts);
+  Session(const Model& model, std::string name, SessionOptions opts);
+  ~Session();
+
+  const std::vector<ValueInfo>& inputs() const;  ///< every model input
+  const std::vector<ValueInfo>& outputs() const;
+  const std::vector<LayerInfo>& layers() const;
+  /// Inputs that are streamed: not constants and not carried.
+  std::vector<std::string> streamed_inputs() const;
+
+  /// Runs one portion (streamed inputs only; constants and carried state are added) and
+  /// appends it to the report. Returns every model output.
+  TensorMap run_portion(const TensorMap& streamed);
+  /// Splits the streamed inputs into portions, runs them in order and concatenates each output
+  /// along axis 0.
+  TensorMap run_stream(const TensorMap& streamed);
+  /// Forgets carried state (the next portion starts from the initial state again).
+  void reset_state();
+
+  Report& report();
+  const Report& report() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace dynaprec

@@ -1,0 +1,269 @@
+// The CPU ConvTranspose: per image and group, the column matrix
+//   col[H·W, OC/groups·KH·KW] = X_gᵀ[H·W, C/groups] · W_gᵀ
+// then col2im: each column row (one input pixel) scatter-added into the output planes, in
+// increasing pixel order as the reference adds its contributions; then bias and activation.
+//
+// Floats: X_gᵀ (a transpose of the NCHW planes) times the group's rows with dynaprec::matmul,
+// which rounds X itself (element-wise, so per call or per tensor is the same). int8/int4 cannot
+// call matmul: its activation scale would be the block's, while conv_transpose.h fixes one over
+// all of X. So X is quantized once, transposed as codes, and each pixel runs matmul's GEMV row
+// kernels (VNNI or Highway), as conv_cpu.cc's im2col path does: int8 bit-identical to the
+// reference, int4 up to the kernels' fp32 order of the group sums.
+//
+// Threads: with at least as many groups as threads (depthwise-like layers), one task per group
+// (images in order inside it), everything inside single-threaded; a task's matmul calls use its
+// group's own MatmulWeights, so no two tasks prepare the same weights. Otherwise the (image,
+// group) planes run in order, each with all threads: matmul's own threads (floats), pixel blocks
+// of GEMV rows (ints), and the col2im scatter split by output channel.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "dynaprec/conv_transpose.h"
+#include "dynaprec/convert.h"
+#include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
+#include "dynaprec/thread_pool.h"
+#include "kernels/cpu/gemv_hwy.h"
+
+namespace dynaprec {
+namespace {
+
+bool is_int(Format f) { return f == Format::kInt8 || f == Format::kInt4; }
+
+template <class Fn>
+void run_tasks(size_t tasks, int threads, Fn&& fn) {
+  if (threads <= 1 || tasks <= 1) {
+    for (size_t i = 0; i < tasks; ++i) fn(i);
+    return;
+  }
+  ThreadPool::default_pool().parallel_for(tasks, fn);
+}
+
+// Rows [j0, j0 + rows) of a weight matrix as a MatmulWeights sharing its codes.
+MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
+  MatmulWeights s;
+  s.format = m.format;
+  s.n = rows;
+  s.k = m.k;
+  const size_t row_bytes = format_storage_bytes(m.format, static_cast<size_t>(m.k));
+  auto* base = static_cast<uint8_t*>(const_cast<void*>(m.data.data()));
+  s.data = Tensor::borrow(base + static_cast<size_t>(j0) * row_bytes, {rows, m.k}, m.data.dtype());
+  const QuantParams& q = m.data.quant();
+  QuantParams& sq = s.data.quant();
+  sq.axis = q.axis;
+  sq.group_size = q.group_size;
+  if (m.format == Format::kInt8) {
+    sq.scales.assign(q.scales.begin() + j0, q.scales.begin() + j0 + rows);
+  } else if (m.format == Format::kInt4) {
+    const int64_t per_row = (m.k + 31) / 32;
+    sq.scales_f16.assign(q.scales_f16.begin() + j0 * per_row,
+                         q.scales_f16.begin() + (j0 + rows) * per_row);
+  } else {
+    sq.scales = q.scales;
+  }
+  return s;
+}
+
+struct State {
+  std::mutex mu;
+  Tensor storage;  // keeps the codes the slices point into alive
+  std::vector<MatmulWeights> slices;
+};
+
+// The group slices (made once; groups == 1 uses the matrix itself, keeping its prepared form).
+const std::vector<MatmulWeights>& group_slices(const ConvTransposeWeights& w) {
+  if (!w.prepared) w.prepared = std::make_shared<State>();  // first use: see the header
+  auto& st = *static_cast<State*>(w.prepared.get());
+  std::lock_guard lock(st.mu);
+  if (st.slices.empty() && w.groups > 1) {
+    st.storage = w.matrix.data;
+    const int64_t rows = w.oc_per_group * w.kh * w.kw;
+    for (int64_t g = 0; g < w.groups; ++g)
+      st.slices.push_back(slice_rows(w.matrix, g * rows, rows));
+  }
+  return st.slices;
+}
+
+struct Geom {
+  int64_t n, c, h, w, cg, ocg, oc, oh, ow, kh, kw, rows;  // rows = ocg·kh·kw
+  int64_t sh, sw, dh, dw, pt, pl;
+};
+
+// Adds column rows [r0, r1) (pixels, row-major over (ih, iw)) of one plane's col matrix to the
+// output planes of channels [oc0, oc1) of the group (local indices), pixel by pixel in order.
+void col2im(const Geom& g, const float* col, int64_t r0, int64_t r1, int64_t oc0, int64_t oc1,
+            float* yg) {
+  const int64_t taps = g.kh * g.kw;
+  for (int64_t ocl = oc0; ocl < oc1; ++ocl) {
+    float* yp = yg + ocl * g.oh * g.ow;
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t ih = r / g.w, iw = r % g.w;
+      const float* cr = col + (r - r0) * g.rows + ocl * taps;
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t oh = ih * g.sh - g.pt + kh * g.dh;
+        if (oh < 0 || oh >= g.oh) continue;
+        float* yr = yp + oh * g.ow;
+        const int64_t ow0 = iw * g.sw - g.pl;
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          const int64_t ow = ow0 + kw * g.dw;
+          if (ow >= 0 && ow < g.ow) yr[ow] += cr[kh * g.kw + kw];
+        }
+      }
+    }
+  }
+}
+
+// One (image, group) plane: y's OC/groups output planes get every contribution (no bias yet).
+// xt: the plane's X_gᵀ [H·W, Cg] (floats, or int8 codes in xq_t).
+void run_plane(const Geom& g, const ConvTransposeWeights& w, const MatmulWeights& mw, int64_t grp,
+               const float* xt, const int8_t* xq_t, float sx, float* yg, int threads) {
+  const int64_t pixels = g.h * g.w;
+  const Format f = w.matrix.format;
+  // Pixel blocks of about 4 MiB of columns (at least 64 pixels, for the GEMM's sake).
+  const int64_t block =
+      std::clamp<int64_t>((int64_t{1} << 20) / std::max<int64_t>(1, g.rows), 64, pixels);
+  thread_local std::vector<float> col_buf;
+  if (col_buf.size() < static_cast<size_t>(block * g.rows))
+    col_buf.resize(static_cast<size_t>(block * g.rows));
+  float* col = col_buf.data();
+  const CpuFeatures& cf = cpu_features();
+  const bool vnni = cf.avx512_vnni && cf.avx512bw && cf.f16c;  // as matmul_dispatch.cc
+  const QuantParams& qp = w.matrix.data.quant();
+  const auto k = static_cast<size_t>(g.cg), rows = static_cast<size_t>(g.rows);
+  const size_t row0 = static_cast<size_t>(grp) * rows;  // the group's first matrix row
+  const size_t row_bytes = (k + 1) / 2, sgroups = (k + 31) / 32;
+  for (int64_t r0 = 0; r0 < pixels; r0 += block) {
+    const int64_t r1 = std::min(pixels, r0 + block);
+    if (!is_int(f)) {
+      matmul(xt + r0 * g.cg, r1 - r0, mw, nullptr, col, threads);
+    } else {
+      constexpr int64_t kSub = 16;  // pixels per task
+      const int64_t subs = (r1 - r0 + kSub - 1) / kSub;
+      run_tasks(static_cast<size_t>(subs), threads, [&](size_t t) {
+        thread_local std::vector<int32_t> acc;
+        acc.resize(rows);
+        const int64_t a = r0 + static_cast<int64_t>(t) * kSub, b = std::min(r1, a + kSub);
+        for (int64_t r = a; r < b; ++r) {
+          const int8_t* xr = xq_t + r * g.cg;
+          float* out = col + (r - r0) * g.rows;
+          if (f == Format::kInt8) {
+            const int8_t* wg = w.matrix.data.data_as<int8_t>() + row0 * k;
+            if (vnni)
+              cpu::gemv_int8_rows_vnni(xr, wg, k, 0, rows, acc.data());
+            else
+              cpu::gemv_int8_rows(xr, wg, k, 0, rows, acc.data());
+            for (size_t j = 0; j < rows; ++j)
+              out[j] = static_cast<float>(acc[j]) * (sx * qp.scales[row0 + j]);
+          } else {
+            const uint8_t* wg = w.matrix.data.data_as<uint8_t>() + row0 * row_bytes;
+            const uint16_t* sg = qp.scales_f16.data() + row0 * sgroups;
+            if (vnni)
+              cpu::gemv_int4_rows_vnni(cpu::gemv_int4_prepare_vnni(xr, k), xr, wg, sg, k, 0, rows,
+                                       out);
+            else
+              cpu::gemv_int4_rows(xr, wg, sg, k, 0, rows, out);
+            for (size_t j = 0; j < rows; ++j) out[j] *= sx;
+          }
+        }
+      });
+    }
+    // Scatter, split by output channel (each task owns whole output planes).
+    const int64_t chunks = std::min<int64_t>(g.ocg, threads > 1 ? threads * 4 : 1);
+    run_tasks(static_cast<size_t>(chunks), threads, [&](size_t t) {
+      const int64_t oc0 = g.ocg * static_cast<int64_t>(t) / chunks;
+      const int64_t oc1 = g.ocg * (static_cast<int64_t>(t) + 1) / chunks;
+      col2im(g, col, r0, r1, oc0, oc1, yg);
+    });
+  }
+}
+
+}  // namespace
+
+void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
+                      const ConvTransposeParams& p, Tensor& y, int threads) {
+  const ConvTransposeGeometry geo = conv_transpose_geometry(x.shape(), w, p);
+  const Shape ys = conv_transpose_output_shape(x.shape(), w, p);
+  if (x.dtype() != DType::kF32)
+    throw Error(ErrorKind::kInvalidInput, "ConvTranspose: input must be float32");
+  if (y.dtype() != DType::kF32 || y.shape() != ys || !y.is_contiguous())
+    throw Error(ErrorKind::kInvalidInput,
+                "ConvTranspose: output must be a contiguous float32 tensor of shape " +
+                    shape_str(ys) + ", got " + std::string(dtype_name(y.dtype())) + " " +
+                    shape_str(y.shape()));
+  if (y.numel() == 0) return;
+  cpu_features();  // applies the DYNAPREC_ISA cap before any dispatched kernel runs
+  const Tensor xc = x.is_contiguous() ? x : x.clone();
+  const int pool = ThreadPool::default_pool().threads();
+  const int t = threads > 0 ? std::min(threads, pool) : pool;
+  const Geom g{
+      x.dim(0),   x.dim(1),   x.dim(2),     x.dim(3),     w.matrix.k,  w.oc_per_group,
+      ys[1],      ys[2],      ys[3],        w.kh,         w.kw,        w.oc_per_group * w.kh * w.kw,
+      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, geo.pad_top, geo.pad_left};
+  const Format f = w.matrix.format;
+  const float* xs = xc.data_as<float>();
+  float* yd = y.data_as<float>();
+  const auto count = static_cast<size_t>(xc.numel());
+  const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
+
+  // int formats: X quantized once with one scale over all of it (the vectorized amax and
+  // encoder are bit-identical to the reference's by contract).
+  std::vector<int8_t> xq;
+  float sx = 1.0f;
+  if (is_int(f)) {
+    const float m = amax(xs, count);
+    if (!std::isfinite(m))
+      throw Error(ErrorKind::kInvalidInput, "ConvTranspose: input contains NaN or inf");
+    sx = ref::int8_scale(m);
+    xq.resize(count);
+    int8_encode_array(xs, xq.data(), count, sx);
+  }
+  const std::vector<MatmulWeights>& slices = group_slices(w);
+  std::fill_n(yd, y.numel(), 0.0f);
+
+  // One (image, group) plane: transpose X_g to [pixels, Cg], then run_plane.
+  auto plane = [&](int64_t n, int64_t grp, int inner) {
+    const MatmulWeights& mw = w.groups == 1 ? w.matrix : slices[static_cast<size_t>(grp)];
+    const int64_t base = (n * g.c + grp * g.cg) * pixels;
+    float* yg = yd + (n * g.oc + grp * g.ocg) * out_plane;
+    const auto tcount = static_cast<size_t>(pixels * g.cg);
+    if (is_int(f)) {
+      thread_local std::vector<int8_t> xt;
+      xt.resize(tcount);
+      for (int64_t c = 0; c < g.cg; ++c)
+        for (int64_t r = 0; r < pixels; ++r) xt[r * g.cg + c] = xq[base + c * pixels + r];
+      run_plane(g, w, mw, grp, nullptr, xt.data(), sx, yg, inner);
+    } else {
+      thread_local std::vector<float> xt;
+      xt.resize(tcount);
+      for (int64_t c = 0; c < g.cg; ++c)
+        for (int64_t r = 0; r < pixels; ++r) xt[r * g.cg + c] = xs[base + c * pixels + r];
+      run_plane(g, w, mw, grp, xt.data(), nullptr, sx, yg, inner);
+    }
+  };
+  if (w.groups > 1 && w.groups >= t) {
+    run_tasks(static_cast<size_t>(w.groups), t, [&](size_t grp) {
+      for (int64_t n = 0; n < g.n; ++n) plane(n, static_cast<int64_t>(grp), 1);
+    });
+  } else {
+    for (int64_t n = 0; n < g.n; ++n)
+      for (int64_t grp = 0; grp < w.groups; ++grp) plane(n, grp, t);
+  }
+
+  // Bias and activation, per output plane.
+  Conv2dParams act;
+  act.activation = p.activation;
+  act.clip_min = p.clip_min;
+  act.clip_max = p.clip_max;
+  if (!bias && p.activation == Activation::kNone) return;
+  run_tasks(static_cast<size_t>(g.n * g.oc), t, [&](size_t i) {
+    float* yp = yd + static_cast<int64_t>(i) * out_plane;
+    const float b = bias ? bias[static_cast<int64_t>(i) % g.oc] : 0.0f;
+    for (int64_t j = 0; j < out_plane; ++j) yp[j] = apply_activation(yp[j] + b, act);
+  });
+}
+
+}  // namespace dynaprec

@@ -1,0 +1,120 @@
+// The run report (CONTRACT §3) and the energy model behind `energy_uj_model`.
+#include <cmath>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "dynaprec/error.h"
+#include "dynaprec/session.h"
+
+namespace dynaprec {
+
+// Energy per multiply-accumulate and per DRAM byte. Horowitz, "Computing's energy problem",
+// ISSCC 2014 (45 nm): fp32 mult 3.7 pJ + add 0.9; fp16 mult 1.1 + add 0.4; int8 mult 0.2 +
+// int32 add 0.1; 32-bit DRAM read 640 pJ (160 pJ/byte). bf16 is taken as fp16 less the
+// narrower mantissa multiplier (~0.7 of its multiply), fp8 as int8 plus exponent handling
+// (0.45), int4 as a quarter of the int8 multiply plus the int32 add. A model, not a measurement.
+EnergyModel EnergyModel::defaults() {
+  EnergyModel e{};
+  e.pj_per_mac[static_cast<size_t>(Format::kFp32)] = 3.7 + 0.9;
+  e.pj_per_mac[static_cast<size_t>(Format::kBf16)] = 0.77 + 0.4;
+  e.pj_per_mac[static_cast<size_t>(Format::kFp16)] = 1.1 + 0.4;
+  e.pj_per_mac[static_cast<size_t>(Format::kFp8E4M3)] = 0.45;
+  e.pj_per_mac[static_cast<size_t>(Format::kFp8E5M2)] = 0.45;
+  e.pj_per_mac[static_cast<size_t>(Format::kInt8)] = 0.2 + 0.1;
+  e.pj_per_mac[static_cast<size_t>(Format::kInt4)] = 0.05 + 0.1;
+  e.pj_per_byte = 160.0;
+  e.source = "Horowitz ISSCC 2014 (45 nm), extrapolated for bf16/fp8/int4; a model";
+  return e;
+}
+
+int64_t Report::switches() const {
+  std::map<std::string, Format> last;
+  int64_t n = 0;
+  for (const auto& p : portions)
+    for (const auto& l : p.layers) {
+      auto [it, fresh] = last.emplace(l.name, l.precision);
+      if (!fresh && it->second != l.precision) {
+        ++n;
+        it->second = l.precision;
+      }
+    }
+  return n;
+}
+
+namespace {
+nlohmann::json finite_or_null(double v) {
+  return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+}  // namespace
+
+std::string Report::to_json(int indent) const {
+  using nlohmann::json;
+  json j;
+  j["model"] = model;
+  j["device"] = json::parse(device_json);
+  j["policy"] = json::parse(policy_json);
+  json ps = json::array();
+  double time = 0, energy_pj = 0;
+  uint64_t bytes = 0, bytes32 = 0;
+  std::map<std::string, double> macs_by_format;
+  double macs_total = 0;
+  for (const auto& p : portions) {
+    json pj;
+    pj["index"] = p.index;
+    pj["time_ms"] = p.time_ms;
+    pj["bytes_to_device"] = p.bytes_to_device;
+    pj["bytes_from_device"] = p.bytes_from_device;
+    if (p.output_sqnr_db) pj["output_sqnr_db"] = finite_or_null(*p.output_sqnr_db);
+    json ls = json::array();
+    uint64_t pbytes = 0, pbytes32 = 0;
+    for (const auto& l : p.layers) {
+      json lj;
+      lj["name"] = l.name;
+      lj["op"] = l.op;
+      lj["precision"] = std::string(format_name(l.precision));
+      json mj = json::object();
+      for (const auto& [k, v] : l.metrics) mj[k] = finite_or_null(v);
+      lj["metrics"] = mj;
+      lj["bytes"] = l.bytes;
+      lj["bytes_fp32"] = l.bytes_fp32;
+      lj["macs"] = l.macs;
+      lj["time_ms"] = l.time_ms;
+      if (!l.fallback.empty()) lj["fallback"] = l.fallback;
+      ls.push_back(std::move(lj));
+      pbytes += l.bytes;
+      pbytes32 += l.bytes_fp32;
+      macs_by_format[std::string(format_name(l.precision))] += static_cast<double>(l.macs);
+      macs_total += static_cast<double>(l.macs);
+      energy_pj +=
+          static_cast<double>(l.macs) * energy.pj_per_mac[static_cast<size_t>(l.precision)] +
+          static_cast<double>(l.bytes) * energy.pj_per_byte;
+    }
+    pj["layers"] = std::move(ls);
+    ps.push_back(std::move(pj));
+    time += p.time_ms;
+    bytes += pbytes + p.bytes_to_device + p.bytes_from_device;
+    bytes32 += pbytes32 + p.bytes_to_device + p.bytes_from_device;
+    energy_pj += static_cast<double>(p.bytes_to_device + p.bytes_from_device) * energy.pj_per_byte;
+  }
+  j["portions"] = std::move(ps);
+  json share = json::object();
+  for (const auto& [f, m] : macs_by_format) share[f] = macs_total > 0 ? m / macs_total : 0.0;
+  j["summary"] = {{"portions", portions.size()},
+                  {"time_ms", time},
+                  {"bytes_moved", bytes},
+                  {"bytes_moved_fp32", bytes32},
+                  {"energy_uj_model", energy_pj * 1e-6},
+                  {"energy_model_source", energy.source},
+                  {"precision_share", share},
+                  {"switches", switches()}};
+  return j.dump(indent);
+}
+
+void Report::write(const std::string& path) const {
+  std::ofstream f(path);
+  if (!f) throw Error(ErrorKind::kIo, "cannot write the report to " + path);
+  f << to_json() << "\n";
+  if (!f) throw Error(ErrorKind::kIo, "write error on " + path);
+}
+
+}  // namespace dynaprec

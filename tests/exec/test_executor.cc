@@ -1,0 +1,266 @@
+// The graph executor on graphs built here in dynaprec's IR: fusion and folding do not change
+// results, layers run at the plan's format (and really quantize), inputs are checked, If runs
+// its branches, unsupported ops are refused at load.
+#include "dynaprec/executor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "dynaprec/error.h"
+#include "dynaprec/ops.h"
+
+namespace dynaprec {
+namespace {
+
+Tensor randn(Shape s, uint32_t seed, float scale = 1.0f) {
+  Tensor t = Tensor::zeros(std::move(s), DType::kF32);
+  std::mt19937 g(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  for (int64_t i = 0; i < t.numel(); ++i) t.data_as<float>()[i] = d(g);
+  return t;
+}
+
+Tensor positive(Shape s, uint32_t seed) {
+  Tensor t = randn(std::move(s), seed);
+  for (int64_t i = 0; i < t.numel(); ++i)
+    t.data_as<float>()[i] = 0.5f + std::fabs(t.data_as<float>()[i]);
+  return t;
+}
+
+Node node(std::string op, std::vector<std::string> in, std::vector<std::string> out,
+          std::string name = {}) {
+  Node n;
+  n.op = std::move(op);
+  n.opset = 13;
+  n.inputs = std::move(in);
+  n.outputs = std::move(out);
+  n.name = name.empty() ? n.op + "_" + n.outputs[0] : std::move(name);
+  return n;
+}
+
+ValueInfo value(std::string name, std::vector<Dim> shape, DType t = DType::kF32) {
+  return ValueInfo{std::move(name), t, std::move(shape)};
+}
+
+double sqnr_db(const Tensor& ref, const Tensor& got) {
+  double s = 0, e = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    const double r = ref.data_as<float>()[i], g = got.data_as<float>()[i];
+    s += r * r;
+    e += (r - g) * (r - g);
+  }
+  return 10 * std::log10(s / std::max(e, 1e-300));
+}
+
+double max_rel(const Tensor& ref, const Tensor& got) {
+  double m = 0, d = 0;
+  for (int64_t i = 0; i < ref.numel(); ++i) {
+    m = std::max(m, static_cast<double>(std::fabs(ref.data_as<float>()[i])));
+    d = std::max(d,
+                 static_cast<double>(std::fabs(ref.data_as<float>()[i] - got.data_as<float>()[i])));
+  }
+  return d / m;
+}
+
+// x [N, 8, H, W] -> Conv 3x3 (16) -> BatchNorm -> Relu -> Conv 1x1 (4, bias) -> y
+Model conv_bn_relu_model() {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{-1, "N"}, {8, ""}, {-1, "H"}, {-1, "W"}})};
+  g.outputs = {value("y", {})};
+  g.initializers["w1"] = randn({16, 8, 3, 3}, 1, 0.3f);
+  g.initializers["bn_s"] = positive({16}, 2);
+  g.initializers["bn_b"] = randn({16}, 3);
+  g.initializers["bn_m"] = randn({16}, 4, 0.1f);
+  g.initializers["bn_v"] = positive({16}, 5);
+  g.initializers["w2"] = randn({4, 16, 1, 1}, 6, 0.3f);
+  g.initializers["b2"] = randn({4}, 7);
+  Node c1 = node("Conv", {"x", "w1"}, {"c1"}, "conv1");
+  c1.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  g.nodes.push_back(c1);
+  g.nodes.push_back(node("BatchNormalization", {"c1", "bn_s", "bn_b", "bn_m", "bn_v"}, {"bn"}));
+  g.nodes.push_back(node("Relu", {"bn"}, {"r"}));
+  g.nodes.push_back(node("Conv", {"r", "w2", "b2"}, {"y"}, "conv2"));
+  return m;
+}
+
+TEST(Executor, FusionDoesNotChangeResults) {
+  const Model m = conv_bn_relu_model();
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({2, 8, 9, 13}, 11);
+  const Tensor a = fused.run({{"x", x}}).at("y"), b = plain.run({{"x", x}}).at("y");
+  ASSERT_EQ(a.shape(), (Shape{2, 4, 9, 13}));
+  ASSERT_EQ(b.shape(), a.shape());
+  EXPECT_LT(max_rel(b, a), 1e-5);
+  ASSERT_EQ(fused.layers().size(), 2u);
+  EXPECT_EQ(fused.layers()[0].name, "conv1");
+}
+
+TEST(Executor, LayersRunAtThePlanFormatAndReallyQuantize) {
+  const Model m = conv_bn_relu_model();
+  Executor e(m);
+  const Tensor x = randn({1, 8, 16, 16}, 12);
+  RunStats s32;
+  const Tensor ref = e.run({{"x", x}}, {}, &s32).at("y");
+  ASSERT_EQ(s32.layers.size(), 2u);
+  EXPECT_EQ(s32.layers[0].macs, 16 * 16 * 16 * 8 * 9);
+  EXPECT_EQ(s32.layers[0].bytes, s32.layers[0].bytes_fp32);
+  // Expected output SQNR bands of two stacked layers (one layer's bands from the matmul tests,
+  // less ~3 dB for two quantized layers in a row).
+  const struct {
+    Format f;
+    double lo, hi;
+  } bands[] = {{Format::kBf16, 38, 60},    {Format::kFp16, 55, 80}, {Format::kFp8E4M3, 22, 38},
+               {Format::kFp8E5M2, 17, 32}, {Format::kInt8, 28, 45}, {Format::kInt4, 10, 26}};
+  for (const auto& b : bands) {
+    Plan p;
+    p.default_format = b.f;
+    RunStats st;
+    const Tensor y = e.run({{"x", x}}, p, &st).at("y");
+    const double db = sqnr_db(ref, y);
+    EXPECT_GT(db, b.lo) << format_name(b.f);
+    EXPECT_LT(db, b.hi) << format_name(b.f) << ": too exact to be quantized";
+    ASSERT_EQ(st.layers.size(), 2u);
+    EXPECT_EQ(st.layers[0].format, b.f);
+    EXPECT_LT(st.layers[0].bytes, st.layers[0].bytes_fp32) << format_name(b.f);
+    EXPECT_EQ(st.layers[0].bytes_fp32, s32.layers[0].bytes_fp32);
+  }
+  // A per-layer plan: only conv2 at int4.
+  Plan p;
+  p.layers["conv2"] = Format::kInt4;
+  RunStats st;
+  e.run({{"x", x}}, p, &st);
+  EXPECT_EQ(st.layers[0].format, Format::kFp32);
+  EXPECT_EQ(st.layers[1].format, Format::kInt4);
+}
+
+// Shape arithmetic on a symbolic width: x [1, 2, W] -> Reshape to [1, 2*W] via
+// Shape -> Gather -> Mul -> Concat -> Reshape, then MatMul against nothing (just Relu).
+TEST(Executor, ShapeArithmeticFollowsTheBoundWidth) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {2, ""}, {-1, "W"}})};
+  g.outputs = {value("y", {})};
+  g.initializers["idx2"] = int64_tensor({2});
+  g.initializers["two"] = int64_tensor({2});
+  g.initializers["one"] = int64_tensor({1});
+  g.nodes.push_back(node("Shape", {"x"}, {"s"}));
+  Node ga = node("Gather", {"s", "idx2"}, {"w"});
+  g.nodes.push_back(ga);
+  g.nodes.push_back(node("Mul", {"w", "two"}, {"w2"}));
+  Node cc = node("Concat", {"one", "w2"}, {"shape"});
+  cc.attrs["axis"] = int64_t{0};
+  g.nodes.push_back(cc);
+  g.nodes.push_back(node("Reshape", {"x", "shape"}, {"r"}));
+  g.nodes.push_back(node("Relu", {"r"}, {"y"}));
+  Executor e(m);
+  for (int64_t w : {1, 5, 320}) {
+    const Tensor x = randn({1, 2, w}, 13);
+    const Tensor y = e.run({{"x", x}}).at("y");
+    ASSERT_EQ(y.shape(), (Shape{1, 2 * w}));
+    for (int64_t i = 0; i < y.numel(); ++i)
+      EXPECT_EQ(y.data_as<float>()[i], std::max(0.0f, x.data_as<float>()[i]));
+  }
+}
+
+TEST(Executor, ConstantChainsAreFoldedAtLoad) {
+  // Constant -> Cast -> Add(initializer) feeding Mul: only Mul remains to run.
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{3, ""}})};
+  g.outputs = {value("y", {})};
+  Node c = node("Constant", {}, {"c"});
+  Tensor ci = Tensor::zeros({3}, DType::kI64);
+  for (int i = 0; i < 3; ++i) ci.data_as<int64_t>()[i] = i + 1;
+  c.attrs["value"] = ci;
+  g.nodes.push_back(c);
+  Node cast = node("Cast", {"c"}, {"cf"});
+  cast.attrs["to"] = int64_t{1};  // FLOAT
+  g.nodes.push_back(cast);
+  g.initializers["half"] = randn({3}, 14);
+  g.nodes.push_back(node("Add", {"cf", "half"}, {"k"}));
+  g.nodes.push_back(node("Mul", {"x", "k"}, {"y"}));
+  Executor e(m);
+  const Tensor x = randn({3}, 15);
+  const Tensor y = e.run({{"x", x}}).at("y");
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(y.data_as<float>()[i],
+              x.data_as<float>()[i] *
+                  (static_cast<float>(i + 1) + g.initializers["half"].data_as<float>()[i]));
+}
+
+TEST(Executor, IfRunsTheChosenBranchWithOuterValues) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{4, ""}}), value("c", {}, DType::kBool)};
+  g.outputs = {value("y", {})};
+  auto then_g = std::make_shared<Graph>();
+  then_g->name = "then";
+  then_g->outputs = {value("t", {})};
+  then_g->nodes.push_back(node("Neg", {"x"}, {"t"}));
+  auto else_g = std::make_shared<Graph>();
+  else_g->name = "else";
+  else_g->outputs = {value("e", {})};
+  else_g->nodes.push_back(node("Relu", {"x"}, {"e"}));
+  Node n = node("If", {"c"}, {"y"});
+  n.attrs["then_branch"] = then_g;
+  n.attrs["else_branch"] = else_g;
+  g.nodes.push_back(n);
+  Executor e(m);
+  const Tensor x = randn({4}, 16);
+  for (bool cond : {true, false}) {
+    Tensor c = Tensor::zeros({}, DType::kBool);
+    *c.data_as<bool>() = cond;
+    const Tensor y = e.run({{"x", x}, {"c", c}}).at("y");
+    for (int i = 0; i < 4; ++i) {
+      const float v = x.data_as<float>()[i];
+      EXPECT_EQ(y.data_as<float>()[i], cond ? -v : std::max(0.0f, v));
+    }
+  }
+}
+
+TEST(Executor, BadInputsAreRefusedWithTheirName) {
+  Executor e(conv_bn_relu_model());
+  auto kind_and_text = [&](const TensorMap& in, const std::string& text) {
+    try {
+      e.run(in);
+      ADD_FAILURE() << "accepted: " << text;
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::kInvalidInput);
+      EXPECT_NE(std::string(err.what()).find(text), std::string::npos) << err.what();
+    }
+  };
+  kind_and_text({}, "input x is missing");
+  kind_and_text({{"x", randn({1, 8, 4, 4}, 1)}, {"z", randn({1}, 1)}}, "no input named 'z'");
+  kind_and_text({{"x", randn({1, 7, 4, 4}, 1)}}, "mismatch on dim=1. Expected 8, received 7");
+  kind_and_text({{"x", randn({8, 4, 4}, 1)}}, "rank 3");
+  kind_and_text({{"x", Tensor::zeros({1, 8, 4, 4}, DType::kI64)}}, "dtype int64");
+  // The executor is usable after refusals.
+  EXPECT_EQ(e.run({{"x", randn({1, 8, 4, 4}, 1)}}).at("y").shape(), (Shape{1, 4, 4, 4}));
+}
+
+TEST(Executor, UnsupportedOpsAreRefusedAtLoad) {
+  Model m = conv_bn_relu_model();
+  Node n = node("FancyOp", {"y"}, {"z"});
+  n.domain = "com.example";
+  n.opset = 3;
+  m.graph.nodes.push_back(n);
+  try {
+    Executor e(m);
+    FAIL() << "accepted";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.kind(), ErrorKind::kUnsupported);
+    EXPECT_NE(std::string(err.what()).find("FancyOp (domain 'com.example', opset 3)"),
+              std::string::npos)
+        << err.what();
+  }
+}
+
+}  // namespace
+}  // namespace dynaprec

@@ -1,0 +1,217 @@
+// dynaprec run MODEL.onnx --input NAME=FILE.npy ... --output-dir DIR [options]   (CONTRACT §2)
+// dynaprec bench model MODEL.onnx --input NAME=FILE.npy ... [--precision F] [--runs N] ...
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+
+#include "cli.h"
+#include "dynaprec/error.h"
+#include "dynaprec/npy.h"
+#include "dynaprec/session.h"
+
+namespace dynaprec::cli {
+namespace {
+
+std::pair<std::string, std::string> split_eq(const std::string& s, const char* flag) {
+  const auto eq = s.find('=');
+  if (eq == std::string::npos || eq == 0 || eq + 1 == s.size())
+    throw Error(ErrorKind::kUsage, std::string(flag) + " expects NAME=VALUE, got '" + s + "'");
+  return {s.substr(0, eq), s.substr(eq + 1)};
+}
+
+Format parse_format(const std::string& s, const std::string& where) {
+  auto f = format_from_name(s);
+  if (!f)
+    throw Error(ErrorKind::kUsage, where + ": unknown format '" + s +
+                                       "' (formats: " + std::string(format_names_list()) + ")");
+  return *f;
+}
+
+TensorMap read_inputs(const std::vector<std::string>& specs, const char* flag) {
+  TensorMap m;
+  for (const auto& s : specs) {
+    auto [name, path] = split_eq(s, flag);
+    if (m.count(name))
+      throw Error(ErrorKind::kUsage, std::string(flag) + " " + name + " given twice");
+    m[name] = npy_read(path);
+  }
+  return m;
+}
+
+struct CommonArgs {
+  std::string model;
+  std::vector<std::string> inputs, consts, carry, pins;
+  std::string precision = "fp32", plan_file, policy = "static", device = "cpu", token_file;
+  double target_sqnr = 30;
+  double monitor_rate = -1;
+  int threads = 0;
+  int64_t portion = 1;
+  uint64_t seed = 0;
+  bool guarantee = false;
+
+  void add(CLI::App* c, bool stream) {
+    c->add_option("model", model, "ONNX model file")->required();
+    c->add_option("--input", inputs, "NAME=FILE.npy (repeatable)")->required();
+    c->add_option("--const", consts, "NAME=FILE.npy: given whole to every portion");
+    if (stream) {
+      c->add_option("--carry", carry, "OUT=IN: output OUT of portion i feeds input IN of i+1");
+      c->add_option("--portion", portion, "samples per portion (first axis)")
+          ->check(CLI::PositiveNumber);
+    }
+    c->add_option("--precision", precision, "every layer at this format (default fp32)");
+    c->add_option("--plan", plan_file, "JSON {\"layer\": \"format\", ...}");
+    c->add_option("--pin", pins, "NAME=F: keep layer NAME at format F (repeatable)");
+    c->add_option("--policy", policy, "static (default), dynamic or seed");
+    c->add_option("--target-sqnr", target_sqnr, "dB, for --policy dynamic/seed");
+    c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
+    c->add_option("--device", device, "cpu (default) or grpc://HOST:PORT");
+    c->add_option("--token-file", token_file, "token for a grpc:// device");
+    c->add_option("--monitor-rate", monitor_rate, "share of each tensor the monitor samples");
+    c->add_option("--threads", threads, "compute threads (default: all cores)");
+    c->add_option("--seed", seed, "random seed");
+  }
+
+  SessionOptions options() const {
+    SessionOptions o;
+    o.device = device;
+    o.threads = threads;
+    o.portion = portion;
+    o.plan.default_format = parse_format(precision, "--precision");
+    if (policy != "static")
+      throw Error(ErrorKind::kUnsupported,
+                  "--policy " + policy + ": only the static policy is built so far");
+    if (!plan_file.empty()) {
+      std::ifstream f(plan_file);
+      if (!f) throw Error(ErrorKind::kInvalidInput, "--plan: cannot open " + plan_file);
+      nlohmann::json j;
+      try {
+        f >> j;
+      } catch (const std::exception& e) {
+        throw Error(ErrorKind::kInvalidInput, "--plan " + plan_file + ": not JSON: " + e.what());
+      }
+      if (!j.is_object())
+        throw Error(ErrorKind::kInvalidInput,
+                    "--plan " + plan_file + ": expected an object {\"layer\": \"format\"}");
+      for (auto it = j.begin(); it != j.end(); ++it) {
+        if (!it.value().is_string())
+          throw Error(ErrorKind::kInvalidInput,
+                      "--plan " + plan_file + ": layer '" + it.key() + "' needs a format name");
+        o.plan.layers[it.key()] =
+            parse_format(it.value().get<std::string>(), "--plan layer " + it.key());
+      }
+    }
+    for (const auto& p : pins) {
+      auto [name, f] = split_eq(p, "--pin");
+      o.pins[name] = parse_format(f, "--pin " + name);
+    }
+    o.consts = read_inputs(consts, "--const");
+    for (const auto& c : carry) o.carry.push_back(split_eq(c, "--carry"));
+    return o;
+  }
+};
+
+void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string& report_path) {
+  TensorMap streamed = read_inputs(a.inputs, "--input");
+  Session s(a.model, a.options());
+  s.report().policy_json = nlohmann::json({{"name", a.policy}, {"precision", a.precision}}).dump();
+  TensorMap out = s.run_stream(streamed);
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) throw Error(ErrorKind::kIo, "--output-dir " + out_dir + ": " + ec.message());
+  for (const auto& [name, t] : out) {
+    std::string file = name;
+    std::replace(file.begin(), file.end(), '/', '_');
+    npy_write((std::filesystem::path(out_dir) / (file + ".npy")).string(), t);
+  }
+  if (!report_path.empty()) s.report().write(report_path);
+  const auto& ps = s.report().portions;
+  double total = 0;
+  for (const auto& p : ps) total += p.time_ms;
+  std::cerr << fmt::format("dynaprec: {} portion(s), {:.2f} ms, outputs in {}\n", ps.size(), total,
+                           out_dir);
+}
+
+void bench_model(const CommonArgs& a, int runs, int warmup, bool json, bool profile) {
+  TensorMap in = read_inputs(a.inputs, "--input");
+  SessionOptions so = a.options();
+  so.profile_ops = profile;
+  Session s(a.model, so);
+  std::vector<double> ms;
+  std::map<std::string, double> op_ms;
+  for (int i = 0; i < warmup + runs; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    s.run_portion(in);
+    const double t =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    if (i >= warmup) {
+      ms.push_back(t);
+      for (const auto& [op, v] : s.report().portions.back().op_time_ms) op_ms[op] += v / runs;
+    }
+    s.report().portions.clear();
+  }
+  std::sort(ms.begin(), ms.end());
+  const double median =
+      ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  if (json) {
+    std::cout << nlohmann::json({{"model", a.model},
+                                 {"precision", a.precision},
+                                 {"median_ms", median},
+                                 {"min_ms", ms.front()},
+                                 {"max_ms", ms.back()},
+                                 {"runs", runs}})
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << fmt::format("{} at {}: median {:.3f} ms, min {:.3f}, max {:.3f} ({} runs)\n",
+                             a.model, a.precision, median, ms.front(), ms.back(), runs);
+    if (profile) {
+      std::vector<std::pair<double, std::string>> v;
+      for (const auto& [op, t] : op_ms) v.push_back({t, op});
+      std::sort(v.rbegin(), v.rend());
+      for (const auto& [t, op] : v) std::cout << fmt::format("  {:<24} {:8.3f} ms\n", op, t);
+    }
+  }
+}
+
+}  // namespace
+
+void register_run(CLI::App& app) {
+  auto* c = app.add_subcommand("run", "run a model over a stream of inputs, portion by portion");
+  auto args = std::make_shared<CommonArgs>();
+  auto out_dir = std::make_shared<std::string>();
+  auto report = std::make_shared<std::string>();
+  auto html = std::make_shared<std::string>();
+  args->add(c, true);
+  c->add_option("--output-dir", *out_dir, "where each output NAME is written as NAME.npy")
+      ->required();
+  c->add_option("--report", *report, "write the JSON report here (CONTRACT §3)");
+  c->add_option("--html", *html, "write the HTML report here");
+  c->callback([=] {
+    if (!html->empty())
+      throw Error(ErrorKind::kUnsupported, "--html: the HTML report is not built yet");
+    run_cmd(*args, *out_dir, *report);
+  });
+}
+
+void register_bench_model(CLI::App& bench) {
+  auto* c = bench.add_subcommand("model", "latency of one portion of a model");
+  auto args = std::make_shared<CommonArgs>();
+  auto runs = std::make_shared<int>(20);
+  auto warmup = std::make_shared<int>(3);
+  auto json = std::make_shared<bool>(false);
+  auto profile = std::make_shared<bool>(false);
+  args->add(c, false);
+  c->add_flag("--profile", *profile, "print the mean time per op type");
+  c->add_option("--runs", *runs, "timed runs (default 20)")->check(CLI::PositiveNumber);
+  c->add_option("--warmup", *warmup, "untimed runs first (default 3)")
+      ->check(CLI::NonNegativeNumber);
+  c->add_flag("--json", *json, "print JSON");
+  c->callback([=] { bench_model(*args, *runs, *warmup, *json, *profile); });
+}
+
+}  // namespace dynaprec::cli
