@@ -17,6 +17,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "dynaprec/conv.h"
@@ -54,6 +55,7 @@ struct Unsupported {
 /// Plain capabilities of a device; filled once when it is opened.
 struct DeviceCaps {
   std::string name;                   ///< registry name, e.g. "cpu"
+  std::string spec;                   ///< the spec it was opened with, e.g. "cpu:formats=fp32,int8"
   std::string description;            ///< e.g. the CPU's brand string
   std::vector<std::string> features;  ///< ISA features in force
   int threads = 1;                    ///< compute threads the device uses
@@ -130,20 +132,34 @@ class Device {
   virtual std::optional<uint64_t> memory_bytes() const { return std::nullopt; }
 };
 
+/// A device spec: the registry name, optionally followed by options, each `:key=value`:
+///   "cpu"                        the CPU with everything it has
+///   "cpu:formats=fp32,bf16,int8" the CPU running matmul and conv2d in these formats only
+/// Which keys exist is up to the backend; each refuses the ones it does not know.
+struct DeviceSpec {
+  std::string name;
+  std::vector<std::pair<std::string, std::string>> options;  ///< in spec order
+  /// Splits a spec. Throws Error(kUsage) for an empty option, a key without '=' or an empty
+  /// key or value, or a key given twice. Does not check the name or the keys.
+  static DeviceSpec parse(std::string_view spec);
+};
+
 /// The devices this build knows, registered explicitly in one place (src/device/registry.cc).
 class Registry {
  public:
   static Registry& instance();
   /// Names of the registered backends, e.g. {"cpu"}.
   std::vector<std::string> names() const;
-  /// Opens a device by name. Throws Error(kUnsupported) naming the known devices if unknown.
-  std::shared_ptr<Device> open(std::string_view name, int threads = 0) const;
+  /// Opens a device by spec (a plain name or "name:key=value...", see DeviceSpec). Throws
+  /// Error(kUnsupported) naming the known devices if the name is unknown, Error(kUsage) naming
+  /// the valid keys or values for a malformed spec or an option the backend does not take.
+  std::shared_ptr<Device> open(std::string_view spec, int threads = 0) const;
 
  private:
   Registry();
   struct Entry {
     std::string name;
-    std::shared_ptr<Device> (*open)(int threads);
+    std::shared_ptr<Device> (*open)(const DeviceSpec& spec, int threads);
   };
   std::vector<Entry> entries_;
 };

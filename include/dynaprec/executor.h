@@ -26,6 +26,8 @@
 
 #include "dynaprec/formats.h"
 #include "dynaprec/graph.h"
+#include "dynaprec/monitor.h"
+#include "dynaprec/quality.h"
 #include "dynaprec/tensor.h"
 
 namespace dynaprec {
@@ -68,12 +70,18 @@ struct RunStats {
   /// When set before run(): time per op type (layers under their op name), for profiling.
   bool profile_ops = false;
   std::map<std::string, double> op_time_ms;
+  /// When set before run() (and ExecutorOptions::monitor.rate > 0): one QualityReport per layer
+  /// run, from the device-side monitor (monitor.h).
+  bool monitor = false;
+  std::vector<QualityReport> reports;
+  double monitor_ms = 0;  ///< time spent in the monitor (included in time_ms)
 };
 
 struct ExecutorOptions {
   int threads = 0;   ///< <= 0: the default pool's size
   bool fuse = true;  ///< conv+bn+activation fusion (tests turn it off to compare)
   bool fold_constants = true;
+  MonitorConfig monitor;  ///< sampling of the layers' outputs (RunStats::monitor turns it on)
 };
 
 class Executor {

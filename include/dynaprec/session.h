@@ -16,8 +16,10 @@
 #include <utility>
 #include <vector>
 
+#include "dynaprec/controller.h"
 #include "dynaprec/executor.h"
 #include "dynaprec/graph.h"
+#include "dynaprec/monitor.h"
 
 namespace dynaprec {
 
@@ -30,6 +32,20 @@ struct SessionOptions {
   TensorMap consts;                                        ///< inputs given whole to every portion
   std::vector<std::pair<std::string, std::string>> carry;  ///< (output OUT, input IN)
   bool profile_ops = false;  ///< record time per op type in PortionReport::op_time_ms
+  /// The policy: static (at `plan`), seed or dynamic (controller.h).
+  PolicyConfig policy{.kind = PolicyKind::kStatic};
+  MonitorConfig monitor;  ///< rate 0: off (the dynamic and seed policies need it on)
+  /// Share of portions also run in fp32 to measure output_sqnr_db (the canary). Negative: the
+  /// policy's default (static: none; seed, dynamic: 1/4 and the first portion; --guarantee:
+  /// every portion).
+  double canary_rate = -1;
+};
+
+/// A per-layer precision change, as logged in the report.
+struct SwitchRecord {
+  std::string layer;
+  Format from = Format::kFp32, to = Format::kFp32;
+  std::string reason;
 };
 
 /// One layer in one portion (CONTRACT §3 "layers").
@@ -49,7 +65,13 @@ struct PortionReport {
   uint64_t bytes_to_device = 0, bytes_from_device = 0;
   std::optional<double> output_sqnr_db;
   std::vector<LayerReport> layers;
-  std::map<std::string, double> op_time_ms;  ///< with SessionOptions::profile_ops
+  std::map<std::string, double> op_time_ms;      ///< with SessionOptions::profile_ops
+  bool canary = false;                           ///< also run in fp32 (output_sqnr_db measured)
+  int reruns = 0;                                ///< --guarantee re-runs at higher precision
+  double monitor_ms = 0, canary_ms = 0;          ///< included in time_ms
+  std::map<std::string, double> output_metrics;  ///< kl, top1_agree, entropy (probabilities)
+  std::vector<SwitchRecord> switches;            ///< decided after this portion (for the next)
+  std::vector<std::string> negotiation;          ///< counter-offers the device made for it
 };
 
 /// Energy per operation and per byte moved, by precision: a model, not a measurement.

@@ -14,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <set>
 #include <unordered_map>
 
@@ -22,6 +23,7 @@
 #include "dynaprec/error.h"
 #include "dynaprec/lstm.h"
 #include "dynaprec/matmul.h"
+#include "dynaprec/monitor.h"
 #include "dynaprec/ops.h"
 #include "exec/op_table.h"
 
@@ -75,7 +77,67 @@ struct Layer {
   int64_t groups = 1;
   std::array<std::shared_ptr<void>, kFormatCount> cache;  // per-format weights
   int64_t weight_count = 0;
+  // monitor state
+  bool have_rho = false;
+  std::array<double, kFormatCount> rho_w{};  // relative weight noise per format
+  uint64_t visits = 0;
 };
+
+// ---- The monitor's shadow: sampled outputs recomputed in fp32 -----------------------------------
+
+// Statistics of a strided sample of the layer input: amax, mean square, and for format f the
+// values that saturate its activation range or underflow to 0.
+struct InputStats {
+  double amax = 0, mean_square = 0;
+  uint32_t saturated = 0, underflow = 0;
+};
+
+InputStats input_stats(const Tensor& x, uint32_t samples, uint64_t visit, Format f) {
+  InputStats st;
+  const int64_t count = x.numel();
+  if (count == 0) return st;
+  const uint32_t s = static_cast<uint32_t>(std::min<int64_t>(count, std::max(samples, 64u) * 4));
+  std::vector<int64_t> pos(s);
+  sample_positions(count, s, visit, pos);
+  const float* xd = x.data_as<float>();
+  double sq = 0;
+  float amax = 0;
+  for (int64_t i : pos) {
+    const float v = std::fabs(xd[i]);
+    if (std::isfinite(v)) {
+      amax = std::max(amax, v);
+      sq += static_cast<double>(v) * v;
+    }
+  }
+  st.amax = amax;
+  st.mean_square = sq / static_cast<double>(pos.size());
+  const bool integer = f == Format::kInt8 || f == Format::kInt4;
+  const double lim = f == Format::kFp16 ? 65504.0 : std::numeric_limits<double>::infinity();
+  const double half_step = integer ? amax / 127 / 2 : 0;
+  for (int64_t i : pos) {
+    const double v = std::fabs(static_cast<double>(xd[i]));
+    if (v > lim) ++st.saturated;
+    if (v != 0 && v < half_step) ++st.underflow;
+  }
+  return st;
+}
+
+void fill_predictions(QualityReport& r, const Layer& l, const InputStats& in) {
+  double pred_cur = NAN;
+  for (size_t fi = 0; fi < kFormatCount; ++fi) {
+    const double p = predicted_sqnr_db(
+        l.rho_w[fi], activation_noise(static_cast<Format>(fi), in.amax, in.mean_square));
+    r.pred_sqnr_db[fi] = static_cast<float>(p);
+    if (static_cast<Format>(fi) == r.format) pred_cur = p;
+  }
+  // Calibrate by the measurement at the current format (not at fp32: its error is summation
+  // order only, which the noise model does not describe).
+  if (r.format != Format::kFp32 && std::isfinite(r.sqnr_db) && std::isfinite(pred_cur)) {
+    const double off = std::clamp(static_cast<double>(r.sqnr_db) - pred_cur, -12.0, 12.0);
+    for (size_t fi = 1; fi < kFormatCount; ++fi)
+      if (std::isfinite(r.pred_sqnr_db[fi])) r.pred_sqnr_db[fi] += static_cast<float>(off);
+  }
+}
 
 template <typename W>
 W& cached(Layer& l, Format f, W (*make)(Layer&, Format)) {
@@ -244,19 +306,26 @@ void Executor::Impl::fuse(Graph& g) {
     for (const auto& o : g.nodes[i].outputs) producer[o] = i;
   std::vector<char> dead(g.nodes.size(), 0);
   int fresh = 0;
-  // The Conv with constant weights (and bias) whose only use is `name`, or nullptr.
+  // Output channels of a Conv (W [OC, ...]) or ConvTranspose (W [C, OC/group, ...]).
+  auto oc_of = [&](const Node& c) -> int64_t {
+    const Tensor& w = *const_of(g, c.inputs[1]);
+    return c.op == "Conv" ? w.dim(0) : w.dim(1) * attr_int(c, "group", 1);
+  };
+  // The Conv/ConvTranspose with constant weights (and bias) whose only use is `name`, or null.
   auto conv_of = [&](const std::string& name) -> Node* {
     auto pit = producer.find(name);
     if (pit == producer.end() || dead[pit->second]) return nullptr;
     Node& c = g.nodes[pit->second];
-    if (c.op != "Conv" || c.outputs.size() != 1 || uses[c.outputs[0]] != 1 || c.inputs.size() < 2)
+    if ((c.op != "Conv" && c.op != "ConvTranspose") || c.outputs.size() != 1 ||
+        uses[c.outputs[0]] != 1 || c.inputs.size() < 2)
       return nullptr;
     if (fused_act.count(c.name)) return nullptr;  // the activation comes after the conv's sums
     const Tensor* w = const_of(g, c.inputs[1]);
-    if (!w || w->dtype() != DType::kF32 || w->rank() < 3) return nullptr;
+    if (!w || w->dtype() != DType::kF32 || w->rank() < 3 || !w->is_contiguous()) return nullptr;
+    if (c.op == "ConvTranspose" && w->dim(0) % attr_int(c, "group", 1) != 0) return nullptr;
     if (c.inputs.size() > 2 && !c.inputs[2].empty()) {
       const Tensor* b = const_of(g, c.inputs[2]);
-      if (!b || b->dtype() != DType::kF32 || b->numel() != w->dim(0)) return nullptr;
+      if (!b || b->dtype() != DType::kF32 || b->numel() != oc_of(c)) return nullptr;
     }
     return &c;
   };
@@ -265,15 +334,26 @@ void Executor::Impl::fuse(Graph& g) {
                   const std::string& out) {
     const Tensor& w = *const_of(g, conv.inputs[1]);
     const Tensor* cb = conv.inputs.size() > 2 ? const_of(g, conv.inputs[2]) : nullptr;
-    const int64_t oc = w.dim(0), per = w.numel() / oc;
+    const int64_t oc = oc_of(conv);
     Tensor nw = scale ? w.clone() : w, nb = Tensor::zeros({oc}, DType::kF32);
     const Tensor cbc = cb && !cb->is_contiguous() ? cb->clone() : (cb ? *cb : Tensor());
+    if (scale) {
+      float* wd = nw.data_as<float>();
+      if (conv.op == "Conv") {  // W [OC, C/g, ...]: one row per output channel
+        const int64_t per = w.numel() / oc;
+        for (int64_t c = 0; c < oc; ++c)
+          for (int64_t j = 0; j < per; ++j) wd[c * per + j] *= (*scale)[static_cast<size_t>(c)];
+      } else {  // ConvTranspose W [C, OC/g, ...]: input channel ic of group ic / (C/g)
+        const int64_t cin = w.dim(0), ocg = w.dim(1), groups = oc / ocg;
+        const int64_t per = w.numel() / (cin * ocg), cg = cin / groups;
+        for (int64_t ic = 0; ic < cin; ++ic)
+          for (int64_t j = 0; j < ocg; ++j)
+            for (int64_t t = 0; t < per; ++t)
+              wd[(ic * ocg + j) * per + t] *= (*scale)[static_cast<size_t>(ic / cg * ocg + j)];
+      }
+    }
     for (int64_t c = 0; c < oc; ++c) {
       const float f = scale ? (*scale)[static_cast<size_t>(c)] : 1.0f;
-      if (scale) {
-        float* row = nw.data_as<float>() + c * per;
-        for (int64_t j = 0; j < per; ++j) row[j] *= f;
-      }
       const float b0 = cb ? cbc.data_as<float>()[c] : 0.0f;
       nb.data_as<float>()[c] = (scale ? b0 * f : b0) + shift[static_cast<size_t>(c)];
     }
@@ -296,12 +376,19 @@ void Executor::Impl::fuse(Graph& g) {
         attr_int(n, "training_mode", 0) == 0) {
       Node* conv = conv_of(n.inputs[0]);
       if (!conv) continue;
-      const int64_t oc = const_of(g, conv->inputs[1])->dim(0);
+      const int64_t oc = oc_of(*conv);
       const int rank = const_of(g, conv->inputs[1])->rank();
-      auto s = per_channel(const_of(g, n.inputs[1]), oc, rank),
-           bb = per_channel(const_of(g, n.inputs[2]), oc, rank),
-           mean = per_channel(const_of(g, n.inputs[3]), oc, rank),
-           var = per_channel(const_of(g, n.inputs[4]), oc, rank);
+      (void)rank;
+      // BatchNormalization's parameters are [C] (not numpy-broadcast against [N, C, H, W]).
+      auto vec = [&](const std::string& name) -> std::optional<std::vector<float>> {
+        const Tensor* t = const_of(g, name);
+        if (!t || t->dtype() != DType::kF32 || t->numel() != oc || t->rank() != 1)
+          return std::nullopt;
+        const Tensor c = t->is_contiguous() ? *t : t->clone();
+        return std::vector<float>(c.data_as<float>(), c.data_as<float>() + oc);
+      };
+      auto s = vec(n.inputs[1]), bb = vec(n.inputs[2]), mean = vec(n.inputs[3]),
+           var = vec(n.inputs[4]);
       if (!s || !bb || !mean || !var) continue;
       const float eps = attr_float(n, "epsilon", 1e-5f);
       std::vector<float> scale(static_cast<size_t>(oc)), shift(static_cast<size_t>(oc));
@@ -653,6 +740,48 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   std::vector<Tensor> out;
   if (in.empty() || !in[0]) bad(n, "missing input X");
   const Tensor x = contiguous_f32(*in[0], n, "input X");
+  const bool monitor = stats && stats->monitor && opts.monitor.rate > 0;
+  QualityReport rep;
+  rep.layer = static_cast<uint32_t>(index);
+  rep.format = f;
+  double monitor_ms = 0;
+  Tensor monitor_input;
+  // Runs the shadow over a sample of `count` outputs: fn(i) -> (reference, got).
+  // At fp32 there is no higher-precision shadow: fp32 is the reference precision, so its error
+  // against the reference is 0 (sqnr_db +inf) and only the output's statistics are sampled.
+  auto monitor_sample = [&](int64_t count, Layer& lay, QualityReport& r, const float* ydata,
+                            auto&& fn) {
+    const auto m0 = std::chrono::steady_clock::now();
+    const uint32_t s = sample_size(opts.monitor, count);
+    std::vector<int64_t> pos(s);
+    sample_positions(count, s, lay.visits, pos);
+    SampleStats st;
+    const bool shadow = r.format != Format::kFp32;
+    const size_t custom = shadow ? custom_metric_count() : 0;
+    std::vector<float> refs, gots;
+    for (int64_t i : pos) {
+      const auto [ref, got] = shadow ? fn(i) : std::pair<float, float>(ydata[i], ydata[i]);
+      st.add(ref, got);
+      if (custom) {
+        refs.push_back(ref);
+        gots.push_back(got);
+      }
+    }
+    st.finish(r);
+    if (!shadow && r.nan_count == 0 && r.inf_count == 0)
+      r.sqnr_db = std::numeric_limits<float>::infinity();
+    for (size_t m = 0; m < custom; ++m) r.custom[m] = metric_fn(m)(refs, gots);
+    monitor_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - m0).count();
+  };
+  auto monitor_weights = [&](Layer& lay, const float* w32, int64_t rows, int64_t cols) {
+    if (lay.have_rho) return;
+    const auto m0 = std::chrono::steady_clock::now();
+    lay.rho_w = weight_noise(w32, rows, cols);
+    lay.have_rho = true;
+    monitor_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - m0).count();
+  };
   uint64_t act_bytes = static_cast<uint64_t>(x.numel()) * 4, w_bytes = 0, w_bytes32 = 0;
   switch (l.kind) {
     case LayerKind::kConv: {
@@ -678,6 +807,36 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       act_bytes += static_cast<uint64_t>(y.numel()) * 4;
       w_bytes = w.matrix.bytes();
       w_bytes32 = static_cast<uint64_t>(l.w.numel()) * 4;
+      if (monitor) {
+        // Shadow of sampled outputs: fp32 master weights on the same fp32 input.
+        const int64_t oc = y.dim(1), oh = y.dim(2), ow = y.dim(3);
+        const int64_t icg = w.ic_per_group, kh = w.kh, kw = w.kw, ocg = oc / p.groups;
+        const int64_t h = x4.dim(2), wd = x4.dim(3);
+        const float* xd = x4.data_as<float>();
+        const float* wf = l.w.data_as<float>();
+        const float* yd = y.data_as<float>();
+        monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
+          const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
+                        b = i / (ow * oh * oc), g = c / ocg;
+          double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+          for (int64_t ic = 0; ic < icg; ++ic) {
+            const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
+            const float* wp = wf + (c * icg + ic) * kh * kw;
+            for (int64_t ky = 0; ky < kh; ++ky) {
+              const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+              if (iy < 0 || iy >= h) continue;
+              for (int64_t kx = 0; kx < kw; ++kx) {
+                const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                if (ix < 0 || ix >= wd) continue;
+                acc += static_cast<double>(xp[iy * wd + ix]) * wp[ky * kw + kx];
+              }
+            }
+          }
+          return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
+        });
+        monitor_weights(l, l.w.data_as<float>(), l.w.dim(0), l.w.numel() / l.w.dim(0));
+        monitor_input = x4;
+      }
       if (l.conv1d) y = reshape(y, {y.dim(0), y.dim(1), y.dim(3)});
       out.push_back(std::move(y));
       break;
@@ -688,6 +847,44 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       Tensor y = Tensor::zeros(conv_transpose_output_shape(x.shape(), w, l.convt), DType::kF32);
       conv_transpose2d(x, w, l.b.empty() ? nullptr : l.b.data_as<float>(), l.convt, y,
                        opts.threads);
+      if (monitor) {
+        const ConvTransposeGeometry geo = conv_transpose_geometry(x.shape(), w, l.convt);
+        const int64_t oc = y.dim(1), oh = y.dim(2), ow = y.dim(3), ocg = w.oc_per_group;
+        const int64_t cg = x.dim(1) / w.groups, h = x.dim(2), wd = x.dim(3), kh = w.kh, kw = w.kw;
+        const ConvTransposeParams& cp = l.convt;
+        const float* xd = x.data_as<float>();
+        const float* wf = l.w.data_as<float>();
+        const float* yd = y.data_as<float>();
+        monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
+          const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
+                        b = i / (ow * oh * oc), g = c / ocg, co = c % ocg;
+          double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+          for (int64_t ky = 0; ky < kh; ++ky) {
+            const int64_t ty = oy + geo.pad_top - ky * cp.dilation_h;
+            if (ty < 0 || ty % cp.stride_h != 0 || ty / cp.stride_h >= h) continue;
+            for (int64_t kx = 0; kx < kw; ++kx) {
+              const int64_t tx = ox + geo.pad_left - kx * cp.dilation_w;
+              if (tx < 0 || tx % cp.stride_w != 0 || tx / cp.stride_w >= wd) continue;
+              for (int64_t ic = 0; ic < cg; ++ic) {
+                const int64_t ci = g * cg + ic;
+                acc +=
+                    static_cast<double>(
+                        xd[((b * x.dim(1) + ci) * h + ty / cp.stride_h) * wd + tx / cp.stride_w]) *
+                    wf[((ci * ocg + co) * kh + ky) * kw + kx];
+              }
+            }
+          }
+          Conv2dParams ap;
+          ap.activation = cp.activation;
+          ap.clip_min = cp.clip_min;
+          ap.clip_max = cp.clip_max;
+          return std::pair<float, float>(apply_activation(static_cast<float>(acc), ap), yd[i]);
+        });
+        const MatmulWeights& m32 =
+            cached<ConvTransposeWeights>(l, Format::kFp32, make_convt).matrix;
+        monitor_weights(l, m32.data.data_as<float>(), m32.n, m32.k);
+        monitor_input = x;
+      }
       rec.macs = x.numel() * (l.w.numel() / l.w.dim(0));
       act_bytes += static_cast<uint64_t>(y.numel()) * 4;
       w_bytes = w.matrix.bytes();
@@ -714,6 +911,23 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       const int64_t m = a.numel() / w.k;
       matmul(a.data_as<float>(), m, w, l.b.empty() ? nullptr : l.b.data_as<float>(),
              y.data_as<float>(), opts.threads);
+      if (monitor) {
+        const float* ad = a.data_as<float>();
+        const float* wf = l.w.data_as<float>();
+        const float* yd = y.data_as<float>();
+        const int64_t nn = w.n, kk = w.k;
+        if (l.gemm_c.empty())
+          monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
+            const int64_t r = i / nn, c = i % nn;
+            double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+            const float* xr = ad + r * kk;
+            const float* wr = wf + c * kk;
+            for (int64_t j = 0; j < kk; ++j) acc += static_cast<double>(xr[j]) * wr[j];
+            return std::pair<float, float>(static_cast<float>(acc), yd[i]);
+          });
+        monitor_weights(l, wf, nn, kk);
+        monitor_input = a;
+      }
       if (!l.gemm_c.empty()) {
         Tensor c = l.gemm_c;
         if (l.gemm_beta != 1.0f) {
@@ -733,6 +947,12 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       const LstmWeights& w = cached<LstmWeights>(l, f, make_lstm);
       auto opt = [&](size_t i) -> const Tensor* { return i < in.size() ? in[i] : nullptr; };
       LstmOutputs o = lstm(x, w, l.lstm, opt(4), opt(5), opt(6), opts.threads);
+      if (monitor) {
+        // No shadow (the recurrence would need the whole sequence again): predictions only.
+        monitor_weights(l, l.w.data_as<float>(), l.w.numel() / l.w.dim(l.w.rank() - 1),
+                        l.w.dim(l.w.rank() - 1));
+        monitor_input = x;
+      }
       rec.macs =
           x.numel() / std::max<int64_t>(w.input, 1) * w.dirs * 4 * w.hidden * (w.input + w.hidden);
       act_bytes += static_cast<uint64_t>(o.y.numel() + o.y_h.numel() + o.y_c.numel()) * 4;
@@ -744,6 +964,19 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       out.push_back(std::move(o.y_c));
       break;
     }
+  }
+  if (monitor) {
+    const auto m0 = std::chrono::steady_clock::now();
+    const InputStats ist =
+        input_stats(monitor_input, sample_size(opts.monitor, monitor_input.numel()), l.visits, f);
+    rep.saturated = ist.saturated;
+    rep.underflow = ist.underflow;
+    fill_predictions(rep, l, ist);
+    ++l.visits;
+    monitor_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - m0).count();
+    stats->reports.push_back(rep);
+    stats->monitor_ms += monitor_ms;
   }
   rec.bytes = act_bytes + w_bytes;
   rec.bytes_fp32 = act_bytes + w_bytes32;
@@ -918,6 +1151,8 @@ TensorMap Executor::run(const TensorMap& inputs, const Plan& plan, RunStats* sta
   if (stats) {
     stats->layers.clear();
     stats->op_time_ms.clear();
+    stats->reports.clear();
+    stats->monitor_ms = 0;
   }
   std::vector<Tensor> res = m.run_graph(cg, vals, plan, stats, nullptr);
   TensorMap out;

@@ -30,6 +30,8 @@ EnergyModel EnergyModel::defaults() {
 int64_t Report::switches() const {
   std::map<std::string, Format> last;
   int64_t n = 0;
+  // Counted from the layers' precisions portion to portion (a --guarantee re-run's intermediate
+  // plans are in the portion's "switches" but not counted twice).
   for (const auto& p : portions)
     for (const auto& l : p.layers) {
       auto [it, fresh] = last.emplace(l.name, l.precision);
@@ -65,6 +67,25 @@ std::string Report::to_json(int indent) const {
     pj["bytes_to_device"] = p.bytes_to_device;
     pj["bytes_from_device"] = p.bytes_from_device;
     if (p.output_sqnr_db) pj["output_sqnr_db"] = finite_or_null(*p.output_sqnr_db);
+    pj["canary"] = p.canary;
+    if (p.reruns) pj["reruns"] = p.reruns;
+    pj["monitor_ms"] = p.monitor_ms;
+    if (p.canary) pj["canary_ms"] = p.canary_ms;
+    if (!p.output_metrics.empty()) {
+      json om = json::object();
+      for (const auto& [k, v] : p.output_metrics) om[k] = finite_or_null(v);
+      pj["output_metrics"] = om;
+    }
+    if (!p.switches.empty()) {
+      json sw = json::array();
+      for (const auto& s : p.switches)
+        sw.push_back({{"layer", s.layer},
+                      {"from", std::string(format_name(s.from))},
+                      {"to", std::string(format_name(s.to))},
+                      {"reason", s.reason}});
+      pj["switches"] = std::move(sw);
+    }
+    if (!p.negotiation.empty()) pj["negotiation"] = p.negotiation;
     json ls = json::array();
     uint64_t pbytes = 0, pbytes32 = 0;
     for (const auto& l : p.layers) {

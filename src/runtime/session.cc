@@ -3,14 +3,17 @@
 #include "dynaprec/session.h"
 
 #include <chrono>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <set>
 
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/onnx_import.h"
 #include "dynaprec/ops.h"
+#include "dynaprec/protocol.h"
 #include "dynaprec/thread_pool.h"
 
 namespace dynaprec {
@@ -24,18 +27,24 @@ struct Session::Impl {
   Report report;
   int64_t next_index = 0;
 
+  std::shared_ptr<Device> device;
+  std::optional<ControllerState> control;
+  Plan plan;         // the plan for the next portion (before negotiation)
+  uint64_t seq = 0;  // negotiation sequence
+  double canary_rate = 0;
+  double canary_acc = 0;
+
   void init(const Model& m) {
-    if (opts.device != "cpu") {
-      if (opts.device.rfind("grpc://", 0) == 0)
-        throw Error(ErrorKind::kUnsupported,
-                    "device '" + opts.device + "': the remote device is not built yet");
-      throw Error(ErrorKind::kUnsupported, "unknown device '" + opts.device + "' (known: cpu)");
-    }
+    if (opts.device.rfind("grpc://", 0) == 0)
+      throw Error(ErrorKind::kUnsupported,
+                  "device '" + opts.device + "': the remote device is not built yet");
+    device = Registry::instance().open(opts.device, opts.threads);
     if (opts.portion < 1)
       throw Error(ErrorKind::kUsage, "--portion must be >= 1, got " + std::to_string(opts.portion));
     if (opts.threads > 0) ThreadPool::set_default_threads(opts.threads);
     ExecutorOptions eo;
     eo.threads = opts.threads;
+    eo.monitor = opts.monitor;
     // DYNAPREC_NO_FUSE=1 (debugging): run the graph as written, without folding or fusion.
     if (const char* v = std::getenv("DYNAPREC_NO_FUSE"); v && *v && *v != '0')
       eo.fuse = eo.fold_constants = false;
@@ -83,7 +92,82 @@ struct Session::Impl {
     report.device_json =
         std::string("{\"name\": \"cpu\", \"description\": \"") + json_escape(cf.brand) +
         "\", \"threads\": " + std::to_string(ThreadPool::default_pool().threads()) + "}";
+    eo_monitor_check();
+    setup_policy();
     reset_state();
+  }
+
+  void eo_monitor_check() {
+    if (opts.policy.kind != PolicyKind::kStatic && opts.monitor.rate <= 0)
+      throw Error(ErrorKind::kUsage, "--policy " + std::string(policy_name(opts.policy.kind)) +
+                                         " needs the monitor: --monitor-rate must be > 0");
+  }
+
+  static OpKind op_kind(const std::string& op) {
+    return op == "Conv" || op == "ConvTranspose" ? OpKind::kConv2d : OpKind::kMatmul;
+  }
+
+  // The formats worth having on this device for an op, best quality first: what the device
+  // runs, without those that are not faster than a better one here (measured on the CPU kernels,
+  // docs/benchmarks.md: fp16 convolutions run slower than fp32, fp8 no faster than bf16 and
+  // below int8 in quality, int4 convolutions slower than int8).
+  std::vector<Format> ladder(OpKind op) const {
+    std::vector<Format> want =
+        op == OpKind::kConv2d
+            ? std::vector<Format>{Format::kFp32, Format::kBf16, Format::kInt8}
+            : std::vector<Format>{Format::kFp32, Format::kBf16, Format::kInt8, Format::kInt4};
+    std::vector<Format> out;
+    for (Format f : want) {
+      const Format one[] = {f};
+      if (!device->supports(op, one)) out.push_back(f);
+    }
+    return out;
+  }
+
+  static double relative_cost(Format f) {
+    switch (f) {
+      case Format::kFp32:
+        return 1.0;
+      case Format::kFp16:
+        return 1.0;
+      case Format::kBf16:
+        return 0.5;
+      case Format::kFp8E4M3:
+      case Format::kFp8E5M2:
+        return 0.45;
+      case Format::kInt8:
+        return 0.3;
+      case Format::kInt4:
+        return 0.25;
+      default:
+        return 1.0;
+    }
+  }
+
+  void setup_policy() {
+    const PolicyConfig& pc = opts.policy;
+    plan = opts.plan;
+    for (const auto& [layer, f] : opts.pins) plan.layers[layer] = f;
+    canary_rate = opts.canary_rate >= 0            ? opts.canary_rate
+                  : pc.guarantee                   ? 1.0
+                  : pc.kind == PolicyKind::kStatic ? 0.0
+                                                   : 0.25;
+    if (pc.guarantee) canary_rate = 1.0;
+    if (pc.kind == PolicyKind::kStatic) return;
+    std::vector<ControlLayer> cls;
+    for (const LayerInfo& li : exec->layers()) {
+      ControlLayer c;
+      c.name = li.name;
+      c.op = li.op;
+      if (auto it = opts.pins.find(li.name); it != opts.pins.end())
+        c.ladder = {it->second};
+      else
+        c.ladder = ladder(op_kind(li.op));
+      for (Format f : c.ladder) c.cost.push_back(relative_cost(f));
+      cls.push_back(std::move(c));
+    }
+    control = make_controller(pc, std::move(cls));
+    plan = initial_plan(*control);
   }
 
   static std::string json_escape(const std::string& s) {
@@ -180,20 +264,105 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
     if (!m.carried(name)) in[name] = t;
   for (const auto& [name, t] : m.state) in[name] = t;
 
-  Plan plan = m.opts.plan;
-  for (const auto& [layer, f] : m.opts.pins) plan.layers[layer] = f;
-
   PortionReport pr;
   pr.index = m.next_index;
+  const auto t0 = std::chrono::steady_clock::now();
+
+  // Negotiate the plan with the device: each layer's format accepted or countered.
+  PlanProposal prop;
+  prop.seq = ++m.seq;
+  for (const LayerInfo& li : m.exec->layers())
+    prop.layers.push_back({li.name, Impl::op_kind(li.op), m.plan.at(li.name)});
+  const PlanReply reply = answer_proposal(*m.device, prop);
+  Plan agreed = reply.plan();
+  agreed.default_format = m.plan.default_format;
+  std::map<std::string, std::string> countered;
+  for (const LayerAnswer& a : reply.layers)
+    if (!a.reason.empty()) {
+      countered[a.layer] = a.reason;
+      pr.negotiation.push_back(a.layer + ": " + a.reason);
+    }
+
   for (const auto& [name, t] : in) pr.bytes_to_device += tensor_bytes(t);
+  const bool looping = m.control.has_value();
   RunStats stats;
   stats.profile_ops = m.opts.profile_ops;
-  const auto t0 = std::chrono::steady_clock::now();
-  TensorMap out = m.exec->run(in, plan, &stats);
+  stats.monitor = looping || m.opts.monitor.rate > 0;
+  TensorMap out = m.exec->run(in, agreed, &stats);
+
+  // The canary: this portion again in fp32, for the true output SQNR.
+  m.canary_acc += m.canary_rate;
+  const bool canary = m.canary_rate > 0 && (pr.index == 0 || m.canary_acc >= 1.0);
+  TensorMap ref;
+  auto output_sqnr = [&](const TensorMap& got) {
+    double worst = std::numeric_limits<double>::infinity();
+    for (const auto& [name, r] : ref) {
+      const Tensor& g = got.at(name);
+      if (r.dtype() != DType::kF32 || g.dtype() != DType::kF32 || r.numel() != g.numel()) continue;
+      const double db = sqnr_db({r.data_as<float>(), static_cast<size_t>(r.numel())},
+                                {g.data_as<float>(), static_cast<size_t>(g.numel())});
+      if (!std::isnan(db)) worst = std::min(worst, db);
+    }
+    return worst;
+  };
+  if (canary) {
+    m.canary_acc -= std::floor(m.canary_acc);
+    pr.canary = true;
+    const auto c0 = std::chrono::steady_clock::now();
+    Plan fp32;
+    ref = m.exec->run(in, fp32, nullptr);
+    pr.canary_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
+    pr.output_sqnr_db = output_sqnr(out);
+  }
+
+  Observation obs;
+  obs.portion = pr.index;
+  obs.layers = stats.reports;
+  obs.output_sqnr_db = pr.output_sqnr_db;
+  if (looping) {
+    Decision d = decide(*m.control, obs);
+    // --guarantee: a portion below target is run again at the raised plan before release.
+    while (d.rerun && pr.reruns < 8 && canary) {
+      ++pr.reruns;
+      for (const Switch& sw : d.switches)
+        pr.switches.push_back({sw.layer, sw.from, sw.to, sw.reason});
+      agreed = d.plan;
+      stats.reports.clear();
+      out = m.exec->run(in, agreed, &stats);
+      pr.output_sqnr_db = output_sqnr(out);
+      obs.layers = stats.reports;
+      obs.output_sqnr_db = pr.output_sqnr_db;
+      d = decide(*m.control, obs);
+    }
+    for (const Switch& sw : d.switches)
+      pr.switches.push_back({sw.layer, sw.from, sw.to, sw.reason});
+    m.plan = d.plan;
+  }
   pr.time_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  pr.monitor_ms = stats.monitor_ms;
+
+  // End-to-end metrics of probability outputs against the canary.
+  if (canary)
+    for (const auto& [name, r] : ref) {
+      const Tensor& g = out.at(name);
+      if (r.dtype() != DType::kF32 || r.rank() < 1 || g.numel() != r.numel()) continue;
+      const int64_t last = r.dim(r.rank() - 1);
+      const std::span<const float> rs(r.data_as<float>(), static_cast<size_t>(r.numel())),
+          gs(g.data_as<float>(), static_cast<size_t>(g.numel()));
+      if (!looks_like_probabilities(rs, last)) continue;
+      pr.output_metrics["kl"] = mean_kl(rs, gs, last);
+      pr.output_metrics["top1_agree"] = top1_agreement(rs, gs, last);
+      pr.output_metrics["entropy"] = mean_entropy(gs, last);
+      break;
+    }
+
   for (const auto& [name, t] : out) pr.bytes_from_device += tensor_bytes(t);
   const auto& infos = m.exec->layers();
+  std::map<uint32_t, const QualityReport*> by_layer;
+  for (const QualityReport& q : stats.reports) by_layer[q.layer] = &q;
+  const auto names = metric_names();
   for (const LayerRun& r : stats.layers) {
     LayerReport lr;
     lr.name = infos[static_cast<size_t>(r.layer)].name;
@@ -204,8 +373,38 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
     lr.macs = r.macs;
     lr.time_ms = r.time_ms;
     lr.fallback = r.fallback;
+    if (auto it = countered.find(lr.name); it != countered.end()) lr.fallback = it->second;
+    if (auto it = by_layer.find(static_cast<uint32_t>(r.layer)); it != by_layer.end()) {
+      const QualityReport& q = *it->second;
+      auto put = [&](const char* k, double v) {
+        if (!std::isnan(v)) lr.metrics[k] = v;
+      };
+      put("sqnr_db", q.sqnr_db);
+      put("amax", q.amax);
+      put("variance", q.variance);
+      lr.metrics["saturated"] = q.saturated;
+      lr.metrics["underflow"] = q.underflow;
+      lr.metrics["nan"] = q.nan_count;
+      lr.metrics["inf"] = q.inf_count;
+      lr.metrics["sampled"] = q.sampled;
+      // Predicted SQNR one step lower and higher on the layer's ladder.
+      if (m.control) {
+        const auto& lad = m.control->layers[static_cast<size_t>(r.layer)].ladder;
+        for (size_t k = 0; k < lad.size(); ++k)
+          if (lad[k] == r.format) {
+            if (k + 1 < lad.size())
+              put("pred_sqnr_db_lower", q.pred_sqnr_db[static_cast<size_t>(lad[k + 1])]);
+            if (k > 0) put("pred_sqnr_db_higher", q.pred_sqnr_db[static_cast<size_t>(lad[k - 1])]);
+          }
+      }
+      for (size_t c = 0; c < names.size() && c < kMaxCustomMetrics; ++c)
+        put(names[c].c_str(), q.custom[c]);
+    }
     pr.layers.push_back(std::move(lr));
   }
+  if (m.control)  // the controller's cost model learns the layers' work
+    for (const LayerRun& r : stats.layers)
+      m.control->layers[static_cast<size_t>(r.layer)].macs = r.macs;
   pr.op_time_ms = std::move(stats.op_time_ms);
   for (const auto& [o, i] : m.opts.carry) m.state[i] = out.at(o);
   m.report.portions.push_back(std::move(pr));

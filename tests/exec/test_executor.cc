@@ -264,3 +264,104 @@ TEST(Executor, UnsupportedOpsAreRefusedAtLoad) {
 
 }  // namespace
 }  // namespace dynaprec
+
+namespace dynaprec {
+namespace {
+
+// Conv -> Mul(scalar) -> Add([1, C, 1, 1]) -> x·clip(x + 3, 0, 6)/6 (as paddle2onnx writes
+// HardSwish) and ConvTranspose -> BatchNormalization -> Relu: every fold and fusion on equals
+// the graph as written.
+TEST(Executor, AffineFoldsAndSpelledOutHardSwishMatchTheGraphAsWritten) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {6, ""}, {-1, "H"}, {-1, "W"}})};
+  g.outputs = {value("y", {}), value("z", {})};
+  g.initializers["w"] = randn({8, 6, 3, 3}, 21, 0.3f);
+  g.initializers["b"] = randn({8}, 22);
+  g.initializers["s"] = randn({1}, 23);
+  g.initializers["t"] = randn({1, 8, 1, 1}, 24);
+  Tensor three = Tensor::zeros({}, DType::kF32), six = Tensor::zeros({}, DType::kF32),
+         zero = Tensor::zeros({}, DType::kF32);
+  *three.data_as<float>() = 3;
+  *six.data_as<float>() = 6;
+  g.initializers["three"] = three;
+  g.initializers["six"] = six;
+  g.initializers["zero"] = zero;
+  Node c = node("Conv", {"x", "w", "b"}, {"c"}, "conv");
+  c.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  g.nodes.push_back(c);
+  g.nodes.push_back(node("Mul", {"c", "s"}, {"m"}));
+  g.nodes.push_back(node("Add", {"t", "m"}, {"a"}));
+  g.nodes.push_back(node("Add", {"a", "three"}, {"a3"}));
+  g.nodes.push_back(node("Clip", {"a3", "zero", "six"}, {"cl"}));
+  g.nodes.push_back(node("Div", {"cl", "six"}, {"d"}));
+  g.nodes.push_back(node("Mul", {"a", "d"}, {"y"}));
+  // ConvTranspose 2x2 stride 2 (8 -> 4 channels) then BN then Relu.
+  g.initializers["wt"] = randn({8, 4, 2, 2}, 25, 0.3f);
+  g.initializers["bn_s"] = positive({4}, 26);
+  g.initializers["bn_b"] = randn({4}, 27);
+  g.initializers["bn_m"] = randn({4}, 28, 0.1f);
+  g.initializers["bn_v"] = positive({4}, 29);
+  Node ct = node("ConvTranspose", {"y", "wt"}, {"ct"}, "convt");
+  ct.attrs["strides"] = std::vector<int64_t>{2, 2};
+  g.nodes.push_back(ct);
+  g.nodes.push_back(node("BatchNormalization", {"ct", "bn_s", "bn_b", "bn_m", "bn_v"}, {"bn"}));
+  g.nodes.push_back(node("Relu", {"bn"}, {"z"}));
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({1, 6, 7, 10}, 30);
+  const TensorMap a = fused.run({{"x", x}}), b = plain.run({{"x", x}});
+  EXPECT_LT(max_rel(b.at("y"), a.at("y")), 1e-5);
+  EXPECT_LT(max_rel(b.at("z"), a.at("z")), 1e-5);
+  ASSERT_EQ(a.at("z").shape(), (Shape{1, 4, 14, 20}));
+  // Everything was folded into the two layers: the graph runs only them.
+  RunStats st;
+  st.profile_ops = true;
+  fused.run({{"x", x}}, {}, &st);
+  EXPECT_EQ(st.layers.size(), 2u);
+  std::string ran;  // op_time_ms counts layers under their op name too
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  EXPECT_EQ(ran, "Conv ConvTranspose ") << "ops left outside the layers";
+}
+
+// The monitor: a layer at int8 reports a measured SQNR near its prediction; at fp32 the
+// measured SQNR is far above any low format's.
+TEST(Executor, MonitorMeasuresAndPredictsLayerSqnr) {
+  const Model m = conv_bn_relu_model();
+  ExecutorOptions o;
+  o.monitor.rate = 0.05;
+  Executor e(m, o);
+  const Tensor x = randn({1, 8, 16, 16}, 31);
+  for (Format f : {Format::kFp32, Format::kBf16, Format::kInt8, Format::kInt4}) {
+    Plan p;
+    p.default_format = f;
+    RunStats st;
+    st.monitor = true;
+    e.run({{"x", x}}, p, &st);
+    ASSERT_EQ(st.reports.size(), 2u);
+    const QualityReport& r = st.reports[0];
+    EXPECT_EQ(r.format, f);
+    EXPECT_GE(r.sampled, 16u);
+    if (f == Format::kFp32) {
+      EXPECT_TRUE(std::isinf(r.sqnr_db)) << "fp32 is the reference precision";
+    } else {
+      EXPECT_LT(r.sqnr_db, 80) << format_name(f);
+      // Calibrated to the measurement at the current format.
+      EXPECT_NEAR(r.pred_sqnr_db[static_cast<size_t>(f)], r.sqnr_db, 0.5) << format_name(f);
+    }
+    // The uncalibrated order of the predictions follows the formats' precision.
+    EXPECT_GT(r.pred_sqnr_db[static_cast<size_t>(Format::kBf16)],
+              r.pred_sqnr_db[static_cast<size_t>(Format::kInt4)]);
+    EXPECT_EQ(r.nan_count, 0u);
+  }
+  // NaN in the input shows up in the report (a NaN input channel reaches every output).
+  Tensor bad = x.clone();
+  for (int i = 0; i < 16 * 16; ++i) bad.data_as<float>()[3 * 256 + i] = NAN;
+  RunStats st;
+  st.monitor = true;
+  e.run({{"x", bad}}, {}, &st);
+  EXPECT_GT(st.reports[0].nan_count + st.reports[1].nan_count, 0u);
+}
+
+}  // namespace
+}  // namespace dynaprec

@@ -49,6 +49,7 @@ struct CommonArgs {
   std::string precision = "fp32", plan_file, policy = "static", device = "cpu", token_file;
   double target_sqnr = 30;
   double monitor_rate = -1;
+  double canary_rate = -1;
   int threads = 0;
   int64_t portion = 1;
   uint64_t seed = 0;
@@ -71,7 +72,12 @@ struct CommonArgs {
     c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
     c->add_option("--device", device, "cpu (default) or grpc://HOST:PORT");
     c->add_option("--token-file", token_file, "token for a grpc:// device");
-    c->add_option("--monitor-rate", monitor_rate, "share of each tensor the monitor samples");
+    c->add_option("--monitor-rate", monitor_rate,
+                  "share of each layer output the monitor samples (default 1/2048 with a policy, "
+                  "off for static runs; 0 turns it off)");
+    c->add_option("--canary-rate", canary_rate,
+                  "share of portions also run in fp32 to measure the output SQNR (default 0.25 "
+                  "with a policy, 1 with --guarantee)");
     c->add_option("--threads", threads, "compute threads (default: all cores)");
     c->add_option("--seed", seed, "random seed");
   }
@@ -82,9 +88,20 @@ struct CommonArgs {
     o.threads = threads;
     o.portion = portion;
     o.plan.default_format = parse_format(precision, "--precision");
-    if (policy != "static")
-      throw Error(ErrorKind::kUnsupported,
-                  "--policy " + policy + ": only the static policy is built so far");
+    const auto kind = policy_from_name(policy);
+    if (!kind)
+      throw Error(ErrorKind::kUsage,
+                  "--policy: unknown policy '" + policy + "' (policies: static, seed, dynamic)");
+    o.policy.kind = *kind;
+    o.policy.target_sqnr_db = target_sqnr;
+    o.policy.guarantee = guarantee;
+    o.policy.static_format = o.plan.default_format;
+    if (guarantee && *kind != PolicyKind::kDynamic)
+      throw Error(ErrorKind::kUsage, "--guarantee needs --policy dynamic");
+    // The monitor: on for the feedback loop (and wherever a rate is given), off for static runs.
+    o.monitor.rate =
+        monitor_rate >= 0 ? monitor_rate : (*kind == PolicyKind::kStatic ? 0.0 : o.monitor.rate);
+    o.canary_rate = canary_rate;
     if (!plan_file.empty()) {
       std::ifstream f(plan_file);
       if (!f) throw Error(ErrorKind::kInvalidInput, "--plan: cannot open " + plan_file);
