@@ -23,8 +23,15 @@
 
 namespace dynaprec {
 
+inline PolicyConfig static_policy() {
+  PolicyConfig p;
+  p.kind = PolicyKind::kStatic;
+  return p;
+}
+
 struct SessionOptions {
-  std::string device = "cpu";
+  std::string device = "cpu";  ///< "cpu", "cpu:formats=...", or "grpc://HOST:PORT"
+  std::map<std::string, std::string> device_options;  ///< remote: token_file, tls_ca, ...
   int threads = 0;  ///< <= 0: all cores
   int64_t portion = 1;
   Plan plan;                                               ///< static plan (default fp32)
@@ -33,7 +40,7 @@ struct SessionOptions {
   std::vector<std::pair<std::string, std::string>> carry;  ///< (output OUT, input IN)
   bool profile_ops = false;  ///< record time per op type in PortionReport::op_time_ms
   /// The policy: static (at `plan`), seed or dynamic (controller.h).
-  PolicyConfig policy{.kind = PolicyKind::kStatic};
+  PolicyConfig policy = static_policy();
   MonitorConfig monitor;  ///< rate 0: off (the dynamic and seed policies need it on)
   /// Share of portions also run in fp32 to measure output_sqnr_db (the canary). Negative: the
   /// policy's default (static: none; seed, dynamic: 1/4 and the first portion; --guarantee:

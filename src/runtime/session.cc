@@ -14,6 +14,7 @@
 #include "dynaprec/onnx_import.h"
 #include "dynaprec/ops.h"
 #include "dynaprec/protocol.h"
+#include "dynaprec/runner.h"
 #include "dynaprec/thread_pool.h"
 
 namespace dynaprec {
@@ -21,24 +22,21 @@ namespace dynaprec {
 struct Session::Impl {
   std::string name;
   SessionOptions opts;
-  std::unique_ptr<Executor> exec;
+  std::unique_ptr<ModelRunner> exec;  // where the model runs (local or remote)
+  std::string model_path;             // for a remote device (the file is sent to it)
   std::vector<ValueInfo> all_inputs;
   std::map<std::string, Tensor> state;  // carried inputs, by input name
   Report report;
   int64_t next_index = 0;
 
-  std::shared_ptr<Device> device;
   std::optional<ControllerState> control;
   Plan plan;         // the plan for the next portion (before negotiation)
-  uint64_t seq = 0;  // negotiation sequence
+  uint64_t seq = 0;      // negotiation sequence
+  uint64_t run_seq = 0;  // run sequence (portions, canaries, re-runs)
   double canary_rate = 0;
   double canary_acc = 0;
 
   void init(const Model& m) {
-    if (opts.device.rfind("grpc://", 0) == 0)
-      throw Error(ErrorKind::kUnsupported,
-                  "device '" + opts.device + "': the remote device is not built yet");
-    device = Registry::instance().open(opts.device, opts.threads);
     if (opts.portion < 1)
       throw Error(ErrorKind::kUsage, "--portion must be >= 1, got " + std::to_string(opts.portion));
     if (opts.threads > 0) ThreadPool::set_default_threads(opts.threads);
@@ -48,7 +46,17 @@ struct Session::Impl {
     // DYNAPREC_NO_FUSE=1 (debugging): run the graph as written, without folding or fusion.
     if (const char* v = std::getenv("DYNAPREC_NO_FUSE"); v && *v && *v != '0')
       eo.fuse = eo.fold_constants = false;
-    exec = std::make_unique<Executor>(m, eo);
+    if (opts.device.rfind("grpc://", 0) == 0) {
+      if (!remote_runner_factory())
+        throw Error(ErrorKind::kUnsupported,
+                    "device '" + opts.device + "': this build has no remote (gRPC) backend");
+      if (model_path.empty())
+        throw Error(ErrorKind::kUsage, "device '" + opts.device +
+                                           "': a remote device needs the model as a file");
+      exec = remote_runner_factory()(opts.device, model_path, eo, opts.device_options);
+    } else {
+      exec = open_local_runner(m, opts.device, eo);
+    }
     all_inputs = exec->inputs();
     auto declared = [&](const std::string& n) {
       for (const auto& v : all_inputs)
@@ -88,10 +96,7 @@ struct Session::Impl {
                     "plan: the model has no weighted layer named '" + layer + "'");
     }
     report.model = name;
-    const CpuFeatures& cf = cpu_features();
-    report.device_json =
-        std::string("{\"name\": \"cpu\", \"description\": \"") + json_escape(cf.brand) +
-        "\", \"threads\": " + std::to_string(ThreadPool::default_pool().threads()) + "}";
+    report.device_json = exec->device_json();
     eo_monitor_check();
     setup_policy();
     reset_state();
@@ -105,23 +110,6 @@ struct Session::Impl {
 
   static OpKind op_kind(const std::string& op) {
     return op == "Conv" || op == "ConvTranspose" ? OpKind::kConv2d : OpKind::kMatmul;
-  }
-
-  // The formats worth having on this device for an op, best quality first: what the device
-  // runs, without those that are not faster than a better one here (measured on the CPU kernels,
-  // docs/benchmarks.md: fp16 convolutions run slower than fp32, fp8 no faster than bf16 and
-  // below int8 in quality, int4 convolutions slower than int8).
-  std::vector<Format> ladder(OpKind op) const {
-    std::vector<Format> want =
-        op == OpKind::kConv2d
-            ? std::vector<Format>{Format::kFp32, Format::kBf16, Format::kInt8}
-            : std::vector<Format>{Format::kFp32, Format::kBf16, Format::kInt8, Format::kInt4};
-    std::vector<Format> out;
-    for (Format f : want) {
-      const Format one[] = {f};
-      if (!device->supports(op, one)) out.push_back(f);
-    }
-    return out;
   }
 
   static double relative_cost(Format f) {
@@ -155,29 +143,20 @@ struct Session::Impl {
     if (pc.guarantee) canary_rate = 1.0;
     if (pc.kind == PolicyKind::kStatic) return;
     std::vector<ControlLayer> cls;
-    for (const LayerInfo& li : exec->layers()) {
+    for (size_t i = 0; i < exec->layers().size(); ++i) {
+      const LayerInfo& li = exec->layers()[i];
       ControlLayer c;
       c.name = li.name;
       c.op = li.op;
       if (auto it = opts.pins.find(li.name); it != opts.pins.end())
         c.ladder = {it->second};
       else
-        c.ladder = ladder(op_kind(li.op));
+        c.ladder = exec->ladder(i);
       for (Format f : c.ladder) c.cost.push_back(relative_cost(f));
       cls.push_back(std::move(c));
     }
     control = make_controller(pc, std::move(cls));
     plan = initial_plan(*control);
-  }
-
-  static std::string json_escape(const std::string& s) {
-    std::string o;
-    for (char c : s) {
-      if (c == '"' || c == '\\') o += '\\';
-      if (static_cast<unsigned char>(c) < 0x20) continue;
-      o += c;
-    }
-    return o;
   }
 
   void reset_state() {
@@ -212,6 +191,7 @@ struct Session::Impl {
 Session::Session(const std::string& model_path, SessionOptions opts)
     : impl_(std::make_unique<Impl>()) {
   impl_->name = model_path;
+  impl_->model_path = model_path;
   impl_->opts = std::move(opts);
   impl_->init(onnx_import_file(model_path));
 }
@@ -273,7 +253,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
   prop.seq = ++m.seq;
   for (const LayerInfo& li : m.exec->layers())
     prop.layers.push_back({li.name, Impl::op_kind(li.op), m.plan.at(li.name)});
-  const PlanReply reply = answer_proposal(*m.device, prop);
+  const PlanReply reply = m.exec->negotiate(prop);
   Plan agreed = reply.plan();
   agreed.default_format = m.plan.default_format;
   std::map<std::string, std::string> countered;
@@ -283,12 +263,13 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       pr.negotiation.push_back(a.layer + ": " + a.reason);
     }
 
-  for (const auto& [name, t] : in) pr.bytes_to_device += tensor_bytes(t);
+
   const bool looping = m.control.has_value();
   RunStats stats;
   stats.profile_ops = m.opts.profile_ops;
   stats.monitor = looping || m.opts.monitor.rate > 0;
-  TensorMap out = m.exec->run(in, agreed, &stats);
+  Traffic traffic;
+  TensorMap out = m.exec->run(in, agreed, &stats, ++m.run_seq, &traffic);
 
   // The canary: this portion again in fp32, for the true output SQNR.
   m.canary_acc += m.canary_rate;
@@ -310,7 +291,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
     pr.canary = true;
     const auto c0 = std::chrono::steady_clock::now();
     Plan fp32;
-    ref = m.exec->run(in, fp32, nullptr);
+    ref = m.exec->run(in, fp32, nullptr, ++m.run_seq);
     pr.canary_ms =
         std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - c0).count();
     pr.output_sqnr_db = output_sqnr(out);
@@ -329,7 +310,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
         pr.switches.push_back({sw.layer, sw.from, sw.to, sw.reason});
       agreed = d.plan;
       stats.reports.clear();
-      out = m.exec->run(in, agreed, &stats);
+      out = m.exec->run(in, agreed, &stats, ++m.run_seq, &traffic);
       pr.output_sqnr_db = output_sqnr(out);
       obs.layers = stats.reports;
       obs.output_sqnr_db = pr.output_sqnr_db;
@@ -358,7 +339,9 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       break;
     }
 
-  for (const auto& [name, t] : out) pr.bytes_from_device += tensor_bytes(t);
+  // What crossed for the released run (the canary is the device's own check: not a transfer).
+  pr.bytes_to_device = traffic.to_device;
+  pr.bytes_from_device = traffic.from_device;
   const auto& infos = m.exec->layers();
   std::map<uint32_t, const QualityReport*> by_layer;
   for (const QualityReport& q : stats.reports) by_layer[q.layer] = &q;

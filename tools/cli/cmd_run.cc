@@ -46,7 +46,7 @@ TensorMap read_inputs(const std::vector<std::string>& specs, const char* flag) {
 struct CommonArgs {
   std::string model;
   std::vector<std::string> inputs, consts, carry, pins;
-  std::string precision = "fp32", plan_file, policy = "static", device = "cpu", token_file;
+  std::string precision = "fp32", plan_file, policy = "static", device = "cpu", token_file, tls_ca;
   double target_sqnr = 30;
   double monitor_rate = -1;
   double canary_rate = -1;
@@ -72,6 +72,7 @@ struct CommonArgs {
     c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
     c->add_option("--device", device, "cpu (default) or grpc://HOST:PORT");
     c->add_option("--token-file", token_file, "token for a grpc:// device");
+    c->add_option("--tls-ca", tls_ca, "CA certificate (PEM) to trust for a grpc:// device over TLS");
     c->add_option("--monitor-rate", monitor_rate,
                   "share of each layer output the monitor samples (default 1/2048 with a policy, "
                   "off for static runs; 0 turns it off)");
@@ -85,6 +86,10 @@ struct CommonArgs {
   SessionOptions options() const {
     SessionOptions o;
     o.device = device;
+    if (!token_file.empty()) o.device_options["token_file"] = token_file;
+    if (!tls_ca.empty()) o.device_options["tls_ca"] = tls_ca;
+    if (device.rfind("grpc://", 0) == 0 && token_file.empty())
+      throw Error(ErrorKind::kUsage, "--device " + device + " needs --token-file F (the server's token)");
     o.threads = threads;
     o.portion = portion;
     o.plan.default_format = parse_format(precision, "--precision");
