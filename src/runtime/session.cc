@@ -219,10 +219,6 @@ std::vector<std::string> Session::streamed_inputs() const {
   return out;
 }
 
-namespace {
-uint64_t tensor_bytes(const Tensor& t) { return t.nbytes() + t.scale_bytes(); }
-}  // namespace
-
 TensorMap Session::run_portion(const TensorMap& streamed) {
   Impl& m = *impl_;
   TensorMap in;
