@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds dynaprec and runs the main job. For now (issue 2, the foundation): what the device can
-# do (`dynaprec info`), a quantization example through every format, and the conversion
-# throughput next to a plain copy. `dynaprec demo` on a real model replaces this later.
+# Builds dynaprec and runs the main job: what the device can do (`dynaprec info`), a
+# quantization example through every format, the conversion throughput next to a plain copy, and
+# then `dynaprec demo`: the real text recognizer (fetched into the model cache by
+# scripts/fetch_models.sh) reading a stream of rendered text lines at run-time precision, with
+# the HTML report written to dynaprec-demo.html (about 1-2 minutes on 2 cores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -39,3 +41,8 @@ echo "== dynaprec bench convert (64 MiB, 1 thread)"
 for f in bf16 fp8e4m3 int4; do
   $bin bench convert --format "$f" --mib 64 --reps 3
 done
+
+echo
+echo "== dynaprec demo"
+bash scripts/fetch_models.sh >/dev/null
+$bin demo --html dynaprec-demo.html

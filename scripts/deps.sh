@@ -18,6 +18,11 @@ PKGS=(
   # ONNX backend node tests (conformance), and the evaluation set: text lines rendered with
   # Debian fonts, scored with numpy (tools/evalset/)
   libonnx-testdata python3 python3-numpy python3-pil fonts-dejavu-core
+  # dynaprec demo renders its text lines with FreeType; the HTML report is checked in headless
+  # Chromium (tests only; big, accepted)
+  libfreetype-dev chromium
+  # the Python module (pybind11) and its tests
+  python3-dev pybind11-dev python3-pybind11 python3-pytest
   # test models and the ONNX Runtime reference come from the npm registry
   nodejs npm
 )

@@ -4,6 +4,8 @@
 #   scripts/fuzz.sh [SECONDS]          fuzz the .npy parser for SECONDS (default 60)
 #   scripts/fuzz.sh SECONDS onnx       fuzz model loading (seeded with the real models when
 #                                      scripts/fetch_models.sh has fetched them)
+#   scripts/fuzz.sh SECONDS server     fuzz the remote device's message handling
+#                                      (fuzz/fuzz_server.cc: hello, load, negotiate, run)
 #
 # New interesting inputs go to build-fuzz/corpus-npy (kept between runs); fuzz/seeds/npy holds
 # small valid files to start from. Exits non-zero when the fuzzer finds a crash, leak, timeout
@@ -14,6 +16,20 @@ set -euo pipefail
 seconds=${1:-60}
 target=${2:-npy}
 cd "$(dirname "$0")/.."
+
+if [[ $target == server ]]; then
+  CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DDYNAPREC_FUZZ=ON -DDYNAPREC_TESTS=OFF -DDYNAPREC_BENCHMARKS=OFF >/dev/null
+  cmake --build build-fuzz --target fuzz_server
+  mkdir -p build-fuzz/corpus-server build-fuzz/artifacts
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:abort_on_error=1:print_stacktrace=1}
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
+  build-fuzz/fuzz_server -max_total_time="$seconds" -max_len=65536 -timeout=20 \
+    -rss_limit_mb=4096 -artifact_prefix=build-fuzz/artifacts/ -print_final_stats=1 \
+    build-fuzz/corpus-server
+  echo "fuzz.sh: no findings in ${seconds}s (server)"
+  exit 0
+fi
 
 if [[ $target == onnx ]]; then
   CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -32,7 +32,7 @@ inline PolicyConfig static_policy() {
 struct SessionOptions {
   std::string device = "cpu";  ///< "cpu", "cpu:formats=...", or "grpc://HOST:PORT"
   std::map<std::string, std::string> device_options;  ///< remote: token_file, tls_ca, ...
-  int threads = 0;  ///< <= 0: all cores
+  int threads = 0;                                    ///< <= 0: all cores
   int64_t portion = 1;
   Plan plan;                                               ///< static plan (default fp32)
   std::map<std::string, Format> pins;                      ///< layers kept at a format always
@@ -87,6 +87,10 @@ struct EnergyModel {
   double pj_per_byte = 0;           ///< DRAM traffic
   std::string source;
   static EnergyModel defaults();
+  /// The defaults overridden from a JSON file {"pj_per_mac": {"fp32": 4.6, "int8": 0.3, ...},
+  /// "pj_per_byte": 160, "source": "..."} (every key optional; formats not named keep their
+  /// default). Throws Error kInvalidInput (exit 2) with a one-line message on a bad file.
+  static EnergyModel from_file(const std::string& path);
 };
 
 struct Report {

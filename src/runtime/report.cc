@@ -27,6 +27,54 @@ EnergyModel EnergyModel::defaults() {
   return e;
 }
 
+EnergyModel EnergyModel::from_file(const std::string& path) {
+  const std::string where = "--energy-table " + path + ": ";
+  std::ifstream f(path);
+  if (!f) throw Error(ErrorKind::kInvalidInput, where + "cannot open the file (check the path)");
+  nlohmann::json j;
+  try {
+    f >> j;
+  } catch (const std::exception&) {
+    throw Error(ErrorKind::kInvalidInput,
+                where +
+                    "not valid JSON (expected {\"pj_per_mac\": {\"fp32\": 4.6, ...}, "
+                    "\"pj_per_byte\": 160})");
+  }
+  if (!j.is_object()) throw Error(ErrorKind::kInvalidInput, where + "expected a JSON object");
+  EnergyModel e = defaults();
+  auto positive = [&](const nlohmann::json& v, const std::string& key) {
+    if (!v.is_number() || !std::isfinite(v.get<double>()) || v.get<double>() < 0)
+      throw Error(ErrorKind::kInvalidInput, where + key + " must be a number >= 0");
+    return v.get<double>();
+  };
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    if (it.key() == "pj_per_mac") {
+      if (!it.value().is_object())
+        throw Error(ErrorKind::kInvalidInput,
+                    where + "pj_per_mac must be an object {\"format\": pJ, ...}");
+      for (auto m = it.value().begin(); m != it.value().end(); ++m) {
+        const auto fmt = format_from_name(m.key());
+        if (!fmt)
+          throw Error(ErrorKind::kInvalidInput,
+                      where + "pj_per_mac: unknown format '" + m.key() +
+                          "' (formats: " + std::string(format_names_list()) + ")");
+        e.pj_per_mac[static_cast<size_t>(*fmt)] = positive(m.value(), "pj_per_mac." + m.key());
+      }
+    } else if (it.key() == "pj_per_byte") {
+      e.pj_per_byte = positive(it.value(), "pj_per_byte");
+    } else if (it.key() == "source") {
+      if (!it.value().is_string())
+        throw Error(ErrorKind::kInvalidInput, where + "source must be a string");
+      e.source = it.value().get<std::string>();
+    } else {
+      throw Error(ErrorKind::kInvalidInput,
+                  where + "unknown key '" + it.key() + "' (keys: pj_per_mac, pj_per_byte, source)");
+    }
+  }
+  if (!j.contains("source")) e.source = "table from " + path + " (a model, not a measurement)";
+  return e;
+}
+
 int64_t Report::switches() const {
   std::map<std::string, Format> last;
   int64_t n = 0;

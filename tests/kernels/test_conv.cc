@@ -250,6 +250,15 @@ const Case kCases[] = {
     {"vnni_blocks_k576", 1, 64, 6, 5, 32, 3, 3, params(1, 1, 1, 1, 1, 1), true},
     {"depthwise_mult2_5x5", 1, 6, 10, 10, 12, 5, 5, params(1, 1, 2, 2, 2, 2, 1, 1, 6), false},
     {"k256_1x1_s2", 1, 256, 7, 6, 16, 1, 1, params(2, 2, 0, 0, 0, 0), true},  // whole VNNI blocks
+    // Pointwise as a plain GEMM (bias and activation fused into oneDNN's matmul where it can),
+    // 1x1 planes as a matmul, and a first layer reading NCHW directly (conv_cpu.cc).
+    {"1x1_bias_relu", 1, 24, 9, 11, 20, 1, 1, params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kRelu),
+     true},
+    {"1x1_bias_clip_batch2", 2, 16, 5, 6, 8, 1, 1,
+     params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kClip), true},
+    {"1x1_planes_se", 3, 48, 1, 1, 12, 1, 1,
+     params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kHardSwish), true},
+    {"first_layer_c3_s2", 1, 3, 20, 18, 16, 3, 3, params(2, 2, 1, 1, 1, 1), true},
 };
 
 // Every implementation of the CPU conv2d on one case and format against the reference;

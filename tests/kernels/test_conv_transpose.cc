@@ -93,6 +93,11 @@ ConvTransposeParams params(int64_t s, int64_t pad, int64_t d = 1, int64_t op = 0
 std::vector<Case> cases() {
   std::vector<Case> v;
   v.push_back({"s2k2", 1, 8, 5, 7, 6, 2, 2, 1, params(2, 0), true});
+  // Non-overlapping taps (conv_transpose_cpu.cc's GEMM + strided store): groups and cropping
+  // pads; kernel < stride with output padding (outputs no tap reaches); a larger plane.
+  v.push_back({"s2k2_groups2_pad1", 2, 8, 4, 5, 3, 2, 2, 2, params(2, 1), true});
+  v.push_back({"s2k1_gaps", 2, 5, 3, 4, 3, 1, 1, 1, params(2, 0, 1, 1), true});
+  v.push_back({"s2k2_large", 1, 24, 20, 24, 8, 2, 2, 1, params(2, 0), true});
   v.push_back({"s2k4p1", 2, 6, 4, 5, 4, 4, 4, 1, params(2, 1), true});
   {
     ConvTransposeParams p = params(2, 0, 1, 1);

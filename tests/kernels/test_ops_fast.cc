@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 
@@ -331,6 +332,82 @@ TEST(OpsFast, BatchNormBitForBit) {
                          want, what + " strided");
     }
   });
+}
+
+// Resize's fast path (ops_hwy.cc) against the reference, bit for bit: every mode, coordinate
+// mode and rounding, up- and downscaling by integer and odd factors on the last two axes (and on
+// the channel axis and in rank 3/5, where more than two outer corners blend), sizes and scales,
+// special values, strided inputs, and outputs large enough to be split across the pool.
+TEST(OpsFast, ResizeMatchesReferenceBitForBit) {
+  const CoordMode coords[] = {CoordMode::kHalfPixel, CoordMode::kAsymmetric,
+                              CoordMode::kAlignCorners, CoordMode::kPytorchHalfPixel,
+                              CoordMode::kHalfPixelSymmetric};
+  const NearestMode nmodes[] = {NearestMode::kRoundPreferFloor, NearestMode::kRoundPreferCeil,
+                                NearestMode::kFloor, NearestMode::kCeil};
+  struct Case {
+    Shape shape;
+    std::vector<float> scales;
+    std::vector<int64_t> sizes;
+  };
+  const std::vector<Case> cases = {
+      {{1, 3, 5, 7}, {1, 1, 2, 2}, {}},
+      {{1, 2, 4, 4}, {1, 1, 4, 4}, {}},
+      {{2, 3, 3, 5}, {1, 1, 8, 8}, {}},
+      {{1, 2, 7, 9}, {1, 1, 0.5f, 0.6f}, {}},
+      {{1, 2, 5, 6}, {1, 1, 2.3f, 1.7f}, {}},
+      {{1, 1, 6, 6}, {}, {1, 1, 11, 3}},
+      {{1, 4, 3, 3}, {1, 2, 2, 2}, {}},  // the channel axis blends too
+      {{2, 3, 5}, {1, 1.5f, 3}, {}},
+      {{9}, {2.5f}, {}},
+      {{1, 2, 2, 3, 4}, {1, 1, 2, 1.5f, 2}, {}},
+      {{1, 16, 40, 40}, {1, 1, 2, 2}, {}},  // pool-sized
+      {{1, 8, 20, 20}, {1, 1, 4, 4}, {}},
+  };
+  uint32_t seed = 1;
+  for (const Case& c : cases) {
+    const Tensor x = nasty(c.shape, seed++);
+    for (ResizeMode mode : {ResizeMode::kNearest, ResizeMode::kLinear})
+      for (CoordMode coord : coords)
+        for (NearestMode nm : nmodes) {
+          if (mode == ResizeMode::kLinear && nm != NearestMode::kRoundPreferFloor) continue;
+          ResizeParams p;
+          p.mode = mode;
+          p.coord = coord;
+          p.nearest = nm;
+          p.scales = c.scales;
+          p.sizes = c.sizes;
+          const std::string what = shape_str(c.shape) + " mode " + std::to_string(int(mode)) +
+                                   " coord " + std::to_string(int(coord)) + " nearest " +
+                                   std::to_string(int(nm));
+          expect_same_bits(resize(x, p), ref::resize(x, p), what);
+          if (c.shape.size() == 4)
+            expect_same_bits(resize(test::strided_copy(x), p), ref::resize(x, p),
+                             what + " strided");
+        }
+  }
+}
+
+// Concat's block-copy path against the reference: every axis (negative too), several inputs,
+// an empty one, a strided one, other dtypes.
+TEST(OpsFast, ConcatMatchesReference) {
+  const Tensor a = nasty({2, 3, 4, 5}, 11), b = nasty({2, 3, 4, 5}, 12);
+  for (int64_t axis = -4; axis < 4; ++axis) {
+    const int64_t ax = axis < 0 ? axis + 4 : axis;
+    Shape sc = a.shape();
+    sc[static_cast<size_t>(ax)] = 2;
+    const Tensor c = nasty(sc, 13 + static_cast<uint32_t>(ax));
+    sc[static_cast<size_t>(ax)] = 0;
+    const Tensor e = Tensor::zeros(sc, DType::kF32);
+    const std::vector<Tensor> in = {a, c, e, test::strided_copy(b)};
+    expect_same_bits(concat(in, axis), ref::concat(in, axis), "axis " + std::to_string(axis));
+  }
+  Tensor i1 = Tensor::zeros({3, 2}, DType::kI64), i2 = Tensor::zeros({3, 1}, DType::kI64);
+  for (int64_t i = 0; i < 6; ++i) i1.data_as<int64_t>()[i] = i * 7 - 3;
+  for (int64_t i = 0; i < 3; ++i) i2.data_as<int64_t>()[i] = -i;
+  const Tensor got = concat({i1, i2}, 1), want = ref::concat({i1, i2}, 1);
+  ASSERT_EQ(got.shape(), want.shape());
+  ASSERT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0);
+  EXPECT_THROW(concat({a, Tensor::zeros({2, 3}, DType::kF32)}, 0), Error);
 }
 
 }  // namespace

@@ -11,6 +11,8 @@ void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
 void register_bench_matmul(CLI::App& bench);  // gemv, gemm under `bench`
 void register_run(CLI::App& app);
+void register_demo(CLI::App& app);           // cmd_demo.cc
 void register_bench_model(CLI::App& bench);  // `bench model`
+void register_serve(CLI::App& app);          // the remote device (gRPC)
 
 }  // namespace dynaprec::cli

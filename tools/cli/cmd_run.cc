@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "dynaprec/error.h"
+#include "dynaprec/html_report.h"
 #include "dynaprec/npy.h"
 #include "dynaprec/session.h"
 
@@ -72,7 +73,8 @@ struct CommonArgs {
     c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
     c->add_option("--device", device, "cpu (default) or grpc://HOST:PORT");
     c->add_option("--token-file", token_file, "token for a grpc:// device");
-    c->add_option("--tls-ca", tls_ca, "CA certificate (PEM) to trust for a grpc:// device over TLS");
+    c->add_option("--tls-ca", tls_ca,
+                  "CA certificate (PEM) to trust for a grpc:// device over TLS");
     c->add_option("--monitor-rate", monitor_rate,
                   "share of each layer output the monitor samples (default 1/2048 with a policy, "
                   "off for static runs; 0 turns it off)");
@@ -89,7 +91,8 @@ struct CommonArgs {
     if (!token_file.empty()) o.device_options["token_file"] = token_file;
     if (!tls_ca.empty()) o.device_options["tls_ca"] = tls_ca;
     if (device.rfind("grpc://", 0) == 0 && token_file.empty())
-      throw Error(ErrorKind::kUsage, "--device " + device + " needs --token-file F (the server's token)");
+      throw Error(ErrorKind::kUsage,
+                  "--device " + device + " needs --token-file F (the server's token)");
     o.threads = threads;
     o.portion = portion;
     o.plan.default_format = parse_format(precision, "--precision");
@@ -137,10 +140,17 @@ struct CommonArgs {
   }
 };
 
-void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string& report_path) {
+void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string& report_path,
+             const std::string& html_path, const std::string& energy_table) {
+  // The energy table is read first: a bad file is reported before any work is done.
+  const EnergyModel energy =
+      energy_table.empty() ? EnergyModel::defaults() : EnergyModel::from_file(energy_table);
   TensorMap streamed = read_inputs(a.inputs, "--input");
   Session s(a.model, a.options());
-  s.report().policy_json = nlohmann::json({{"name", a.policy}, {"precision", a.precision}}).dump();
+  s.report().energy = energy;
+  nlohmann::json pol = {{"name", a.policy}, {"precision", a.precision}};
+  if (a.policy != "static") pol["target_sqnr_db"] = a.target_sqnr;
+  s.report().policy_json = pol.dump();
   TensorMap out = s.run_stream(streamed);
   std::error_code ec;
   std::filesystem::create_directories(out_dir, ec);
@@ -151,6 +161,7 @@ void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string&
     npy_write((std::filesystem::path(out_dir) / (file + ".npy")).string(), t);
   }
   if (!report_path.empty()) s.report().write(report_path);
+  if (!html_path.empty()) write_html(s.report(), html_path);
   const auto& ps = s.report().portions;
   double total = 0;
   for (const auto& p : ps) total += p.time_ms;
@@ -208,16 +219,16 @@ void register_run(CLI::App& app) {
   auto out_dir = std::make_shared<std::string>();
   auto report = std::make_shared<std::string>();
   auto html = std::make_shared<std::string>();
+  auto energy = std::make_shared<std::string>();
   args->add(c, true);
   c->add_option("--output-dir", *out_dir, "where each output NAME is written as NAME.npy")
       ->required();
   c->add_option("--report", *report, "write the JSON report here (CONTRACT §3)");
-  c->add_option("--html", *html, "write the HTML report here");
-  c->callback([=] {
-    if (!html->empty())
-      throw Error(ErrorKind::kUnsupported, "--html: the HTML report is not built yet");
-    run_cmd(*args, *out_dir, *report);
-  });
+  c->add_option("--html", *html, "write the HTML report here (one self-contained file)");
+  c->add_option("--energy-table", *energy,
+                "JSON {\"pj_per_mac\": {\"fp32\": 4.6, ...}, \"pj_per_byte\": 160} overriding "
+                "the energy model (docs/report.md)");
+  c->callback([=] { run_cmd(*args, *out_dir, *report, *html, *energy); });
 }
 
 void register_bench_model(CLI::App& bench) {

@@ -4,6 +4,7 @@
 
 #include "cli.h"
 #include "dynaprec/error.h"
+#include "dynaprec/remote.h"
 
 namespace {
 bool is_known(CLI::App& app, const char* name) {
@@ -21,7 +22,10 @@ int main(int argc, char** argv) {
   dynaprec::cli::register_quantize(app);
   dynaprec::cli::register_inspect(app);
   dynaprec::cli::register_run(app);
+  dynaprec::cli::register_demo(app);
   dynaprec::cli::register_bench(app);
+  dynaprec::cli::register_serve(app);
+  dynaprec::install_remote_backend();  // --device grpc://HOST:PORT
   if (argc > 1 && argv[1][0] != '-' && !is_known(app, argv[1])) {
     std::string names;
     for (const CLI::App* sub : app.get_subcommands({}))

@@ -8,6 +8,12 @@
 //   the floats differ by summation order (and oneDNN's FMA, within the same bound). int8 only
 //   with VNNI: without it oneDNN's s8 kernels saturate int16 pair sums (matmul_dnnl.cc). bf16
 //   on AMX / AVX512-BF16 treats bf16 subnormals as 0.
+//   Layouts: a pointwise conv (1x1, stride 1, no pads, one group) is a plain GEMM on NCHW,
+//   Y[OC, HW] = W[OC, C] · X[C, HW], run as oneDNN's matmul on row-major operands, so neither
+//   X nor Y is reordered (NCHW -> blocked -> NCHW cost as much as the conv itself); a first
+//   layer (C <= 4, f32) reads NCHW directly; 1x1 planes (squeeze-excite) call dynaprec::matmul.
+//   For float outputs (not fp8) oneDNN adds the bias and applies relu/clip/hardswish as
+//   post-ops where its fast kernel accepts them (DnnlPlan::fused), leaving no epilogue pass.
 // im2col: per image and group, the [OH·OW, K] patch matrix (a row per output pixel, K in
 //   (ic, kh, kw) order, zeros outside the input) times the group's [OC/groups, K] rows.
 //   Floats call dynaprec::matmul, which rounds X itself (element-wise: rounding patches is
@@ -27,12 +33,14 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "dynaprec/conv.h"
@@ -99,8 +107,46 @@ struct DnnlPlan {
   memory::desc src_user, src, dst_user, dst, scratch;
   std::optional<dnnl::reorder> src_reorder, dst_reorder;
   memory wei;  // W in the primitive's layout, reordered once
+  // A 1x1 convolution (stride 1, no padding, one group) as the plain GEMM that it is on NCHW:
+  // Y[OC, HW] = W[OC, C] · X[C, HW] per image, oneDNN's matmul on row-major operands (W as
+  // "src", X as "weights"), so that neither X nor Y is reordered.
+  bool gemm = false;
+  dnnl::matmul mm;
+  memory::desc mm_w, mm_x, mm_y;
+  std::vector<std::byte> w_used;  // W as oneDNN reads it where it is not the matrix's codes
+  const void* w_codes = nullptr;
+  // Float outputs: oneDNN adds the bias and applies the activation (post-op), so that no
+  // epilogue pass over Y is left (floats differ from the reference by summation order anyway).
+  bool fused = false;
+  memory::desc bias;
 };
-using PlanKey = std::array<int64_t, 14>;
+
+// Whether oneDNN applies bias and activation itself (DnnlPlan::fused): float outputs without a
+// tensor scale (fp8 keeps our epilogue), activations oneDNN evaluates like apply_activation up
+// to rounding (sigmoid stays ours: oneDNN's logistic is an approximation).
+bool fuse_epilogue(Format f, dt out, const Conv2dParams& p) {
+  return out == dt::f32 && !is_fp8(f) && p.activation != Activation::kSigmoid;
+}
+
+// The activation of p as a oneDNN post-op (none: empty).
+dnnl::post_ops activation_post_ops(const Conv2dParams& p) {
+  dnnl::post_ops ops;
+  switch (p.activation) {
+    case Activation::kRelu:
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      break;
+    case Activation::kClip:
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_clip_v2, p.clip_min, p.clip_max);
+      break;
+    case Activation::kHardSwish:
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_hardswish, 0.0f, 0.0f);
+      break;
+    default:
+      break;
+  }
+  return ops;
+}
+using PlanKey = std::array<int64_t, 16>;
 
 struct ConvState {
   std::mutex mu;
@@ -198,23 +244,217 @@ std::optional<std::pair<dt, dt>> dnnl_types(Format f) {
   return std::nullopt;
 }
 
-DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
+// W's codes as oneDNN takes them for `act`: our [OC, K] rows are oneDNN's plain oihw / goihw,
+// decoded to f32 (exact) where oneDNN runs f32 for a narrower format, fp8 widened to bf16
+// (exact) where it runs bf16. Returns the matrix's own codes or `keep`'s.
+const void* dnnl_weight_codes(const ConvWeights& w, dt act, std::vector<std::byte>& keep) {
+  const Format f = w.matrix.format;
+  const void* codes = w.matrix.data.data();
+  if (f == Format::kFp32 || f == Format::kInt8 || (f == Format::kBf16 && act == dt::bf16))
+    return codes;
+  const auto n = static_cast<size_t>(w.matrix.n * w.matrix.k);
+  std::vector<float> f32(n);
+  decode_float_array(f, codes, f32.data(), n);
+  if (act == dt::bf16) {
+    keep.resize(n * 2);
+    encode_float_array(Format::kBf16, f32.data(), keep.data(), n);
+  } else {
+    keep.resize(n * 4);
+    std::memcpy(keep.data(), f32.data(), n * 4);
+  }
+  return keep.data();
+}
+
+}  // namespace
+
+bool plain_gemm_supported(Format f) { return dnnl_types(f).has_value(); }
+
+const void* plain_gemm_x(Format f, const float* x, const int8_t* xq, size_t count,
+                         size_t* elem_bytes) {
+  const auto types = dnnl_types(f);
+  if (!types) return nullptr;
+  *elem_bytes = types->first == dt::s8 ? 1 : types->first == dt::bf16 ? 2 : 4;
+  if (types->first == dt::s8) return xq;
+  const Format x_format = is_fp8(f) ? Format::kBf16 : f;
+  if (x_format == Format::kFp32) return x;
+  thread_local Buffer x16, xr;
+  uint16_t* codes = x16.get<uint16_t>(count);
+  encode_float_array(x_format, x, codes, count);
+  if (types->first == dt::bf16) return codes;
+  float* r = xr.get<float>(count);
+  decode_float_array(x_format, codes, r, count);
+  return r;
+}
+
+namespace {
+struct PlainGemmPlan {
+  bool ok = false;  // false: oneDNN has only a slow implementation
+  dnnl::matmul mm;
+  memory::desc w, x, y, scratch;
+};
+}  // namespace
+
+bool plain_gemm(PlainGemmCache& cache, const MatmulWeights& w, const void* x_used, int64_t k,
+                int64_t p, void* y, int threads) {
+  const auto types = dnnl_types(w.format);
+  if (!types) return false;
+  const auto [act, out] = *types;
+  if (act == dt::s8 && k > 65536) return false;  // exact in int32 (see conv_dnnl_impl)
+  const OmpThreads omp_scope(threads);
+  const std::array<int64_t, 4> key{w.n, k, p, threads};
+  std::shared_ptr<const PlainGemmPlan> plan;
+  std::shared_ptr<std::vector<std::byte>> codes;
+  {
+    std::lock_guard lock(cache.mu);
+    if (auto it = cache.plans.find(key); it != cache.plans.end())
+      plan = std::static_pointer_cast<const PlainGemmPlan>(it->second);
+    if (auto it = cache.codes.find(w.data.data()); it != cache.codes.end()) codes = it->second;
+  }
+  try {
+    if (!plan) {
+      auto made = std::make_shared<PlainGemmPlan>();
+      made->w = memory::desc({w.n, k}, act, tag::ab);
+      made->x = memory::desc({k, p}, act, tag::ab);
+      made->y = memory::desc({w.n, p}, out, tag::ab);
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(made->w, made->x, made->y), attr,
+                                            onednn_engine());
+      const std::string impl = pd.impl_info_str();
+      if (impl.rfind("ref", 0) != 0 && impl.find("gemm") == std::string::npos) {
+        made->scratch = pd.scratchpad_desc();
+        made->mm = dnnl::matmul(pd);
+        made->ok = true;
+      }
+      plan = made;
+      std::lock_guard lock(cache.mu);
+      if (cache.plans.size() >= 64) cache.plans.clear();
+      cache.plans[key] = plan;
+    }
+    if (!plan->ok) return false;
+    if (!codes) {
+      auto c = std::make_shared<std::vector<std::byte>>();
+      ConvWeights cw;  // dnnl_weight_codes reads only the matrix
+      cw.matrix = w;
+      dnnl_weight_codes(cw, act, *c);  // empty where oneDNN reads the matrix's own codes
+      std::lock_guard lock(cache.mu);
+      codes = cache.codes[w.data.data()] = c;
+    }
+  } catch (const dnnl::error& e) {
+    if (e.status != dnnl_unimplemented)
+      throw Error(ErrorKind::kInternal, std::string("oneDNN matmul failed: ") + e.what());
+    return false;
+  }
+  thread_local Buffer scratch_buf;
+  const dnnl::engine& eng = onednn_engine();
+  dnnl::stream& s = onednn_stream();
+  const void* wc = codes->empty() ? w.data.data() : codes->data();
+  memory wm(plan->w, eng, const_cast<void*>(wc));
+  memory xm(plan->x, eng, const_cast<void*>(x_used));
+  memory ym(plan->y, eng, y);
+  memory scratch(plan->scratch, eng, scratch_buf.get<std::byte>(plan->scratch.get_size()));
+  try {
+    plan->mm.execute(s, {{DNNL_ARG_SRC, wm},
+                         {DNNL_ARG_WEIGHTS, xm},
+                         {DNNL_ARG_DST, ym},
+                         {DNNL_ARG_SCRATCHPAD, scratch}});
+    s.wait();
+  } catch (const dnnl::error& e) {
+    throw Error(ErrorKind::kInternal, std::string("oneDNN matmul failed: ") + e.what());
+  }
+  return true;
+}
+
+namespace {
+
+// Whether the problem is a plain GEMM on NCHW (see DnnlPlan::gemm).
+bool is_pointwise(const Geom& gm) {
+  const Conv2dParams& p = *gm.p;
+  return gm.kh == 1 && gm.kw == 1 && gm.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.pad_top == 0 && p.pad_left == 0 && p.pad_bottom == 0 && p.pad_right == 0;
+}
+
+// The matmul plan of a pointwise convolution; ok = false where oneDNN has only its reference.
+DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias) {
+  // Tries: bias and activation fused (bias as a per-row binary add, which oneDNN 2.6's brgemm
+  // matmul accepts where a [OC, 1] bias argument sends it to its reference), then neither.
+  for (const bool fuse : {fuse_epilogue(w.matrix.format, out, *gm.p), false}) {
+    DnnlPlan plan;
+    try {
+      plan.mm_w = memory::desc({gm.oc, gm.c}, act, tag::ab);
+      plan.mm_x = memory::desc({gm.c, gm.pixels}, act, tag::ab);
+      plan.mm_y = memory::desc({gm.oc, gm.pixels}, out, tag::ab);
+      plan.fused = fuse;
+      dnnl::primitive_attr attr;
+      attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+      if (fuse) {
+        dnnl::post_ops ops;
+        if (has_bias) {
+          plan.bias = memory::desc({gm.oc, 1}, dt::f32, tag::ab);
+          ops.append_binary(dnnl::algorithm::binary_add, plan.bias);
+        }
+        const dnnl::post_ops a = activation_post_ops(*gm.p);
+        for (int i = 0; i < a.len(); ++i) {
+          float scale, alpha, beta;
+          dnnl::algorithm alg;
+          a.get_params_eltwise(i, scale, alg, alpha, beta);
+          ops.append_eltwise(scale, alg, alpha, beta);
+        }
+        attr.set_post_ops(ops);
+      }
+      const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(plan.mm_w, plan.mm_x, plan.mm_y),
+                                            attr, onednn_engine());
+      const std::string impl = pd.impl_info_str();
+      if (impl.rfind("ref", 0) == 0 || impl.find("gemm") != std::string::npos) continue;
+      plan.scratch = pd.scratchpad_desc();
+      plan.w_codes = dnnl_weight_codes(w, act, plan.w_used);
+      plan.mm = dnnl::matmul(pd);
+      plan.gemm = plan.ok = true;
+      return plan;
+    } catch (const dnnl::error& e) {
+      if (e.status != dnnl_unimplemented) throw;
+    }
+  }
+  return DnnlPlan{};
+}
+
+DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias,
+                   bool first_any = false) {
+  if (is_pointwise(gm)) {
+    DnnlPlan plan = make_gemm_plan(gm, w, act, out, has_bias);
+    if (plan.ok) return plan;
+  }
   DnnlPlan plan;
   const Conv2dParams& p = *gm.p;
   const memory::dims xd{gm.n, gm.c, gm.h, gm.w}, yd{gm.n, gm.oc, gm.oh, gm.ow};
   const memory::dims wd = gm.groups == 1 ? memory::dims{gm.oc, gm.icg, gm.kh, gm.kw}
                                          : memory::dims{gm.groups, gm.ocg, gm.icg, gm.kh, gm.kw};
   try {
-    const dnnl::convolution_forward::desc d(
-        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
-        memory::desc(xd, act, tag::any), memory::desc(wd, act, tag::any),
-        memory::desc(yd, out, tag::any), {p.stride_h, p.stride_w},
-        {p.dilation_h - 1, p.dilation_w - 1}, {p.pad_top, p.pad_left}, {p.pad_bottom, p.pad_right});
+    // A first layer (few input channels) reads NCHW directly: oneDNN's blocked layout would pad
+    // the channels to 16, and its jit kernel takes plain NCHW input (measured 1.0 vs 1.5 ms for
+    // 3 -> 16 3x3 s2 at 640x640, one thread).
+    const tag src_tag = gm.c <= 4 && act == dt::f32 && !first_any ? tag::nchw : tag::any;
+    plan.fused = fuse_epilogue(w.matrix.format, out, p);
+    if (plan.fused && has_bias) plan.bias = memory::desc({gm.oc}, dt::f32, tag::x);
+    const memory::desc sd(xd, act, src_tag), wdd(wd, act, tag::any), ydd(yd, out, tag::any);
+    const memory::dims strides{p.stride_h, p.stride_w}, dil{p.dilation_h - 1, p.dilation_w - 1},
+        pl{p.pad_top, p.pad_left}, pr{p.pad_bottom, p.pad_right};
+    const auto kind = dnnl::prop_kind::forward_inference;
+    const auto alg = dnnl::algorithm::convolution_direct;
+    const dnnl::convolution_forward::desc d =
+        plan.fused && has_bias
+            ? dnnl::convolution_forward::desc(kind, alg, sd, wdd, plan.bias, ydd, strides, dil, pl,
+                                              pr)
+            : dnnl::convolution_forward::desc(kind, alg, sd, wdd, ydd, strides, dil, pl, pr);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // our buffer: no global state
+    if (plan.fused) attr.set_post_ops(activation_post_ops(p));
     const dnnl::convolution_forward::primitive_desc pd(d, attr, onednn_engine());
     // A reference implementation is slower than ours.
-    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) return plan;
+    if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
+      if (src_tag == tag::nchw) return make_plan(gm, w, act, out, has_bias, true);
+      return plan;
+    }
     plan.src_user = memory::desc(xd, act, tag::nchw);
     plan.dst_user = memory::desc(yd, out, tag::nchw);
     plan.src = pd.src_desc();
@@ -228,20 +468,8 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
           dnnl::reorder::primitive_desc(onednn_engine(), plan.dst, onednn_engine(), plan.dst_user));
     // W: our [OC, K] rows are oneDNN's plain oihw / goihw, decoded to f32 (exact) where
     // oneDNN runs f32 for a narrower format, fp8 widened to bf16 (exact) where it runs bf16.
-    const Format f = w.matrix.format;
-    const void* codes = w.matrix.data.data();
-    std::vector<float> f32;
-    std::vector<uint16_t> widened;
-    if (f != Format::kFp32 && f != Format::kInt8 && !(f == Format::kBf16 && act == dt::bf16)) {
-      f32.resize(static_cast<size_t>(gm.oc * gm.k));
-      decode_float_array(f, codes, f32.data(), f32.size());
-      codes = f32.data();
-      if (act == dt::bf16) {
-        widened.resize(f32.size());
-        encode_float_array(Format::kBf16, f32.data(), widened.data(), f32.size());
-        codes = widened.data();
-      }
-    }
+    std::vector<std::byte> keep;
+    const void* codes = dnnl_weight_codes(w, act, keep);
     memory plain({wd, act, gm.groups == 1 ? tag::oihw : tag::goihw}, onednn_engine(),
                  const_cast<void*>(codes));
     plan.wei = memory(pd.weights_desc(), onednn_engine());
@@ -251,6 +479,8 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out) {
     plan.ok = true;
   } catch (const dnnl::error& e) {
     if (e.status != dnnl_unimplemented) throw;
+    if (!first_any && gm.c <= 4 && act == dt::f32)
+      return make_plan(gm, w, act, out, has_bias, true);
   }
   return plan;
 }
@@ -266,9 +496,22 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   if (act == dt::s8 && gm.k > 65536) return false;
   const OmpThreads omp_scope(threads);
   const Conv2dParams& p = *gm.p;
-  const PlanKey key{gm.n,         gm.h,       gm.w,         p.stride_h,  p.stride_w,
-                    p.pad_top,    p.pad_left, p.pad_bottom, p.pad_right, p.dilation_h,
-                    p.dilation_w, p.groups,   threads,      gm.c};
+  const PlanKey key{gm.n,
+                    gm.h,
+                    gm.w,
+                    p.stride_h,
+                    p.stride_w,
+                    p.pad_top,
+                    p.pad_left,
+                    p.pad_bottom,
+                    p.pad_right,
+                    p.dilation_h,
+                    p.dilation_w,
+                    p.groups,
+                    threads,
+                    gm.c,
+                    bias != nullptr,
+                    static_cast<int64_t>(p.activation)};
   ConvState& st = state(w);
   std::shared_ptr<const DnnlPlan> plan;
   {
@@ -276,7 +519,8 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
     if (auto it = st.plans.find(key); it != st.plans.end()) plan = it->second;
   }
   if (!plan) {
-    plan = std::make_shared<const DnnlPlan>(make_plan(gm, w, act, out));  // slow: unlocked
+    plan = std::make_shared<const DnnlPlan>(
+        make_plan(gm, w, act, out, bias != nullptr));  // slow: unlocked
     std::lock_guard lock(st.mu);
     if (st.plans.size() >= 64) st.plans.clear();  // bounded: input sizes can vary
     st.plans.emplace(key, plan);
@@ -301,39 +545,63 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   }
   const dnnl::engine& eng = onednn_engine();
   dnnl::stream& s = onednn_stream();
-  memory src(plan->src_user, eng, const_cast<void*>(x_used));
-  if (plan->src_reorder) {
-    memory blocked(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));
-    plan->src_reorder->execute(s, src, blocked);
-    src = blocked;
-  }
-  // The NCHW result: f32 straight into y, s32 into a buffer for the epilogue.
   const auto ycount = static_cast<size_t>(gm.n * gm.oc * gm.pixels);
   void* user_out = out == dt::f32 ? static_cast<void*>(y) : acc_buf.get<int32_t>(ycount);
-  memory dst_user(plan->dst_user, eng, user_out);
-  memory dst = plan->dst_reorder
-                   ? memory(plan->dst, eng, dst_buf.get<std::byte>(plan->dst.get_size()))
-                   : dst_user;
-  memory scratch(plan->scratch, eng, scratch_buf.get<std::byte>(plan->scratch.get_size()));
-  plan->conv.execute(s, {{DNNL_ARG_SRC, src},
-                         {DNNL_ARG_WEIGHTS, plan->wei},
-                         {DNNL_ARG_DST, dst},
-                         {DNNL_ARG_SCRATCHPAD, scratch}});
-  if (plan->dst_reorder) plan->dst_reorder->execute(s, dst, dst_user);
-  s.wait();
+  if (plan->gemm) {
+    memory wm(plan->mm_w, eng, const_cast<void*>(plan->w_codes));
+    memory scratch(plan->scratch, eng, scratch_buf.get<std::byte>(plan->scratch.get_size()));
+    const size_t x_img = plan->mm_x.get_size(), y_img = plan->mm_y.get_size();
+    for (int64_t n = 0; n < gm.n; ++n) {
+      memory xm(plan->mm_x, eng, static_cast<std::byte*>(const_cast<void*>(x_used)) + n * x_img);
+      memory ym(plan->mm_y, eng, static_cast<std::byte*>(user_out) + n * y_img);
+      std::unordered_map<int, memory> args{{DNNL_ARG_SRC, wm},
+                                           {DNNL_ARG_WEIGHTS, xm},
+                                           {DNNL_ARG_DST, ym},
+                                           {DNNL_ARG_SCRATCHPAD, scratch}};
+      if (plan->fused && bias)
+        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
+                     memory(plan->bias, eng, const_cast<float*>(bias)));
+      plan->mm.execute(s, args);
+    }
+    s.wait();
+  } else {
+    memory src(plan->src_user, eng, const_cast<void*>(x_used));
+    if (plan->src_reorder) {
+      memory blocked(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));
+      plan->src_reorder->execute(s, src, blocked);
+      src = blocked;
+    }
+    // The NCHW result: f32 straight into y, s32 into a buffer for the epilogue.
+    memory dst_user(plan->dst_user, eng, user_out);
+    memory dst = plan->dst_reorder
+                     ? memory(plan->dst, eng, dst_buf.get<std::byte>(plan->dst.get_size()))
+                     : dst_user;
+    memory scratch(plan->scratch, eng, scratch_buf.get<std::byte>(plan->scratch.get_size()));
+    std::unordered_map<int, memory> args{{DNNL_ARG_SRC, src},
+                                         {DNNL_ARG_WEIGHTS, plan->wei},
+                                         {DNNL_ARG_DST, dst},
+                                         {DNNL_ARG_SCRATCHPAD, scratch}};
+    if (plan->fused && bias)
+      args.emplace(DNNL_ARG_BIAS, memory(plan->bias, eng, const_cast<float*>(bias)));
+    plan->conv.execute(s, args);
+    if (plan->dst_reorder) plan->dst_reorder->execute(s, dst, dst_user);
+    s.wait();
+  }
 
   // Epilogue, on oneDNN's OpenMP threads (the pool's would compete with them while they spin).
   const auto* acc = static_cast<const int32_t*>(user_out);
   const QuantParams& qp = w.matrix.data.quant();
   const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
-  const bool identity = out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone;
+  const bool identity =
+      plan->fused || (out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone);
   const int64_t planes = identity ? 0 : gm.n * gm.oc;
+  const bool s32_out = out == dt::s32;  // (OpenMP regions may not capture structured bindings)
 #pragma omp parallel for num_threads(threads) schedule(static) if (planes * gm.pixels > 65536)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const int64_t oc = pl % gm.oc;
     const float b = bias ? bias[oc] : 0.0f;
     float* yp = y + pl * gm.pixels;
-    if (out == dt::s32) {
+    if (s32_out) {
       const float s8 = sx * qp.scales[static_cast<size_t>(oc)];
       for (int64_t i = 0; i < gm.pixels; ++i)
         yp[i] = static_cast<float>(acc[pl * gm.pixels + i]) * s8 + b;
@@ -631,6 +899,14 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     sx = ref::int8_scale(m);
     xq.resize(count);
     int8_encode_array(xs, xq.data(), count, sx);
+  }
+  // A pointwise convolution of 1x1 planes (squeeze-excite blocks) is a matmul with one row per
+  // image, with the same semantics (one activation scale over all of X for int8/int4): the
+  // matmul layer's GEMV kernels instead of a convolution primitive and its reorders.
+  if (impl == ConvImpl::kAuto && is_pointwise(gm) && gm.pixels == 1) {
+    matmul(xs, gm.n, w.matrix, bias, yd, t);
+    apply_activation_n(yd, gm.n * gm.oc, p);
+    return true;
   }
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t);

@@ -10,11 +10,16 @@
 // kernels (VNNI or Highway), as conv_cpu.cc's im2col path does: int8 bit-identical to the
 // reference, int4 up to the kernels' fp32 order of the group sums.
 //
+// Non-overlapping taps (kernel <= stride, dilation 1: the 2x2 stride-2 upsampling of DB heads)
+// skip all of that: conv_transpose_plain below (a GEMM on the NCHW planes, then strided stores).
+//
 // Threads: with at least as many groups as threads (depthwise-like layers), one task per group
 // (images in order inside it), everything inside single-threaded; a task's matmul calls use its
 // group's own MatmulWeights, so no two tasks prepare the same weights. Otherwise the (image,
 // group) planes run in order, each with all threads: matmul's own threads (floats), pixel blocks
 // of GEMV rows (ints), and the col2im scatter split by output channel.
+#include <omp.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -27,6 +32,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/gemv_hwy.h"
 
 namespace dynaprec {
@@ -72,12 +78,17 @@ struct State {
   std::mutex mu;
   Tensor storage;  // keeps the codes the slices point into alive
   std::vector<MatmulWeights> slices;
+  cpu::PlainGemmCache gemm;  // the non-overlapping fast path's oneDNN matmuls
 };
+
+State& state(const ConvTransposeWeights& w) {
+  if (!w.prepared) w.prepared = std::make_shared<State>();  // first use: see the header
+  return *static_cast<State*>(w.prepared.get());
+}
 
 // The group slices (made once; groups == 1 uses the matrix itself, keeping its prepared form).
 const std::vector<MatmulWeights>& group_slices(const ConvTransposeWeights& w) {
-  if (!w.prepared) w.prepared = std::make_shared<State>();  // first use: see the header
-  auto& st = *static_cast<State*>(w.prepared.get());
+  State& st = state(w);
   std::lock_guard lock(st.mu);
   if (st.slices.empty() && w.groups > 1) {
     st.storage = w.matrix.data;
@@ -181,6 +192,88 @@ void run_plane(const Geom& g, const ConvTransposeWeights& w, const MatmulWeights
   }
 }
 
+// Non-overlapping taps (kernel <= stride, dilation 1, e.g. the 2x2 stride-2 upsampling of
+// FPN/DB heads), where the reference adds at most one contribution to each output: per (image,
+// group) the plain GEMM col[OCg·KH·KW, H·W] = W_g · X_g on NCHW planes (oneDNN, no transposes),
+// then each column row, a plane of the tap (oc, kh, kw), lands strided in its output plane as
+// apply_activation((0 + contribution) + bias), the reference's expressions (int8: the s32 sum
+// times (sx · sw[row]), bit-identical; floats: the GEMM's summation order). Outputs no tap
+// reaches (kernel < stride, cropping pads) get apply_activation(0 + bias) first. false where it
+// does not apply (nothing written).
+bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
+                          const ConvTransposeParams& p, const float* xs, const int8_t* xq, float sx,
+                          const float* bias, float* yd, int threads) {
+  const Format f = w.matrix.format;
+  if (f == Format::kInt4 || !cpu::plain_gemm_supported(f)) return false;
+  if (g.dh != 1 || g.dw != 1 || g.kh > g.sh || g.kw > g.sw || g.pt < 0 || g.pl < 0) return false;
+  const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow, taps = g.kh * g.kw;
+  const auto count = static_cast<size_t>(g.n * g.c * pixels);
+  size_t eb = 4;
+  const auto* xu = static_cast<const std::byte*>(cpu::plain_gemm_x(f, xs, xq, count, &eb));
+  const std::vector<MatmulWeights>& slices = group_slices(w);
+  State& st = state(w);
+  thread_local std::vector<float> col_buf;
+  col_buf.resize(static_cast<size_t>(g.rows * pixels));
+  void* col = col_buf.data();
+  const auto* colf = static_cast<const float*>(col);
+  const auto* coli = static_cast<const int32_t*>(col);
+  const QuantParams& qp = w.matrix.data.quant();
+  const bool fp8 = f == Format::kFp8E4M3 || f == Format::kFp8E5M2;
+  const float sw_tensor = fp8 ? qp.scales.at(0) : 1.0f;
+  // Every output reached by exactly one tap: no prefill needed.
+  const bool covered =
+      g.kh == g.sh && g.kw == g.sw && g.h * g.sh - g.pt >= g.oh && g.w * g.sw - g.pl >= g.ow;
+  Conv2dParams act;
+  act.activation = p.activation;
+  act.clip_min = p.clip_min;
+  act.clip_max = p.clip_max;
+  for (int64_t n = 0; n < g.n; ++n)
+    for (int64_t grp = 0; grp < w.groups; ++grp) {
+      const MatmulWeights& mw = w.groups == 1 ? w.matrix : slices[static_cast<size_t>(grp)];
+      const std::byte* xg = xu + static_cast<size_t>((n * g.c + grp * g.cg) * pixels) * eb;
+      if (!cpu::plain_gemm(st.gemm, mw, xg, g.cg, pixels, col, threads)) {
+        if (n == 0 && grp == 0) return false;
+        throw Error(ErrorKind::kInternal, "ConvTranspose: oneDNN matmul failed midway");
+      }
+      const int64_t row0 = grp * g.rows;
+#pragma omp parallel for num_threads(threads) schedule(static) if (g.ocg * out_plane > 65536)
+      for (int64_t ocl = 0; ocl < g.ocg; ++ocl) {
+        const int64_t oc = grp * g.ocg + ocl;
+        const float b = bias ? bias[oc] : 0.0f;
+        float* yp = yd + (n * g.oc + oc) * out_plane;
+        if (!covered) std::fill_n(yp, out_plane, apply_activation(0.0f + b, act));
+        for (int64_t kw = 0; kw < g.kw; ++kw) {
+          // Input columns whose output column iw·sw - pl + kw lies in [0, OW).
+          const int64_t off = kw - g.pl;
+          const int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+          const int64_t hi = off < g.ow ? std::min(g.w, (g.ow - 1 - off) / g.sw + 1) : 0;
+          for (int64_t kh = 0; kh < g.kh; ++kh) {
+            const int64_t row = ocl * taps + kh * g.kw + kw;
+            const float s =
+                f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row0 + row)] : sw_tensor;
+            for (int64_t ih = 0; ih < g.h; ++ih) {
+              const int64_t oh = ih * g.sh - g.pt + kh;
+              if (oh < 0 || oh >= g.oh) continue;
+              float* yr = yp + oh * g.ow + off;
+              const int64_t at = row * pixels + ih * g.w;
+              if (f == Format::kInt8) {
+                const int32_t* cr = coli + at;
+                for (int64_t iw = lo; iw < hi; ++iw)
+                  yr[iw * g.sw] =
+                      apply_activation((0.0f + static_cast<float>(cr[iw]) * s) + b, act);
+              } else {
+                const float* cr = colf + at;
+                for (int64_t iw = lo; iw < hi; ++iw)
+                  yr[iw * g.sw] = apply_activation((0.0f + cr[iw] * s) + b, act);
+              }
+            }
+          }
+        }
+      }
+    }
+  return true;
+}
+
 }  // namespace
 
 void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
@@ -221,6 +314,7 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
     xq.resize(count);
     int8_encode_array(xs, xq.data(), count, sx);
   }
+  if (conv_transpose_plain(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   const std::vector<MatmulWeights>& slices = group_slices(w);
   std::fill_n(yd, y.numel(), 0.0f);
 

@@ -4,7 +4,16 @@
 
 #include <omp.h>
 
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
+
+#include "dynaprec/matmul.h"
 
 namespace dynaprec::cpu {
 
@@ -39,5 +48,27 @@ class OmpThreads {
  private:
   int saved_;
 };
+
+/// Y[rows, P] = W[rows, K] · X[K, P] on row-major operands with oneDNN's matmul (conv_cpu.cc),
+/// for weights of conv/ConvTranspose kind: the [rows, K] matrix of a MatmulWeights, whose
+/// format picks the types as conv_cpu.cc's oneDNN convolution does (f32 for fp32/fp16 and
+/// where bf16 is not native, bf16 for bf16/fp8, s8·s8 -> s32 for int8 with VNNI). The raw sums
+/// land in y: f32 (fp8: not yet times the tensor scale) or, for int8, s32. X is passed as the
+/// format uses it: see plain_gemm_x. A cache per weights, for the primitives and the widened W.
+struct PlainGemmCache {
+  std::mutex mu;
+  std::map<std::array<int64_t, 4>, std::shared_ptr<const void>> plans;   // (rows, K, P, threads)
+  std::map<const void*, std::shared_ptr<std::vector<std::byte>>> codes;  // W as oneDNN reads it
+};
+/// Whether plain_gemm can run format f here (the oneDNN ISA and our features allow it).
+bool plain_gemm_supported(Format f);
+/// X as plain_gemm reads it for format f: int8 -> the codes xq; fp32 -> x; bf16/fp8 with native
+/// bf16 -> bf16 codes; else the values rounded as the format uses them, as f32 (thread-local
+/// buffers, valid until the next call on this thread).
+const void* plain_gemm_x(Format f, const float* x, const int8_t* xq, size_t count,
+                         size_t* elem_bytes);
+/// Returns false (writing nothing) where oneDNN has only a slow implementation for the shape.
+bool plain_gemm(PlainGemmCache& cache, const MatmulWeights& w, const void* x_used, int64_t k,
+                int64_t p, void* y, int threads);
 
 }  // namespace dynaprec::cpu

@@ -510,7 +510,7 @@ cpu::BinaryPlan plan_binary(const Tensor& a, const Tensor& b, const Shape& out) 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32 || !cpu::binary_f32_supported(op))
     return ref::binary(op, a, b);
-  Tensor y = Tensor::zeros(broadcast_shapes(a.shape(), b.shape(), binary_op_name(op)), DType::kF32);
+  Tensor y = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), binary_op_name(op)), DType::kF32);
   if (y.numel() == 0) return y;
   // Strided inputs are copied first: then every run is contiguous or a broadcast scalar.
   const Tensor ac = contiguous(a), bc = contiguous(b);
@@ -526,7 +526,7 @@ Tensor unary(UnaryOp op, const Tensor& x, const UnaryParams& p) {
       (op == UnaryOp::kClip && (std::isnan(p.clip_min) || std::isnan(p.clip_max))))
     return ref::unary(op, x, p);  // which also reports the errors
   const Tensor xc = contiguous(x);
-  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  Tensor y = Tensor::empty(x.shape(), DType::kF32);
   cpu::unary_f32(op, p, xc.data_as<float>(), y.data_as<float>(), static_cast<size_t>(x.numel()));
   return y;
 }
@@ -537,14 +537,14 @@ Tensor cast(const Tensor& x, DType to) {
   const bool from_half = x.dtype() == DType::kF16 || x.dtype() == DType::kBF16;
   if (x.dtype() == DType::kF32 && half) {
     const Tensor xc = contiguous(x);
-    Tensor y = Tensor::zeros(x.shape(), to);
+    Tensor y = Tensor::empty(x.shape(), to);
     encode_float_array(*format_of(to), xc.data_as<float>(), y.data(),
                        static_cast<size_t>(x.numel()));
     return y;
   }
   if (from_half && to == DType::kF32) {
     const Tensor xc = contiguous(x);
-    Tensor y = Tensor::zeros(x.shape(), to);
+    Tensor y = Tensor::empty(x.shape(), to);
     decode_float_array(*format_of(x.dtype()), xc.data(), y.data_as<float>(),
                        static_cast<size_t>(x.numel()));
     return y;
@@ -619,7 +619,7 @@ Tensor batch_norm_inference(const Tensor& x, const Tensor& scale, const Tensor& 
   const opsutil::BatchNormPlan p =
       opsutil::batch_norm_plan("BatchNormalization", x, scale, bias, mean, var, epsilon);
   const Tensor xc = contiguous(x);
-  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  Tensor y = Tensor::empty(x.shape(), DType::kF32);
   if (y.numel() == 0) return y;
   cpu::batch_norm_f32(xc.data_as<float>(), y.data_as<float>(), static_cast<size_t>(p.batch),
                       static_cast<size_t>(p.channels), static_cast<size_t>(p.inner), p.mean.data(),
@@ -648,7 +648,45 @@ Tensor squeeze(const Tensor& x, const std::vector<int64_t>& axes) { return ref::
 Tensor unsqueeze(const Tensor& x, const std::vector<int64_t>& axes) {
   return ref::unsqueeze(x, axes);
 }
-Tensor concat(const std::vector<Tensor>& xs, int64_t axis) { return ref::concat(xs, axis); }
+// Concat: block copies (outer index, then each input's contiguous run), so bit-identical to
+// the reference; unusual inputs (errors, sub-byte or quantized dtypes) are the reference's.
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
+  if (xs.empty()) return ref::concat(xs, axis);
+  const DType dt = xs[0].dtype();
+  const int64_t r = xs[0].rank();
+  const bool plain = dt == DType::kF32 || dt == DType::kF64 || dt == DType::kI32 ||
+                     dt == DType::kI64 || dt == DType::kBool || dt == DType::kU8 ||
+                     dt == DType::kF16 || dt == DType::kBF16 || dt == DType::kI16;
+  const int64_t ax = axis < 0 ? axis + r : axis;
+  if (!plain || r == 0 || ax < 0 || ax >= r) return ref::concat(xs, axis);
+  Shape out = xs[0].shape();
+  out[static_cast<size_t>(ax)] = 0;
+  for (const Tensor& x : xs) {
+    if (x.dtype() != dt || x.rank() != r || x.quant().scales.size() || x.quant().scales_f16.size())
+      return ref::concat(xs, axis);
+    for (int64_t d = 0; d < r; ++d)
+      if (d != ax && x.dim(static_cast<int>(d)) != out[static_cast<size_t>(d)])
+        return ref::concat(xs, axis);
+    out[static_cast<size_t>(ax)] += x.dim(static_cast<int>(ax));
+  }
+  Tensor y = Tensor::empty(out, dt);
+  if (y.numel() == 0) return y;
+  const size_t es = static_cast<size_t>(dtype_bits(dt) / 8);
+  const int64_t outer = prod(out, 0, static_cast<size_t>(ax));
+  const int64_t inner = prod(out, static_cast<size_t>(ax) + 1, out.size());
+  std::vector<Tensor> cs;
+  cs.reserve(xs.size());
+  for (const Tensor& x : xs) cs.push_back(contiguous(x));
+  auto* dst = static_cast<std::byte*>(y.data());
+  for (int64_t o = 0; o < outer; ++o)
+    for (const Tensor& x : cs) {
+      const size_t run = static_cast<size_t>(x.dim(static_cast<int>(ax)) * inner) * es;
+      if (run == 0) continue;
+      std::memcpy(dst, static_cast<const std::byte*>(x.data()) + static_cast<size_t>(o) * run, run);
+      dst += run;
+    }
+  return y;
+}
 Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
              const std::vector<int64_t>& axes, const std::vector<int64_t>& steps) {
   return ref::slice(x, starts, ends, axes, steps);
@@ -664,7 +702,217 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return ref::where(cond, a, b);
 }
 Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::tile(x, repeats); }
-Tensor resize(const Tensor& x, const ResizeParams& p) { return ref::resize(x, p); }
+
+// ---- Resize -----------------------------------------------------------------------------------
+// The reference's arithmetic exactly, reorganized: per axis the same (double) source indices and
+// weights; per output row (all axes but the last) the corners of the outer axes with their
+// weight products, in the reference's corner order (axis 0 the lowest bit, so every outer
+// corner with the last axis low comes before any with it high), zero weights skipped as there.
+// Nearest is a gather (each value as 0.0 + x in double, i.e. x + 0.0f), and an output row whose
+// source row equals the previous one's is copied from it.
+namespace {
+
+double resize_source_coord(CoordMode mode, int64_t o, double scale, int64_t in, int64_t out,
+                           double out_width) {
+  const double x = static_cast<double>(o);
+  switch (mode) {
+    case CoordMode::kHalfPixel:
+      return (x + 0.5) / scale - 0.5;
+    case CoordMode::kAsymmetric:
+      return x / scale;
+    case CoordMode::kAlignCorners:
+      return out_width == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (out_width - 1.0);
+    case CoordMode::kPytorchHalfPixel:
+      return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case CoordMode::kHalfPixelSymmetric: {
+      const double adjustment = static_cast<double>(out) / out_width;
+      const double offset = static_cast<double>(in) / 2.0 * (1.0 - adjustment);
+      return offset + (x + 0.5) / scale - 0.5;
+    }
+  }
+  return 0.0;
+}
+
+int64_t resize_nearest_index(NearestMode mode, double x, int64_t in) {
+  const double f = std::floor(x);
+  double r;
+  switch (mode) {
+    case NearestMode::kRoundPreferFloor:
+      r = x - f == 0.5 ? f : std::round(x);
+      break;
+    case NearestMode::kRoundPreferCeil:
+      r = x - f == 0.5 ? f + 1.0 : std::round(x);
+      break;
+    case NearestMode::kFloor:
+      r = f;
+      break;
+    default:
+      r = std::ceil(x);
+      break;
+  }
+  return static_cast<int64_t>(std::clamp(r, 0.0, static_cast<double>(in - 1)));
+}
+
+}  // namespace
+
+Tensor resize(const Tensor& x, const ResizeParams& p) {
+  const size_t r = static_cast<size_t>(x.rank());
+  // Anything unusual (errors included) is the reference's to handle.
+  if (x.dtype() != DType::kF32 || r < 1 || r > 8 || p.scales.empty() == p.sizes.empty() ||
+      (p.scales.empty() ? p.sizes.size() : p.scales.size()) != r)
+    return ref::resize(x, p);
+  Shape out(r);
+  std::vector<double> scale(r), out_width(r);
+  for (size_t d = 0; d < r; ++d) {
+    const int64_t in = x.dim(static_cast<int>(d));
+    if (!p.scales.empty()) {
+      const float s = p.scales[d];
+      if (!(s > 0.0f) || !std::isfinite(s)) return ref::resize(x, p);
+      out[d] = static_cast<int64_t>(std::floor(static_cast<float>(in) * s));
+      scale[d] = s;
+      out_width[d] = static_cast<double>(in) * static_cast<double>(s);
+    } else {
+      out[d] = p.sizes[d];
+      if (out[d] < 0) return ref::resize(x, p);
+      scale[d] = in ? static_cast<double>(out[d]) / static_cast<double>(in) : 0.0;
+      out_width[d] = static_cast<double>(out[d]);
+    }
+    if (in == 0 && out[d] > 0) return ref::resize(x, p);
+  }
+  Tensor y = Tensor::empty(out, DType::kF32);
+  if (y.numel() == 0) return y;
+  const Tensor xc = contiguous(x);
+  const bool nearest = p.mode == ResizeMode::kNearest;
+  // Per axis and output index: the two source indices and the weight of the second.
+  std::vector<std::vector<int64_t>> i0(r), i1(r);
+  std::vector<std::vector<double>> w1(r);
+  for (size_t d = 0; d < r; ++d) {
+    const int64_t in = x.dim(static_cast<int>(d));
+    const auto n = static_cast<size_t>(out[d]);
+    i0[d].resize(n), i1[d].resize(n), w1[d].resize(n);
+    for (int64_t o = 0; o < out[d]; ++o) {
+      const auto oi = static_cast<size_t>(o);
+      const double c = resize_source_coord(p.coord, o, scale[d], in, out[d], out_width[d]);
+      if (nearest) {
+        i0[d][oi] = i1[d][oi] = resize_nearest_index(p.nearest, c, in);
+        w1[d][oi] = 0.0;
+      } else {
+        const double cc = std::clamp(c, 0.0, static_cast<double>(in - 1));
+        const auto lo = static_cast<int64_t>(std::floor(cc));
+        i0[d][oi] = lo;
+        i1[d][oi] = std::min(lo + 1, in - 1);
+        w1[d][oi] = cc - static_cast<double>(lo);
+      }
+    }
+  }
+  const Shape xs = xc.strides();
+  const size_t last = r - 1;
+  const int64_t row_len = out[last], in_last = x.dim(static_cast<int>(last));
+  const int64_t rows = y.numel() / row_len;
+  const float* px = xc.data_as<float>();
+  float* py = y.data_as<float>();
+  const int64_t* li0 = i0[last].data();
+  const int64_t* li1 = i1[last].data();
+  const double* lw1 = w1[last].data();
+  // The last axis unchanged with unit weights: rows are whole (possibly blended) source rows.
+  bool last_identity = in_last == row_len;
+  for (int64_t o = 0; o < row_len && last_identity; ++o)
+    last_identity = li0[o] == o && lw1[o] == 0.0;
+  // Output rows in blocks; each block walks its rows' outer multi-index.
+  const int64_t block = std::max<int64_t>(1, 16384 / row_len);
+  const int64_t tasks = (rows + block - 1) / block;
+  auto run = [&](size_t t) {
+    const int64_t r0 = static_cast<int64_t>(t) * block, r1 = std::min(rows, r0 + block);
+    std::vector<int64_t> o(last, 0);
+    for (size_t d = last, rem = static_cast<size_t>(r0); d-- > 0;) {
+      o[d] = static_cast<int64_t>(rem % static_cast<size_t>(out[d]));
+      rem /= static_cast<size_t>(out[d]);
+    }
+    std::vector<double> cw;
+    std::vector<int64_t> coff;
+    int64_t prev_off = -1;
+    for (int64_t row = r0; row < r1; ++row) {
+      float* yr = py + row * row_len;
+      cw.clear(), coff.clear();
+      for (uint32_t corner = 0; corner < (1u << last); ++corner) {
+        double w = 1.0;
+        int64_t off = 0;
+        for (size_t d = 0; d < last && w != 0.0; ++d) {
+          const auto od = static_cast<size_t>(o[d]);
+          const bool hi = (corner >> d) & 1u;
+          w *= hi ? w1[d][od] : 1.0 - w1[d][od];
+          off += (hi ? i1[d][od] : i0[d][od]) * xs[d];
+        }
+        if (w != 0.0) cw.push_back(w), coff.push_back(off);
+        if (nearest) break;  // every other corner has weight 0
+      }
+      if (nearest) {
+        if (coff[0] == prev_off && row > r0) {
+          std::memcpy(yr, yr - row_len, static_cast<size_t>(row_len) * sizeof(float));
+        } else {
+          const float* src = px + coff[0];
+          if (last_identity)
+            for (int64_t j = 0; j < row_len; ++j) yr[j] = src[j] + 0.0f;
+          else
+            for (int64_t j = 0; j < row_len; ++j) yr[j] = src[li0[j]] + 0.0f;
+        }
+        prev_off = coff[0];
+      } else if (cw.size() == 1 && last_identity && cw[0] == 1.0) {
+        const float* src = px + coff[0];
+        for (int64_t j = 0; j < row_len; ++j)
+          yr[j] = static_cast<float>(0.0 + static_cast<double>(src[j]));
+      } else if (cw.size() == 1) {
+        const double wc = cw[0];
+        const float* src = px + coff[0];
+        for (int64_t j = 0; j < row_len; ++j) {
+          double acc = 0.0;
+          const double wa = wc * (1.0 - lw1[j]), wb = wc * lw1[j];
+          if (wa != 0.0) acc += wa * static_cast<double>(src[li0[j]]);
+          if (wb != 0.0) acc += wb * static_cast<double>(src[li1[j]]);
+          yr[j] = static_cast<float>(acc);
+        }
+      } else if (cw.size() == 2) {
+        const double wc0 = cw[0], wc1 = cw[1];
+        const float* s0 = px + coff[0];
+        const float* s1 = px + coff[1];
+        for (int64_t j = 0; j < row_len; ++j) {
+          double acc = 0.0;
+          const double lo = 1.0 - lw1[j], hi = lw1[j];
+          const int64_t a = li0[j], b = li1[j];
+          double w;
+          if ((w = wc0 * lo) != 0.0) acc += w * static_cast<double>(s0[a]);
+          if ((w = wc1 * lo) != 0.0) acc += w * static_cast<double>(s1[a]);
+          if ((w = wc0 * hi) != 0.0) acc += w * static_cast<double>(s0[b]);
+          if ((w = wc1 * hi) != 0.0) acc += w * static_cast<double>(s1[b]);
+          yr[j] = static_cast<float>(acc);
+        }
+      } else {
+        for (int64_t j = 0; j < row_len; ++j) {
+          double acc = 0.0;
+          const double lo = 1.0 - lw1[j], hi = lw1[j];
+          for (size_t c = 0; c < cw.size(); ++c) {
+            const double w = cw[c] * lo;
+            if (w != 0.0) acc += w * static_cast<double>(px[coff[c] + li0[j]]);
+          }
+          for (size_t c = 0; c < cw.size(); ++c) {
+            const double w = cw[c] * hi;
+            if (w != 0.0) acc += w * static_cast<double>(px[coff[c] + li1[j]]);
+          }
+          yr[j] = static_cast<float>(acc);
+        }
+      }
+      for (size_t d = last; d-- > 0;) {  // next outer multi-index
+        if (++o[d] < out[d]) break;
+        o[d] = 0;
+      }
+    }
+  };
+  if (tasks > 1 && y.numel() >= 65536)
+    ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), run);
+  else
+    for (int64_t t = 0; t < tasks; ++t) run(static_cast<size_t>(t));
+  return y;
+}
 
 }  // namespace dynaprec
 #endif  // HWY_ONCE
