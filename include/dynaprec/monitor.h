@@ -31,7 +31,7 @@ namespace dynaprec {
 struct MonitorConfig {
   double rate = 1.0 / 4096;   ///< share of each layer output sampled; 0 turns the monitor off
   uint32_t min_samples = 16;  ///< per layer and portion
-  uint32_t max_samples = 64;
+  uint32_t max_samples = 32;
 };
 
 /// Relative weight noise ρ_w(f) for every format of a [N, K] fp32 weight matrix (row-major).
