@@ -841,25 +841,28 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         const float* xd = x4.data_as<float>();
         const float* wf = l.w.data_as<float>();
         const float* yd = y.data_as<float>();
-        monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
-          const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
-                        b = i / (ow * oh * oc), g = c / ocg;
-          double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
-          for (int64_t ic = 0; ic < icg; ++ic) {
-            const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
-            const float* wp = wf + (c * icg + ic) * kh * kw;
-            for (int64_t ky = 0; ky < kh; ++ky) {
-              const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-              if (iy < 0 || iy >= h) continue;
-              for (int64_t kx = 0; kx < kw; ++kx) {
-                const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                if (ix < 0 || ix >= wd) continue;
-                acc += static_cast<double>(xp[iy * wd + ix]) * wp[ky * kw + kx];
+        monitor_sample(
+            y.numel(), l, rep, y.data_as<float>(),
+            [&](int64_t i) {
+              const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
+                            b = i / (ow * oh * oc), g = c / ocg;
+              double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+              for (int64_t ic = 0; ic < icg; ++ic) {
+                const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
+                const float* wp = wf + (c * icg + ic) * kh * kw;
+                for (int64_t ky = 0; ky < kh; ++ky) {
+                  const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                  if (iy < 0 || iy >= h) continue;
+                  for (int64_t kx = 0; kx < kw; ++kx) {
+                    const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                    if (ix < 0 || ix >= wd) continue;
+                    acc += static_cast<double>(xp[iy * wd + ix]) * wp[ky * kw + kx];
+                  }
+                }
               }
-            }
-          }
-          return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
-        }, oc, oh * ow);
+              return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
+            },
+            oc, oh * ow);
         monitor_weights(l, l.w.data_as<float>(), l.w.dim(0), l.w.numel() / l.w.dim(0));
         monitor_input = x4;
       }
@@ -881,31 +884,34 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         const float* xd = x.data_as<float>();
         const float* wf = l.w.data_as<float>();
         const float* yd = y.data_as<float>();
-        monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
-          const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
-                        b = i / (ow * oh * oc), g = c / ocg, co = c % ocg;
-          double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
-          for (int64_t ky = 0; ky < kh; ++ky) {
-            const int64_t ty = oy + geo.pad_top - ky * cp.dilation_h;
-            if (ty < 0 || ty % cp.stride_h != 0 || ty / cp.stride_h >= h) continue;
-            for (int64_t kx = 0; kx < kw; ++kx) {
-              const int64_t tx = ox + geo.pad_left - kx * cp.dilation_w;
-              if (tx < 0 || tx % cp.stride_w != 0 || tx / cp.stride_w >= wd) continue;
-              for (int64_t ic = 0; ic < cg; ++ic) {
-                const int64_t ci = g * cg + ic;
-                acc +=
-                    static_cast<double>(
-                        xd[((b * x.dim(1) + ci) * h + ty / cp.stride_h) * wd + tx / cp.stride_w]) *
-                    wf[((ci * ocg + co) * kh + ky) * kw + kx];
+        monitor_sample(
+            y.numel(), l, rep, y.data_as<float>(),
+            [&](int64_t i) {
+              const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
+                            b = i / (ow * oh * oc), g = c / ocg, co = c % ocg;
+              double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+              for (int64_t ky = 0; ky < kh; ++ky) {
+                const int64_t ty = oy + geo.pad_top - ky * cp.dilation_h;
+                if (ty < 0 || ty % cp.stride_h != 0 || ty / cp.stride_h >= h) continue;
+                for (int64_t kx = 0; kx < kw; ++kx) {
+                  const int64_t tx = ox + geo.pad_left - kx * cp.dilation_w;
+                  if (tx < 0 || tx % cp.stride_w != 0 || tx / cp.stride_w >= wd) continue;
+                  for (int64_t ic = 0; ic < cg; ++ic) {
+                    const int64_t ci = g * cg + ic;
+                    acc +=
+                        static_cast<double>(xd[((b * x.dim(1) + ci) * h + ty / cp.stride_h) * wd +
+                                               tx / cp.stride_w]) *
+                        wf[((ci * ocg + co) * kh + ky) * kw + kx];
+                  }
+                }
               }
-            }
-          }
-          Conv2dParams ap;
-          ap.activation = cp.activation;
-          ap.clip_min = cp.clip_min;
-          ap.clip_max = cp.clip_max;
-          return std::pair<float, float>(apply_activation(static_cast<float>(acc), ap), yd[i]);
-        }, oc, oh * ow);
+              Conv2dParams ap;
+              ap.activation = cp.activation;
+              ap.clip_min = cp.clip_min;
+              ap.clip_max = cp.clip_max;
+              return std::pair<float, float>(apply_activation(static_cast<float>(acc), ap), yd[i]);
+            },
+            oc, oh * ow);
         const MatmulWeights& m32 =
             cached<ConvTransposeWeights>(l, Format::kFp32, make_convt).matrix;
         monitor_weights(l, m32.data.data_as<float>(), m32.n, m32.k);
@@ -1137,7 +1143,6 @@ void check_inputs(const std::vector<ValueInfo>& decl, const TensorMap& given) {
       throw Error(ErrorKind::kInvalidInput,
                   "input " + d.name + " has dtype " + std::string(dtype_name(t.dtype())) +
                       ", the model expects " + std::string(dtype_name(d.dtype)));
-    if (d.shape.empty() && t.rank() != 0 && d.dtype == DType::kF32 && false) continue;
     if (!d.shape.empty() || t.rank() == 0) {
       if (static_cast<size_t>(t.rank()) != d.shape.size())
         throw Error(ErrorKind::kInvalidInput,

@@ -30,7 +30,7 @@ struct Session::Impl {
   int64_t next_index = 0;
 
   std::optional<ControllerState> control;
-  Plan plan;         // the plan for the next portion (before negotiation)
+  Plan plan;             // the plan for the next portion (before negotiation)
   uint64_t seq = 0;      // negotiation sequence
   uint64_t run_seq = 0;  // run sequence (portions, canaries, re-runs)
   double canary_rate = 0;
@@ -51,8 +51,8 @@ struct Session::Impl {
         throw Error(ErrorKind::kUnsupported,
                     "device '" + opts.device + "': this build has no remote (gRPC) backend");
       if (model_path.empty())
-        throw Error(ErrorKind::kUsage, "device '" + opts.device +
-                                           "': a remote device needs the model as a file");
+        throw Error(ErrorKind::kUsage,
+                    "device '" + opts.device + "': a remote device needs the model as a file");
       exec = remote_runner_factory()(opts.device, model_path, eo, opts.device_options);
     } else {
       exec = open_local_runner(m, opts.device, eo);
@@ -258,7 +258,6 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       countered[a.layer] = a.reason;
       pr.negotiation.push_back(a.layer + ": " + a.reason);
     }
-
 
   const bool looping = m.control.has_value();
   RunStats stats;

@@ -183,32 +183,6 @@ bool weights_finite(const ConvWeights& w) {
   return *st.finite;
 }
 
-// Rows [j0, j0 + rows) of a weight matrix as a MatmulWeights sharing its codes (int8 row
-// scales and int4 group scales sliced, the fp8 tensor scale copied).
-MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
-  MatmulWeights s;
-  s.format = m.format;
-  s.n = rows;
-  s.k = m.k;
-  const size_t row_bytes = format_storage_bytes(m.format, static_cast<size_t>(m.k));
-  auto* base = static_cast<uint8_t*>(const_cast<void*>(m.data.data()));
-  s.data = Tensor::borrow(base + static_cast<size_t>(j0) * row_bytes, {rows, m.k}, m.data.dtype());
-  const QuantParams& q = m.data.quant();
-  QuantParams& sq = s.data.quant();
-  sq.axis = q.axis;
-  sq.group_size = q.group_size;
-  if (m.format == Format::kInt8) {
-    sq.scales.assign(q.scales.begin() + j0, q.scales.begin() + j0 + rows);
-  } else if (m.format == Format::kInt4) {
-    const int64_t per_row = (m.k + 31) / 32;
-    sq.scales_f16.assign(q.scales_f16.begin() + j0 * per_row,
-                         q.scales_f16.begin() + (j0 + rows) * per_row);
-  } else {
-    sq.scales = q.scales;
-  }
-  return s;
-}
-
 // Group g's rows. groups == 1: the matrix itself, so that a matmul kernel's prepared form of
 // it (MatmulWeights::prepared) is kept; else a slice kept in the state for the same reason.
 const MatmulWeights& group_weights(const ConvWeights& w, int64_t groups, int64_t g) {
@@ -266,6 +240,31 @@ const void* dnnl_weight_codes(const ConvWeights& w, dt act, std::vector<std::byt
 }
 
 }  // namespace
+
+// (matmul_kernels.h)
+MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
+  MatmulWeights s;
+  s.format = m.format;
+  s.n = rows;
+  s.k = m.k;
+  const size_t row_bytes = format_storage_bytes(m.format, static_cast<size_t>(m.k));
+  auto* base = static_cast<uint8_t*>(const_cast<void*>(m.data.data()));
+  s.data = Tensor::borrow(base + static_cast<size_t>(j0) * row_bytes, {rows, m.k}, m.data.dtype());
+  const QuantParams& q = m.data.quant();
+  QuantParams& sq = s.data.quant();
+  sq.axis = q.axis;
+  sq.group_size = q.group_size;
+  if (m.format == Format::kInt8) {
+    sq.scales.assign(q.scales.begin() + j0, q.scales.begin() + j0 + rows);
+  } else if (m.format == Format::kInt4) {
+    const int64_t per_row = (m.k + 31) / 32;
+    sq.scales_f16.assign(q.scales_f16.begin() + j0 * per_row,
+                         q.scales_f16.begin() + (j0 + rows) * per_row);
+  } else {
+    sq.scales = q.scales;
+  }
+  return s;
+}
 
 bool plain_gemm_supported(Format f) { return dnnl_types(f).has_value(); }
 

@@ -34,6 +34,7 @@
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_kernels.h"
 
 namespace dynaprec {
 namespace {
@@ -47,31 +48,6 @@ void run_tasks(size_t tasks, int threads, Fn&& fn) {
     return;
   }
   ThreadPool::default_pool().parallel_for(tasks, fn);
-}
-
-// Rows [j0, j0 + rows) of a weight matrix as a MatmulWeights sharing its codes.
-MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
-  MatmulWeights s;
-  s.format = m.format;
-  s.n = rows;
-  s.k = m.k;
-  const size_t row_bytes = format_storage_bytes(m.format, static_cast<size_t>(m.k));
-  auto* base = static_cast<uint8_t*>(const_cast<void*>(m.data.data()));
-  s.data = Tensor::borrow(base + static_cast<size_t>(j0) * row_bytes, {rows, m.k}, m.data.dtype());
-  const QuantParams& q = m.data.quant();
-  QuantParams& sq = s.data.quant();
-  sq.axis = q.axis;
-  sq.group_size = q.group_size;
-  if (m.format == Format::kInt8) {
-    sq.scales.assign(q.scales.begin() + j0, q.scales.begin() + j0 + rows);
-  } else if (m.format == Format::kInt4) {
-    const int64_t per_row = (m.k + 31) / 32;
-    sq.scales_f16.assign(q.scales_f16.begin() + j0 * per_row,
-                         q.scales_f16.begin() + (j0 + rows) * per_row);
-  } else {
-    sq.scales = q.scales;
-  }
-  return s;
 }
 
 struct State {
@@ -94,7 +70,7 @@ const std::vector<MatmulWeights>& group_slices(const ConvTransposeWeights& w) {
     st.storage = w.matrix.data;
     const int64_t rows = w.oc_per_group * w.kh * w.kw;
     for (int64_t g = 0; g < w.groups; ++g)
-      st.slices.push_back(slice_rows(w.matrix, g * rows, rows));
+      st.slices.push_back(cpu::slice_rows(w.matrix, g * rows, rows));
   }
   return st.slices;
 }

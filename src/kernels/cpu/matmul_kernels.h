@@ -39,4 +39,9 @@ std::span<const MatmulKernel> matmul_kernels();
 /// The kernel dispatch would run for this problem.
 const MatmulKernel& matmul_select(Format f, int64_t m, int64_t n, int64_t k);
 
+/// Rows [j0, j0 + rows) of a weight matrix as a MatmulWeights sharing its codes (int8 row
+/// scales and int4 group scales sliced, the fp8 tensor scale copied): one group of a grouped
+/// conv or conv-transpose (src/kernels/cpu/conv_cpu.cc).
+MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows);
+
 }  // namespace dynaprec::cpu

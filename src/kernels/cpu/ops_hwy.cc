@@ -710,50 +710,6 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::
 // corner with the last axis low comes before any with it high), zero weights skipped as there.
 // Nearest is a gather (each value as 0.0 + x in double, i.e. x + 0.0f), and an output row whose
 // source row equals the previous one's is copied from it.
-namespace {
-
-double resize_source_coord(CoordMode mode, int64_t o, double scale, int64_t in, int64_t out,
-                           double out_width) {
-  const double x = static_cast<double>(o);
-  switch (mode) {
-    case CoordMode::kHalfPixel:
-      return (x + 0.5) / scale - 0.5;
-    case CoordMode::kAsymmetric:
-      return x / scale;
-    case CoordMode::kAlignCorners:
-      return out_width == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (out_width - 1.0);
-    case CoordMode::kPytorchHalfPixel:
-      return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case CoordMode::kHalfPixelSymmetric: {
-      const double adjustment = static_cast<double>(out) / out_width;
-      const double offset = static_cast<double>(in) / 2.0 * (1.0 - adjustment);
-      return offset + (x + 0.5) / scale - 0.5;
-    }
-  }
-  return 0.0;
-}
-
-int64_t resize_nearest_index(NearestMode mode, double x, int64_t in) {
-  const double f = std::floor(x);
-  double r;
-  switch (mode) {
-    case NearestMode::kRoundPreferFloor:
-      r = x - f == 0.5 ? f : std::round(x);
-      break;
-    case NearestMode::kRoundPreferCeil:
-      r = x - f == 0.5 ? f + 1.0 : std::round(x);
-      break;
-    case NearestMode::kFloor:
-      r = f;
-      break;
-    default:
-      r = std::ceil(x);
-      break;
-  }
-  return static_cast<int64_t>(std::clamp(r, 0.0, static_cast<double>(in - 1)));
-}
-
-}  // namespace
 
 Tensor resize(const Tensor& x, const ResizeParams& p) {
   const size_t r = static_cast<size_t>(x.rank());
@@ -792,9 +748,9 @@ Tensor resize(const Tensor& x, const ResizeParams& p) {
     i0[d].resize(n), i1[d].resize(n), w1[d].resize(n);
     for (int64_t o = 0; o < out[d]; ++o) {
       const auto oi = static_cast<size_t>(o);
-      const double c = resize_source_coord(p.coord, o, scale[d], in, out[d], out_width[d]);
+      const double c = opsutil::resize_source_coord(p.coord, o, scale[d], in, out[d], out_width[d]);
       if (nearest) {
-        i0[d][oi] = i1[d][oi] = resize_nearest_index(p.nearest, c, in);
+        i0[d][oi] = i1[d][oi] = opsutil::resize_nearest_index(p.nearest, c, in);
         w1[d][oi] = 0.0;
       } else {
         const double cc = std::clamp(c, 0.0, static_cast<double>(in - 1));

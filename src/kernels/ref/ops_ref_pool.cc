@@ -148,48 +148,6 @@ Tensor pool(const Tensor& x, const PoolParams& p, bool is_max) {
 
 // ---- Resize ---------------------------------------------------------------------------------
 
-// The source coordinate of output index o along one axis (ONNX's formulas, in double).
-double source_coord(CoordMode mode, int64_t o, double scale, int64_t in, int64_t out,
-                    double out_width) {
-  const double x = static_cast<double>(o);
-  switch (mode) {
-    case CoordMode::kHalfPixel:
-      return (x + 0.5) / scale - 0.5;
-    case CoordMode::kAsymmetric:
-      return x / scale;
-    case CoordMode::kAlignCorners:
-      return out_width == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (out_width - 1.0);
-    case CoordMode::kPytorchHalfPixel:
-      return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
-    case CoordMode::kHalfPixelSymmetric: {
-      const double adjustment = static_cast<double>(out) / out_width;
-      const double offset = static_cast<double>(in) / 2.0 * (1.0 - adjustment);
-      return offset + (x + 0.5) / scale - 0.5;
-    }
-  }
-  return 0.0;
-}
-
-int64_t nearest_index(NearestMode mode, double x, int64_t in) {
-  const double f = std::floor(x);
-  double r;
-  switch (mode) {
-    case NearestMode::kRoundPreferFloor:
-      r = x - f == 0.5 ? f : std::round(x);
-      break;
-    case NearestMode::kRoundPreferCeil:
-      r = x - f == 0.5 ? f + 1.0 : std::round(x);
-      break;
-    case NearestMode::kFloor:
-      r = f;
-      break;
-    default:
-      r = std::ceil(x);
-      break;
-  }
-  return static_cast<int64_t>(std::clamp(r, 0.0, static_cast<double>(in - 1)));
-}
-
 }  // namespace
 
 Shape pool_output_shape(const Shape& x, const PoolParams& p, std::string_view op) {
@@ -249,9 +207,9 @@ Tensor resize(const Tensor& x, const ResizeParams& p) {
   for (size_t d = 0; d < r; ++d) {
     const int64_t in = x.dim(static_cast<int>(d));
     for (int64_t o = 0; o < out[d]; ++o) {
-      const double c = source_coord(p.coord, o, scale[d], in, out[d], out_width[d]);
+      const double c = opsutil::resize_source_coord(p.coord, o, scale[d], in, out[d], out_width[d]);
       if (p.mode == ResizeMode::kNearest) {
-        i0[d].push_back(nearest_index(p.nearest, c, in));
+        i0[d].push_back(opsutil::resize_nearest_index(p.nearest, c, in));
         i1[d].push_back(i0[d].back());
         w1[d].push_back(0.0);
       } else {  // linear: clamped to the input, i.e. edge values outside it

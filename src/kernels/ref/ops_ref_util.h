@@ -3,6 +3,7 @@
 // a shape that tracks element offsets into several strided tensors.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -151,5 +152,48 @@ inline BatchNormPlan batch_norm_plan(std::string_view op, const Tensor& x, const
 
 /// x itself if contiguous (a shallow copy sharing storage), else a contiguous clone.
 inline Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : x.clone(); }
+
+// Resize: the source coordinate of output index o along one axis (ONNX's formulas, in double),
+// shared by ref::resize and its fast path, which must agree bit for bit.
+inline double resize_source_coord(CoordMode mode, int64_t o, double scale, int64_t in, int64_t out,
+                                  double out_width) {
+  const double x = static_cast<double>(o);
+  switch (mode) {
+    case CoordMode::kHalfPixel:
+      return (x + 0.5) / scale - 0.5;
+    case CoordMode::kAsymmetric:
+      return x / scale;
+    case CoordMode::kAlignCorners:
+      return out_width == 1.0 ? 0.0 : x * static_cast<double>(in - 1) / (out_width - 1.0);
+    case CoordMode::kPytorchHalfPixel:
+      return out > 1 ? (x + 0.5) / scale - 0.5 : 0.0;
+    case CoordMode::kHalfPixelSymmetric: {
+      const double adjustment = static_cast<double>(out) / out_width;
+      const double offset = static_cast<double>(in) / 2.0 * (1.0 - adjustment);
+      return offset + (x + 0.5) / scale - 0.5;
+    }
+  }
+  return 0.0;
+}
+
+inline int64_t resize_nearest_index(NearestMode mode, double x, int64_t in) {
+  const double f = std::floor(x);
+  double r;
+  switch (mode) {
+    case NearestMode::kRoundPreferFloor:
+      r = x - f == 0.5 ? f : std::round(x);
+      break;
+    case NearestMode::kRoundPreferCeil:
+      r = x - f == 0.5 ? f + 1.0 : std::round(x);
+      break;
+    case NearestMode::kFloor:
+      r = f;
+      break;
+    default:
+      r = std::ceil(x);
+      break;
+  }
+  return static_cast<int64_t>(std::clamp(r, 0.0, static_cast<double>(in - 1)));
+}
 
 }  // namespace dynaprec::opsutil
