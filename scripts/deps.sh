@@ -12,7 +12,7 @@ PKGS=(
   libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev libcli11-dev
   nlohmann-json3-dev libfmt-dev libspdlog-dev
   libdnnl-dev ocl-icd-opencl-dev libonnx-dev libprotobuf-dev protobuf-compiler
-  libgrpc++-dev protobuf-compiler-grpc
+  libgrpc++-dev protobuf-compiler-grpc libisal-dev
   # peers for tests and benchmarks only (never on dynaprec's execution path)
   libopenblas-dev
   # ONNX backend node tests (conformance), and the evaluation set: text lines rendered with

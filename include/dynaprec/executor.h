@@ -37,6 +37,9 @@ using TensorMap = std::map<std::string, Tensor>;
 struct Plan {
   Format default_format = Format::kFp32;
   std::map<std::string, Format> layers;
+  /// Graph inputs and outputs that cross the host/device boundary narrowed, with their transfer
+  /// format (protocol.h encode_transfer); the executor itself ignores it.
+  std::map<std::string, Format> io;
   Format at(const std::string& layer) const {
     auto it = layers.find(layer);
     return it == layers.end() ? default_format : it->second;

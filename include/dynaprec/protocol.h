@@ -44,7 +44,7 @@ namespace dynaprec {
 
 /// Protocol version. A peer is accepted when the majors match and its minor is not newer.
 inline constexpr uint32_t kProtocolMajor = 1;
-inline constexpr uint32_t kProtocolMinor = 0;
+inline constexpr uint32_t kProtocolMinor = 1;  // 1.1: Plan.io (transfer formats)
 // The wire values of Format and OpKind are part of the protocol (formats.h, device.h).
 static_assert(kFormatCount == 7 && kOpCount == 3, "bump kProtocolMinor when formats/ops grow");
 
@@ -81,8 +81,24 @@ struct TensorMeta {
   uint64_t bytes = 0;                ///< element bytes + scale bytes
 };
 
-/// CRC-32 (IEEE, as zlib) of `n` bytes, continuing from `crc` (0 to start).
+/// CRC-32 (IEEE, as zlib) of `n` bytes, continuing from `crc` (0 to start). Runs on ISA-L's
+/// carry-less-multiply kernels (libisal), several GB/s on one core.
 uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
+
+// Transfer formats (docs/protocol.md "Transfer formats"). A plan may name graph inputs and
+// outputs in Plan::io with the format they cross the host/device boundary in; the in-process
+// device and the remote one apply the same two functions, so their results are bit-identical.
+
+/// The format activations travel in when the layers run at `f`: the format the device computes
+/// activations in for such layers (fp8 layers take bf16 activations, int4 layers int8).
+Format transfer_format(Format f);
+/// `t` as it crosses at `f`: a float32 tensor narrowed to `f` (int8 and int4: one scale per
+/// tensor / per group as CONTRACT §1). Unchanged: other dtypes, `f` = fp32, and tensors `f`
+/// cannot hold (a NaN or inf anywhere, or a magnitude beyond `f`'s largest finite value); the
+/// metadata then says fp32, and the receiver sees it.
+Tensor encode_transfer(const Tensor& t, Format f);
+/// What the receiver computes with: a narrowed tensor back to float32, anything else as it is.
+Tensor decode_transfer(const Tensor& t);
 /// The metadata of a contiguous tensor (checksum computed). Throws Error(kInvalidInput) for a
 /// strided tensor (clone() it first).
 TensorMeta tensor_meta(const Tensor& t, const std::string& name, uint64_t seq);

@@ -46,6 +46,11 @@ struct SessionOptions {
   /// policy's default (static: none; seed, dynamic: 1/4 and the first portion; --guarantee:
   /// every portion).
   double canary_rate = -1;
+  /// The format streamed float32 inputs and outputs cross the host/device boundary in
+  /// (protocol.h encode_transfer; carried state and constants stay as they are). Unset: the
+  /// static policy's transfer_format(plan.default_format) — an int8 run moves int8 tensors —
+  /// and fp32 for the seed and dynamic policies. The fp32 canary always crosses in fp32.
+  std::optional<Format> transfer;
 };
 
 /// A per-layer precision change, as logged in the report.

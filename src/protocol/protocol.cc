@@ -5,16 +5,19 @@
 // own tensor, and every refusal is an Error naming the tensor (or layer) and the field.
 #include "dynaprec/protocol.h"
 
-#include <zlib.h>
+#include <isa-l/crc.h>
 
 #include <bit>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <optional>
 #include <set>
 #include <string_view>
 
+#include "dynaprec/convert.h"
 #include "dynaprec/error.h"
+#include "dynaprec/quantize.h"
 
 namespace dynaprec {
 namespace {
@@ -87,7 +90,34 @@ void check_peer_version(uint32_t major, uint32_t minor) {
 
 uint32_t crc32(const void* data, size_t n, uint32_t crc) {
   if (n == 0) return crc;
-  return static_cast<uint32_t>(::crc32_z(crc, static_cast<const Bytef*>(data), n));
+  return ::crc32_gzip_refl(crc, static_cast<const unsigned char*>(data), n);
+}
+
+Format transfer_format(Format f) {
+  switch (f) {
+    case Format::kFp8E4M3:
+    case Format::kFp8E5M2:
+      return Format::kBf16;
+    case Format::kInt4:
+      return Format::kInt8;
+    default:
+      return f;
+  }
+}
+
+Tensor encode_transfer(const Tensor& t, Format f) {
+  if (t.dtype() != DType::kF32 || f == Format::kFp32 || f >= Format::kCount || t.numel() == 0)
+    return t;
+  const Tensor c = t.is_contiguous() ? t : t.clone();
+  const float a = amax(c.data_as<float>(), static_cast<size_t>(c.numel()));
+  const FormatInfo& fi = format_info(f);
+  if (!std::isfinite(a) || (fi.kind == FormatKind::kFloat && a > fi.max_finite)) return c;
+  return quantize(c, f);
+}
+
+Tensor decode_transfer(const Tensor& t) {
+  if (t.dtype() == DType::kF32 || !format_of(t.dtype())) return t;
+  return dequantize(t);
 }
 
 TensorMeta tensor_meta(const Tensor& t, const std::string& name, uint64_t seq) {

@@ -202,6 +202,7 @@ class RemoteRunner final : public ModelRunner {
       grpc::Status st = stub_->Hello(&ctx, r, &rep);
       if (!st.ok()) return st;
       check_peer_version(rep.version().major(), rep.version().minor());
+      server_caps_ = rep.capabilities();
       chunk_ = rep.limits().max_chunk_bytes()
                    ? std::min<uint64_t>(rep.limits().max_chunk_bytes(), kDefaultChunkBytes)
                    : kDefaultChunkBytes;
@@ -285,8 +286,11 @@ class RemoteRunner final : public ModelRunner {
     fail(st, std::string(what) + ", after " + std::to_string(retries_) + " reconnect attempts");
   }
 
-  grpc::Status attempt(const TensorMap& in, const Plan& plan, RunStats* stats, uint64_t seq,
+  grpc::Status attempt(const TensorMap& in, const Plan& plan0, RunStats* stats, uint64_t seq,
                        Traffic* traffic, TensorMap* out) {
+    // Transfer formats need a server that knows them (1.1); an older one gets fp32 tensors.
+    Plan plan = plan0;
+    if (!(server_caps_ & kCapTransfer)) plan.io.clear();
     grpc::ClientContext ctx;
     prepare(&ctx, timeout_s_);
     auto s = stub_->Run(&ctx);
@@ -308,12 +312,15 @@ class RemoteRunner final : public ModelRunner {
                                                 : grpc::WriteOptions().set_buffer_hint());
         if (!ok) throw Broken{};
       };
-      for (const auto& [name, t] : in)
+      for (const auto& [name, t0] : in) {
+        auto f = plan.io.find(name);
+        const Tensor t = f == plan.io.end() ? t0 : encode_transfer(t0, f->second);
         encode_tensor(t, name, seq, chunk_, [&](wire::TensorChunk&& c) {
           flush(false);
           pending.emplace();
           *pending->mutable_chunk() = std::move(c);
         });
+      }
       flush(true);
     } catch (const Broken&) {
       return s->Finish();
@@ -347,6 +354,8 @@ class RemoteRunner final : public ModelRunner {
     grpc::Status st = s->Finish();
     if (!st.ok()) return st;
     *out = as.take();
+    for (auto& [name, t] : *out)
+      if (plan.io.count(name)) t = decode_transfer(t);
     if (stats) {
       from_wire(res.stats(), stats);
       for (const LayerRun& l : stats->layers)
@@ -374,6 +383,7 @@ class RemoteRunner final : public ModelRunner {
   int retries_ = 20;
   double timeout_s_ = 300;
   uint64_t chunk_ = kDefaultChunkBytes;
+  uint64_t server_caps_ = 0;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<wire::Device::Stub> stub_;
   std::vector<ValueInfo> inputs_, outputs_;

@@ -206,7 +206,13 @@ std::shared_ptr<const RunReplyData> DeviceCore::run(const std::string& client,
     throw CallError(CallError::kPrecondition, "run: seq " + std::to_string(h.seq()) +
                                                   " is older than the last run (" +
                                                   std::to_string(s->last_seq) + ")");
-  const Plan plan = from_wire(h.plan());
+  Plan plan = from_wire(h.plan());
+  // Narrowed inputs back to what the layers compute with; the runner gets them as they are
+  // (the crossing happened on the wire: plan.io is not applied twice).
+  std::map<std::string, Format> io;
+  io.swap(plan.io);
+  for (auto& [name, t] : inputs)
+    if (io.count(name)) t = decode_transfer(t);
   RunStats stats;
   stats.monitor = h.monitor();
   stats.profile_ops = h.profile_ops();
@@ -216,6 +222,8 @@ std::shared_ptr<const RunReplyData> DeviceCore::run(const std::string& client,
     out = s->runner->run(inputs, plan, &stats, h.seq());
   }
   inputs.clear();
+  for (auto& [name, t] : out)
+    if (auto it = io.find(name); it != io.end()) t = encode_transfer(t, it->second);
   auto r = std::make_shared<RunReplyData>();
   r->result.set_seq(h.seq());
   to_wire(stats, r->result.mutable_stats());

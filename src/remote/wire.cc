@@ -265,6 +265,7 @@ PlanReply from_wire(const wire::PlanReply& w) {
 void to_wire(const Plan& p, wire::Plan* w) {
   w->set_default_format(static_cast<uint32_t>(p.default_format));
   for (const auto& [l, f] : p.layers) (*w->mutable_layers())[l] = static_cast<uint32_t>(f);
+  for (const auto& [n, f] : p.io) (*w->mutable_io())[n] = static_cast<uint32_t>(f);
 }
 
 Plan from_wire(const wire::Plan& w) {
@@ -272,6 +273,8 @@ Plan from_wire(const wire::Plan& w) {
   p.default_format = format_from_wire(w.default_format(), "plan default");
   for (const auto& [l, f] : w.layers())
     p.layers[l] = format_from_wire(f, "plan layer '" + printable(l) + "'");
+  for (const auto& [n, f] : w.io())
+    p.io[n] = format_from_wire(f, "plan transfer of '" + printable(n) + "'");
   return p;
 }
 

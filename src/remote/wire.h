@@ -23,7 +23,8 @@ inline constexpr uint64_t kCapChunkedTensors = 1u << 0;  ///< TensorChunk transf
 inline constexpr uint64_t kCapServerPaths = 1u << 1;     ///< LoadHeader.server_path accepted
 inline constexpr uint64_t kCapReplay = 1u << 2;          ///< a retried seq is answered once
 inline constexpr uint64_t kCapMonitor = 1u << 3;         ///< quality reports
-inline constexpr uint64_t kOurCaps = kCapChunkedTensors | kCapReplay | kCapMonitor;
+inline constexpr uint64_t kCapTransfer = 1u << 4;        ///< Plan.io (narrowed inputs/outputs)
+inline constexpr uint64_t kOurCaps = kCapChunkedTensors | kCapReplay | kCapMonitor | kCapTransfer;
 
 inline constexpr uint64_t kDefaultChunkBytes = 4u << 20;
 

@@ -4,6 +4,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/device.h"
 #include "dynaprec/error.h"
+#include "dynaprec/protocol.h"
 #include "dynaprec/runner.h"
 #include "dynaprec/thread_pool.h"
 
@@ -60,12 +61,21 @@ class LocalRunner final : public ModelRunner {
 
   TensorMap run(const TensorMap& in, const Plan& plan, RunStats* stats, uint64_t /*seq*/,
                 Traffic* traffic) override {
-    TensorMap out = exec_.run(in, plan, stats);
-    if (traffic) {
-      *traffic = {};
-      for (const auto& [name, t] : in) traffic->to_device += tensor_bytes(t);
-      for (const auto& [name, t] : out) traffic->from_device += tensor_bytes(t);
-    }
+    // The in-process transfer: tensors named in plan.io cross narrowed, as over the wire
+    // (protocol.h), so that this device and a remote one give the same bits at the same plan.
+    Traffic t;
+    auto cross = [&plan](const TensorMap& m, uint64_t* bytes) {
+      TensorMap r;
+      for (const auto& [name, x] : m) {
+        auto f = plan.io.find(name);
+        const Tensor e = f == plan.io.end() ? x : encode_transfer(x, f->second);
+        *bytes += tensor_bytes(e);
+        r[name] = f == plan.io.end() ? e : decode_transfer(e);
+      }
+      return r;
+    };
+    TensorMap out = cross(exec_.run(cross(in, &t.to_device), plan, stats), &t.from_device);
+    if (traffic) *traffic = t;
     return out;
   }
 

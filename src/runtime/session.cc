@@ -30,9 +30,10 @@ struct Session::Impl {
   int64_t next_index = 0;
 
   std::optional<ControllerState> control;
-  Plan plan;             // the plan for the next portion (before negotiation)
-  uint64_t seq = 0;      // negotiation sequence
-  uint64_t run_seq = 0;  // run sequence (portions, canaries, re-runs)
+  Plan plan;                         // the plan for the next portion (before negotiation)
+  std::map<std::string, Format> io;  // transfer formats of streamed inputs and outputs
+  uint64_t seq = 0;                  // negotiation sequence
+  uint64_t run_seq = 0;              // run sequence (portions, canaries, re-runs)
   double canary_rate = 0;
   double canary_acc = 0;
 
@@ -141,6 +142,7 @@ struct Session::Impl {
                   : pc.kind == PolicyKind::kStatic ? 0.0
                                                    : 0.25;
     if (pc.guarantee) canary_rate = 1.0;
+    setup_transfer();
     if (pc.kind == PolicyKind::kStatic) return;
     std::vector<ControlLayer> cls;
     for (size_t i = 0; i < exec->layers().size(); ++i) {
@@ -157,6 +159,22 @@ struct Session::Impl {
     }
     control = make_controller(pc, std::move(cls));
     plan = initial_plan(*control);
+  }
+
+  void setup_transfer() {
+    const Format tf = opts.transfer ? *opts.transfer
+                      : opts.policy.kind == PolicyKind::kStatic
+                          ? transfer_format(opts.plan.default_format)
+                          : Format::kFp32;
+    io.clear();
+    if (tf == Format::kFp32) return;
+    for (const ValueInfo& v : all_inputs)
+      if (v.dtype == DType::kF32 && !opts.consts.count(v.name) && !carried(v.name)) io[v.name] = tf;
+    for (const ValueInfo& v : exec->outputs()) {
+      bool carried_out = false;
+      for (const auto& [o, i] : opts.carry) carried_out |= o == v.name;
+      if (v.dtype == DType::kF32 && !carried_out) io[v.name] = tf;
+    }
   }
 
   void reset_state() {
@@ -252,6 +270,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
   const PlanReply reply = m.exec->negotiate(prop);
   Plan agreed = reply.plan();
   agreed.default_format = m.plan.default_format;
+  agreed.io = m.io;
   std::map<std::string, std::string> countered;
   for (const LayerAnswer& a : reply.layers)
     if (!a.reason.empty()) {
@@ -304,6 +323,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       for (const Switch& sw : d.switches)
         pr.switches.push_back({sw.layer, sw.from, sw.to, sw.reason});
       agreed = d.plan;
+      agreed.io = m.io;
       stats.reports.clear();
       out = m.exec->run(in, agreed, &stats, ++m.run_seq, &traffic);
       pr.output_sqnr_db = output_sqnr(out);

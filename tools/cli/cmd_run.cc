@@ -48,6 +48,7 @@ struct CommonArgs {
   std::string model;
   std::vector<std::string> inputs, consts, carry, pins;
   std::string precision = "fp32", plan_file, policy = "static", device = "cpu", token_file, tls_ca;
+  std::string transfer;
   double target_sqnr = 30;
   double monitor_rate = -1;
   double canary_rate = -1;
@@ -71,6 +72,9 @@ struct CommonArgs {
     c->add_option("--policy", policy, "static (default), dynamic or seed");
     c->add_option("--target-sqnr", target_sqnr, "dB, for --policy dynamic/seed");
     c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
+    c->add_option("--transfer", transfer,
+                  "format streamed float32 inputs and outputs cross to and from the device in "
+                  "(default: the --precision of a static run, fp32 with a policy)");
     c->add_option("--device", device, "cpu (default) or grpc://HOST:PORT");
     c->add_option("--token-file", token_file, "token for a grpc:// device");
     c->add_option("--tls-ca", tls_ca,
@@ -110,6 +114,7 @@ struct CommonArgs {
     o.monitor.rate =
         monitor_rate >= 0 ? monitor_rate : (*kind == PolicyKind::kStatic ? 0.0 : o.monitor.rate);
     o.canary_rate = canary_rate;
+    if (!transfer.empty()) o.transfer = parse_format(transfer, "--transfer");
     if (!plan_file.empty()) {
       std::ifstream f(plan_file);
       if (!f) throw Error(ErrorKind::kInvalidInput, "--plan: cannot open " + plan_file);
