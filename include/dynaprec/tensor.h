@@ -119,4 +119,13 @@ class Tensor {
   QuantParams quant_;
 };
 
+/// Storage of tensors of 32 MiB or more is kept for reuse after they die (at most 512 MiB, each
+/// block for at most 5 s of inactivity): the next tensor of that size skips the page faults of
+/// fresh memory. release_tensor_cache() frees every kept block now, trim_tensor_cache() those
+/// idle for 5 s (a long-lived process calls it now and then); tensor_cache_bytes() says how much
+/// is kept.
+void release_tensor_cache();
+void trim_tensor_cache();
+size_t tensor_cache_bytes();
+
 }  // namespace dynaprec

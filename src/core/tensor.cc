@@ -1,9 +1,12 @@
 #include "dynaprec/tensor.h"
 
 #include <array>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <mutex>
+#include <vector>
 
 #include "dynaprec/error.h"
 
@@ -43,6 +46,76 @@ static_assert(static_cast<int>(DType::kI4) == static_cast<int>(Format::kInt4));
 static_assert(kFormatCount == 7, "a new Format needs a DType row");
 
 constexpr size_t kAlign = 64;
+
+// Storage of large tensors is kept after the tensor dies and handed to the next tensor of the
+// same (rounded) size. glibc maps every block of 32 MiB or more afresh and unmaps it on free,
+// so without this each such tensor pays its page faults again: on this project's VM, first
+// touches cost about as much as the copies of a remote transfer (docs/protocol.md). Smaller
+// blocks are reused by malloc itself. Bounded: at most kMaxTotal bytes wait here, a block idle
+// for kMaxIdle is freed at the next allocation or release, and release_tensor_cache() frees all.
+class BigBlocks {
+ public:
+  static constexpr size_t kMin = 32u << 20, kRound = 2u << 20, kMaxTotal = 512u << 20;
+  static constexpr std::chrono::seconds kMaxIdle{5};
+
+  static BigBlocks& instance() {
+    static BigBlocks* c = new BigBlocks;  // never destroyed: tensors may die after main()
+    return *c;
+  }
+  void* take(size_t size) {
+    std::lock_guard<std::mutex> lk(mu_);
+    evict_idle(Clock::now());
+    for (size_t i = blocks_.size(); i-- > 0;)
+      if (blocks_[i].size == size) {
+        void* p = blocks_[i].p;
+        total_ -= size;
+        blocks_.erase(blocks_.begin() + static_cast<std::ptrdiff_t>(i));
+        return p;
+      }
+    return nullptr;
+  }
+  void give(void* p, size_t size) {
+    std::lock_guard<std::mutex> lk(mu_);
+    evict_idle(Clock::now());
+    if (size > kMaxTotal) {
+      std::free(p);
+      return;
+    }
+    while (total_ + size > kMaxTotal) pop_oldest();
+    blocks_.push_back({p, size, Clock::now()});
+    total_ += size;
+  }
+  void release(bool all) {
+    std::lock_guard<std::mutex> lk(mu_);
+    if (all)
+      while (!blocks_.empty()) pop_oldest();
+    else
+      evict_idle(Clock::now());
+  }
+  size_t bytes() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return total_;
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Block {
+    void* p;
+    size_t size;
+    Clock::time_point freed;
+  };
+  void pop_oldest() {
+    std::free(blocks_.front().p);
+    total_ -= blocks_.front().size;
+    blocks_.erase(blocks_.begin());
+  }
+  void evict_idle(Clock::time_point now) {
+    while (!blocks_.empty() && now - blocks_.front().freed > kMaxIdle) pop_oldest();
+  }
+  std::mutex mu_;
+  std::vector<Block> blocks_;  // oldest first
+  size_t total_ = 0;
+};
 
 }  // namespace
 
@@ -135,12 +208,19 @@ Tensor Tensor::empty(Shape shape, DType dtype) {
   size_t bytes = t.nbytes();
   size_t alloc = (bytes + kAlign - 1) / kAlign * kAlign;
   if (alloc == 0) alloc = kAlign;
-  void* p = std::aligned_alloc(kAlign, alloc);
+  const size_t tail = alloc - bytes;
+  const bool big = alloc >= BigBlocks::kMin;
+  if (big) alloc = (alloc + BigBlocks::kRound - 1) / BigBlocks::kRound * BigBlocks::kRound;
+  void* p = big ? BigBlocks::instance().take(alloc) : nullptr;
+  if (p == nullptr) p = std::aligned_alloc(kAlign, alloc);
   if (p == nullptr)
     throw Error(ErrorKind::kIo, "out of memory allocating " + std::to_string(alloc) +
                                     " bytes for a tensor of shape " + shape_str(t.shape_));
-  if (alloc > bytes) std::memset(static_cast<char*>(p) + bytes, 0, alloc - bytes);  // the tail
-  t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
+  if (tail) std::memset(static_cast<char*>(p) + bytes, 0, tail);  // the tail
+  if (big)
+    t.owner_ = std::shared_ptr<void>(p, [alloc](void* q) { BigBlocks::instance().give(q, alloc); });
+  else
+    t.owner_ = std::shared_ptr<void>(p, [](void* q) { std::free(q); });
   t.data_ = p;
   return t;
 }
@@ -183,5 +263,9 @@ Tensor Tensor::clone() const {
   }
   return out;
 }
+
+void release_tensor_cache() { BigBlocks::instance().release(true); }
+void trim_tensor_cache() { BigBlocks::instance().release(false); }
+size_t tensor_cache_bytes() { return BigBlocks::instance().bytes(); }
 
 }  // namespace dynaprec

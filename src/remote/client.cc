@@ -9,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
-#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -304,24 +303,24 @@ class RemoteRunner final : public ModelRunner {
       h->set_monitor(stats && stats->monitor);
       h->set_profile_ops(stats && stats->profile_ops);
       h->set_tensor_count(static_cast<uint32_t>(in.size()));
-      // Every message but the last is buffered: small portions go out in one write.
-      std::optional<wire::RunRequest> pending(std::move(m));
-      auto flush = [&](bool last) {
-        sent += pending->ByteSizeLong();
-        const bool ok = s->Write(*pending, last ? grpc::WriteOptions().set_last_message()
-                                                : grpc::WriteOptions().set_buffer_hint());
-        if (!ok) throw Broken{};
+      // Every message but the last is buffered: small portions go out in one write. One
+      // message carries every chunk in turn (its buffer is reused).
+      auto write = [&](const wire::RunRequest& msg, bool last) {
+        sent += msg.ByteSizeLong();
+        if (!s->Write(msg, last ? grpc::WriteOptions().set_last_message()
+                                : grpc::WriteOptions().set_buffer_hint()))
+          throw Broken{};
       };
+      write(m, in.empty());
+      wire::RunRequest c;
+      size_t left = in.size();
       for (const auto& [name, t0] : in) {
         auto f = plan.io.find(name);
         const Tensor t = f == plan.io.end() ? t0 : encode_transfer(t0, f->second);
-        encode_tensor(t, name, seq, chunk_, [&](wire::TensorChunk&& c) {
-          flush(false);
-          pending.emplace();
-          *pending->mutable_chunk() = std::move(c);
-        });
+        --left;
+        encode_tensor(t, name, seq, chunk_, c.mutable_chunk(),
+                      [&](bool last) { write(c, last && left == 0); });
       }
-      flush(true);
     } catch (const Broken&) {
       return s->Finish();
     }

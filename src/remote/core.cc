@@ -222,17 +222,15 @@ std::shared_ptr<const RunReplyData> DeviceCore::run(const std::string& client,
     out = s->runner->run(inputs, plan, &stats, h.seq());
   }
   inputs.clear();
-  for (auto& [name, t] : out)
-    if (auto it = io.find(name); it != io.end()) t = encode_transfer(t, it->second);
   auto r = std::make_shared<RunReplyData>();
   r->result.set_seq(h.seq());
+  r->seq = h.seq();
   to_wire(stats, r->result.mutable_stats());
   r->result.set_tensor_count(static_cast<uint32_t>(out.size()));
-  for (const auto& [name, t] : out)
-    encode_tensor(t, name, h.seq(), opts_.max_chunk_bytes, [&](wire::TensorChunk&& c) {
-      r->chunks.emplace_back();
-      *r->chunks.back().mutable_chunk() = std::move(c);
-    });
+  for (auto& [name, t] : out) {
+    auto it = io.find(name);
+    r->outputs.emplace_back(name, it == io.end() ? t : encode_transfer(t, it->second));
+  }
   s->last_seq = h.seq();
   s->last_reply = r;
   return r;

@@ -40,11 +40,13 @@ class CallError : public std::runtime_error {
   Code code_;
 };
 
-/// A run's reply: the result message and the output tensors already cut into chunks (kept for a
-/// replay of the same seq).
+/// A run's reply: the result message and the output tensors as they go on the wire (encoded at
+/// their transfer formats), kept for a replay of the same seq. write_outputs() cuts them into
+/// chunks while writing.
 struct RunReplyData {
   wire::RunResult result;
-  std::vector<wire::RunReply> chunks;  ///< each holds one TensorChunk (written without a copy)
+  uint64_t seq = 0;
+  std::vector<std::pair<std::string, Tensor>> outputs;
 };
 
 class DeviceCore {

@@ -136,12 +136,20 @@ class Service final : public wire::Device::Service {
       if (!as.done()) throw Error(ErrorKind::kIo, "run: the client went away mid-transfer");
       reply = core_.run(client, h, as.take());
     });
+    // A failed call (a client gone mid-transfer, a refused tensor) is not the steady stream the
+    // kept tensor storage serves: give its memory back now.
+    if (!st.ok()) release_tensor_cache();
     if (!st.ok()) return st;
     wire::RunReply out;
     *out.mutable_result() = reply->result;
     if (!stream->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
-    for (const wire::RunReply& c : reply->chunks)
-      if (!stream->Write(c)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+    bool ok = true;
+    out.Clear();  // one message for every chunk: its buffer is reused
+    for (const auto& [name, t] : reply->outputs) {
+      encode_tensor(t, name, reply->seq, core_.options().max_chunk_bytes, out.mutable_chunk(),
+                    [&](bool) { ok = ok && stream->Write(out); });
+      if (!ok) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
+    }
     return grpc::Status::OK;
   }
 
@@ -224,7 +232,9 @@ class GrpcServer final : public RemoteServer {
       std::unique_lock<std::mutex> lk(mu_);
       while (!stop_) {
         cv_.wait_for(lk, std::chrono::seconds(1));
-        if (!stop_) core_->reap_idle();
+        if (stop_) break;
+        core_->reap_idle();
+        trim_tensor_cache();  // kept tensor storage idle for 5 s goes back to the system
       }
     });
   }

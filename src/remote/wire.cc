@@ -99,20 +99,22 @@ TensorMeta from_wire(const wire::TensorMeta& w, uint64_t max_tensor_bytes) {
 }
 
 uint64_t encode_tensor(const Tensor& t0, const std::string& name, uint64_t seq,
-                       uint64_t chunk_bytes, const std::function<void(wire::TensorChunk&&)>& emit) {
+                       uint64_t chunk_bytes, wire::TensorChunk* c,
+                       const std::function<void(bool last)>& send) {
   const Tensor t = t0.is_contiguous() ? t0 : t0.clone();
   const TensorMeta m = tensor_meta(t, name, seq);
   const uint64_t n = t.nbytes();
   const char* p = static_cast<const char*>(t.data());
   uint64_t off = 0;
+  c->Clear();
+  to_wire(m, c->mutable_meta());
   do {
-    wire::TensorChunk c;
-    if (off == 0) to_wire(m, c.mutable_meta());
+    if (off > 0) c->clear_meta();
     const uint64_t len = std::min<uint64_t>(chunk_bytes, n - off);
-    c.set_offset(off);
-    if (len) c.set_data(p + off, len);
+    c->set_offset(off);
+    c->mutable_data()->assign(p + off, len);
     off += len;
-    emit(std::move(c));
+    send(off >= n);
   } while (off < n);
   return m.bytes;
 }

@@ -37,10 +37,12 @@ uint64_t element_bytes(const std::vector<int64_t>& shape, DType dtype, const std
 void to_wire(const TensorMeta& m, wire::TensorMeta* w);
 /// Range-checks the enums (format, dtype) and the scale counts against `max_tensor_bytes`.
 TensorMeta from_wire(const wire::TensorMeta& w, uint64_t max_tensor_bytes);
-/// Splits `t` (made contiguous) into chunks of at most `chunk_bytes` data bytes and calls
-/// `emit` on each. Returns the tensor's bytes (elements + scales).
+/// Splits `t` (made contiguous) into chunks of at most `chunk_bytes` data bytes: fills `*c` with
+/// each in turn (the same message, so its buffer is reused rather than allocated per chunk) and
+/// calls `send(last)`, `last` being true for the tensor's final chunk. Returns the tensor's bytes
+/// (elements + scales).
 uint64_t encode_tensor(const Tensor& t, const std::string& name, uint64_t seq, uint64_t chunk_bytes,
-                       const std::function<void(wire::TensorChunk&&)>& emit);
+                       wire::TensorChunk* c, const std::function<void(bool last)>& send);
 
 /// Receives `count` tensors chunk by chunk, each checked against its metadata (verify_tensor).
 class TensorAssembler {

@@ -1,4 +1,5 @@
 #include <gtest/gtest.h>
+#include <vector>
 
 #include "dynaprec/error.h"
 #include "dynaprec/tensor.h"
@@ -50,6 +51,46 @@ TEST(Tensor, DTypeNames) {
   EXPECT_EQ(dtype_bits(DType::kI4), 4);
   EXPECT_EQ(dtype_of(Format::kInt8), DType::kI8);
   EXPECT_EQ(format_of(DType::kI64), std::nullopt);
+}
+
+}  // namespace
+}  // namespace dynaprec
+
+namespace dynaprec {
+namespace {
+
+// Storage of 32 MiB and more is kept after its tensor dies and reused for the next tensor of the
+// same rounded size; the kept total stays bounded; release_tensor_cache() frees it all.
+TEST(TensorStorage, LargeBlocksAreReusedBoundedAndReleased) {
+  release_tensor_cache();
+  EXPECT_EQ(tensor_cache_bytes(), 0u);
+  const void* first = nullptr;
+  {
+    Tensor a = Tensor::empty({10 << 20}, DType::kF32);  // 40 MiB
+    first = a.data();
+  }
+  EXPECT_EQ(tensor_cache_bytes(), size_t{40} << 20);
+  {
+    Tensor b = Tensor::zeros({10 << 20}, DType::kF32);  // the same block, zeroed again
+    EXPECT_EQ(b.data(), first);
+    EXPECT_EQ(tensor_cache_bytes(), 0u);
+    for (int64_t i = 0; i < b.numel(); i += 4099) ASSERT_EQ(b.data_as<float>()[i], 0.0f);
+  }
+  {
+    Tensor small = Tensor::empty({1 << 20}, DType::kF32);  // 4 MiB: malloc's business
+  }
+  EXPECT_EQ(tensor_cache_bytes(), size_t{40} << 20);
+  {
+    std::vector<Tensor> many;
+    for (int i = 0; i < 20; ++i)
+      many.push_back(Tensor::empty({(10 << 20) + i * 1024}, DType::kF32));
+  }
+  EXPECT_LE(tensor_cache_bytes(), size_t{512} << 20);
+  EXPECT_GT(tensor_cache_bytes(), size_t{400} << 20);
+  trim_tensor_cache();  // nothing idle for 5 s yet
+  EXPECT_GT(tensor_cache_bytes(), 0u);
+  release_tensor_cache();
+  EXPECT_EQ(tensor_cache_bytes(), 0u);
 }
 
 }  // namespace

@@ -277,18 +277,27 @@ TEST_F(Remote, LargeTensorThroughput) {
   Tensor x = randn({n}, 4);
   auto ro = opts(url_);
   Session remote(model, ro);
-  remote.run_portion({{"x", slice(x, {0}, {1024}, {0})}});  // warm up
-  const auto t0 = Clock::now();
-  const TensorMap out = remote.run_portion({{"x", x}});
-  const double ms = ms_since(t0);
+  // Steady streaming: the first full-size portion warms the connection (HTTP/2 windows) and the
+  // kept tensor storage (tensor.h); the next three are timed, the median reported.
+  remote.run_portion({{"x", x}});
+  std::vector<double> ms;
+  TensorMap out;
+  for (int r = 0; r < 3; ++r) {
+    const auto t0 = Clock::now();
+    out = remote.run_portion({{"x", x}});
+    ms.push_back(ms_since(t0));
+  }
+  std::sort(ms.begin(), ms.end());
   const double gb = 2.0 * static_cast<double>(n) * 4 / 1e9;
-  std::printf("[ wire ] %.0f MB round trip in %.1f ms: %.2f GB/s (compute included)\n", gb * 1e3,
-              ms, gb / (ms / 1e3));
+  std::printf(
+      "[ wire ] %.0f MB round trip: median %.1f ms, %.2f GB/s (best %.2f; relu on the server "
+      "included)\n",
+      gb * 1e3, ms[1], gb / (ms[1] / 1e3), gb / (ms[0] / 1e3));
   const float* p = out.at("y").data_as<float>();
   for (int64_t i = 0; i < n; i += 4097) ASSERT_EQ(p[i], std::max(0.0f, x.data_as<float>()[i]));
-  // Four CRC-32 passes and several copies per byte: the >= 1 GB/s goal is checked by
-  // scripts/remote_soak.sh perf (DYNAPREC_REMOTE_STRICT=1) on an unloaded machine.
-  EXPECT_GT(gb / (ms / 1e3), std::getenv("DYNAPREC_REMOTE_STRICT") ? 1.0 : 0.03);
+  // Client and server share this machine's cores with the rest of the suite: the >= 1 GB/s goal
+  // is asserted by scripts/remote_soak.sh perf (DYNAPREC_REMOTE_STRICT=1) on an idle machine.
+  EXPECT_GT(gb / (ms[1] / 1e3), std::getenv("DYNAPREC_REMOTE_STRICT") ? 1.0 : 0.03);
 }
 
 TEST_F(Remote, PerPortionOverhead) {
@@ -439,9 +448,8 @@ TEST_F(Remote, VersionRulesAndUnknownValues) {
   m.mutable_header()->set_tensor_count(1);
   rw->Write(m);
   wire::RunRequest c;
-  remote::encode_tensor(randn({1, 64}, 7), "x", 1, 1 << 20,
-                        [&](wire::TensorChunk&& ch) { *c.mutable_chunk() = std::move(ch); });
-  rw->Write(c);
+  remote::encode_tensor(randn({1, 64}, 7), "x", 1, 1 << 20, c.mutable_chunk(),
+                        [&](bool) { rw->Write(c); });
   rw->WritesDone();
   st = rw->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
@@ -488,6 +496,7 @@ TEST_F(Remote, ClientVanishingMidTransferLeavesServerHealthy) {
   grpc::Status st;
   const std::string sid = raw_load(*s, "gone", &st);
   ASSERT_TRUE(st.ok());
+  release_tensor_cache();  // storage kept from earlier tests would hide what this one frees
   const size_t before = heap_in_use();
   for (int round = 0; round < 3; ++round) {
     grpc::ClientContext ctx;
@@ -501,11 +510,9 @@ TEST_F(Remote, ClientVanishingMidTransferLeavesServerHealthy) {
     // The first 4 MiB chunk of a 64 MiB tensor, then the client vanishes.
     const Tensor x = Tensor::zeros({16ll << 20}, DType::kF32);
     int sent = 0;
-    remote::encode_tensor(x, "x", 1, 4 << 20, [&](wire::TensorChunk&& ch) {
-      if (sent++ > 0) return;
-      wire::RunRequest c;
-      *c.mutable_chunk() = std::move(ch);
-      rw->Write(c);
+    wire::RunRequest c;
+    remote::encode_tensor(x, "x", 1, 4 << 20, c.mutable_chunk(), [&](bool) {
+      if (sent++ == 0) rw->Write(c);
     });
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     ctx.TryCancel();
@@ -514,6 +521,9 @@ TEST_F(Remote, ClientVanishingMidTransferLeavesServerHealthy) {
   for (int i = 0; i < 100 && server_->active_calls() > 0; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(server_->active_calls(), 0u);
+  // This process is also the client: its own 64 MiB tensors wait in the kept storage. Freeing
+  // that frees nothing the server still references, so a leak on its side would still show.
+  release_tensor_cache();
   const size_t after = heap_in_use();
   std::printf("[ mem  ] heap in use before %zu, after 3 abandoned 64 MiB transfers %zu\n", before,
               after);
