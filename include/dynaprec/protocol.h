@@ -106,7 +106,9 @@ TensorMeta tensor_meta(const Tensor& t, const std::string& name, uint64_t seq);
 /// format or dtype value, a format that does not store that dtype, scales that do not fit the
 /// dtype and shape) or `t` does not match it: format, dtype, rank, shape, axis, group size,
 /// scale counts, bytes, checksum (checked in that order). `t` must be contiguous.
-void verify_tensor(const TensorMeta& m, const Tensor& t);
+/// `element_crc`, when given, is the CRC-32 of t's element bytes as the caller computed it while
+/// receiving them (chunk by chunk, while each was in cache); the scales are hashed here.
+void verify_tensor(const TensorMeta& m, const Tensor& t, const uint32_t* element_crc = nullptr);
 
 struct LayerOffer {
   std::string layer;

@@ -137,7 +137,7 @@ TensorMeta tensor_meta(const Tensor& t, const std::string& name, uint64_t seq) {
   return m;
 }
 
-void verify_tensor(const TensorMeta& m, const Tensor& t) {
+void verify_tensor(const TensorMeta& m, const Tensor& t, const uint32_t* element_crc) {
   const std::string& n = m.name;
   // The metadata on its own: enum values in range and consistent with each other.
   if (m.format >= Format::kCount)
@@ -209,7 +209,9 @@ void verify_tensor(const TensorMeta& m, const Tensor& t) {
   const uint64_t bytes = t.nbytes() + t.scale_bytes();
   if (m.bytes != bytes)
     refuse(n, "bytes " + std::to_string(m.bytes) + " expected, got " + std::to_string(bytes));
-  const uint32_t crc = tensor_crc(t);
+  const uint32_t crc = element_crc
+                           ? crc_scales(t.quant().scales, t.quant().scales_f16, *element_crc)
+                           : tensor_crc(t);
   if (m.crc32 != crc) {
     char buf[64];
     std::snprintf(buf, sizeof buf, "checksum 0x%08x expected, got 0x%08x", m.crc32, crc);

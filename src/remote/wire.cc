@@ -142,6 +142,7 @@ void TensorAssembler::add(const wire::TensorChunk& c) {
     cur_.quant().axis = meta_.axis;
     cur_.quant().group_size = static_cast<int>(std::min<uint32_t>(meta_.group_size, 1u << 30));
     filled_ = 0;
+    crc_ = 0;
     open_ = true;
   } else {
     if (c.has_meta()) bad("tensor '" + printable(meta_.name) + "': metadata again mid-tensor");
@@ -152,13 +153,16 @@ void TensorAssembler::add(const wire::TensorChunk& c) {
   const std::string& d = c.data();
   if (d.size() > expected_ - filled_)
     bad("tensor '" + printable(meta_.name) + "': more data than its shape holds");
-  if (!d.empty()) std::memcpy(static_cast<char*>(cur_.data()) + filled_, d.data(), d.size());
+  if (!d.empty()) {
+    std::memcpy(static_cast<char*>(cur_.data()) + filled_, d.data(), d.size());
+    crc_ = crc32(d.data(), d.size(), crc_);  // while the chunk is in cache: no second pass
+  }
   filled_ += d.size();
   if (filled_ == expected_) finish_current();
 }
 
 void TensorAssembler::finish_current() {
-  verify_tensor(meta_, cur_);
+  verify_tensor(meta_, cur_, &crc_);
   tensor_bytes_ += meta_.bytes;
   out_[meta_.name] = std::move(cur_);
   cur_ = Tensor();

@@ -64,6 +64,7 @@ class TensorAssembler {
   TensorMeta meta_;
   Tensor cur_;
   uint64_t filled_ = 0, expected_ = 0, tensor_bytes_ = 0;
+  uint32_t crc_ = 0;  // of the element bytes received so far
   TensorMap out_;
   void finish_current();
 };
