@@ -112,9 +112,12 @@ namespace cpu {
 ///   kOneDnn  oneDNN's convolution: every format but int4 (int8 needs VNNI; fp16 runs as f32).
 ///   kIm2col  patch matrix, then dynaprec::matmul (float) or the GEMV row kernels (int).
 ///   kDirect  taps in K order with output pixels innermost: the reference's arithmetic exactly.
-enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect };
+///   kDepthwise  depthwise layers (one channel per group), every format but int4: a plane at a
+///            time in registers, the reference's tap order with FMA (int8 bit-identical).
+enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect, kDepthwise };
 /// conv2d with implementation `impl`; returns false, writing nothing, where it does not apply
-/// (kOneDnn: int4, or oneDNN lacks the ISA; kOneDnn and kDirect: a non-finite weight, whose
+/// (kOneDnn: int4, or oneDNN lacks the ISA; kDepthwise: not depthwise, int4, stride_w > 2;
+/// kOneDnn, kDirect and kDepthwise: a non-finite weight, whose
 /// 0 · w at padding taps only im2col computes as the reference does).
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
                  const Conv2dParams& p, Tensor& y, int threads = 0);

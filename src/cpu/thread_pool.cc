@@ -1,11 +1,33 @@
 #include "dynaprec/thread_pool.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 namespace dynaprec {
 
-ThreadPool::ThreadPool(int threads) {
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this] { worker_loop(); });
+namespace {
+// OpenMP's team, unless this build has no OpenMP, is the ThreadSanitizer build (libgomp is not
+// instrumented: the pool's own threads are what TSan can check) or DYNAPREC_POOL=threads asks
+// for the pool's own threads.
+bool want_openmp() {
+#if defined(_OPENMP) && !defined(DYNAPREC_POOL_OWN_THREADS)
+  const char* v = std::getenv("DYNAPREC_POOL");
+  return !(v && std::strcmp(v, "threads") == 0);
+#else
+  return false;
+#endif
+}
+}  // namespace
+
+ThreadPool::ThreadPool(int threads) : threads_(threads < 1 ? 1 : threads), openmp_(want_openmp()) {
+  if (openmp_) return;
+  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { worker_loop(); });
 }
 
 ThreadPool::~ThreadPool() {
@@ -53,10 +75,26 @@ void ThreadPool::worker_loop() {
 
 void ThreadPool::parallel_for(size_t n, const std::function<void(size_t)>& fn) {
   if (n == 0) return;
-  if (workers_.empty() || n == 1 || task_depth > 0) {
+  if (threads_ == 1 || n == 1 || task_depth > 0) {
     for (size_t i = 0; i < n; ++i) fn(i);
     return;
   }
+#if defined(_OPENMP)
+  if (openmp_) {
+    if (omp_in_parallel()) {  // inside some other parallel region: inline, no nested team
+      for (size_t i = 0; i < n; ++i) fn(i);
+      return;
+    }
+    std::atomic<size_t> next{0};
+    const int team = static_cast<int>(std::min<size_t>(n, static_cast<size_t>(threads_)));
+#pragma omp parallel num_threads(team)
+    {
+      const TaskScope scope;
+      for (size_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) fn(i);
+    }
+    return;
+  }
+#endif
   std::lock_guard<std::mutex> call(call_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);

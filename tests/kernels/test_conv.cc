@@ -29,6 +29,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <iterator>
 #include <string>
 
 #include "dynaprec/conv.h"
@@ -43,9 +44,11 @@ namespace {
 constexpr Format kAll[] = {Format::kFp32,    Format::kBf16, Format::kFp16, Format::kFp8E4M3,
                            Format::kFp8E5M2, Format::kInt8, Format::kInt4};
 constexpr cpu::ConvImpl kImpls[] = {cpu::ConvImpl::kAuto, cpu::ConvImpl::kOneDnn,
-                                    cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect};
+                                    cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect,
+                                    cpu::ConvImpl::kDepthwise};
+constexpr size_t kImplCount = std::size(kImpls);
 const char* impl_name(cpu::ConvImpl i) {
-  constexpr const char* kNames[] = {"auto", "onednn", "im2col", "direct"};
+  constexpr const char* kNames[] = {"auto", "onednn", "im2col", "direct", "depthwise"};
   return kNames[static_cast<int>(i)];
 }
 
@@ -259,6 +262,14 @@ const Case kCases[] = {
     {"1x1_planes_se", 3, 48, 1, 1, 12, 1, 1,
      params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kHardSwish), true},
     {"first_layer_c3_s2", 1, 3, 20, 18, 16, 3, 3, params(2, 2, 1, 1, 1, 1), true},
+    // Depthwise layers as the OCR models have them (dwconv_hwy.cc): rows of several vectors and
+    // a partial one, strides (2,1) and (1,2), asymmetric pads, dilation, a one-column plane.
+    {"dw_5x5_rows80", 1, 16, 12, 80, 16, 5, 5,
+     params(1, 1, 2, 2, 2, 2, 1, 1, 16, Activation::kHardSwish), true},
+    {"dw_s21_asym_batch2", 2, 24, 13, 37, 24, 3, 3, params(2, 1, 1, 0, 0, 2, 1, 1, 24), true},
+    {"dw_s12_dil2", 1, 8, 9, 70, 8, 3, 3, params(1, 2, 2, 2, 2, 2, 2, 2, 8, Activation::kRelu),
+     false},
+    {"dw_one_column", 1, 4, 6, 1, 4, 3, 3, params(2, 2, 1, 1, 1, 1, 1, 1, 4), true},
 };
 
 // Every implementation of the CPU conv2d on one case and format against the reference;
@@ -318,7 +329,8 @@ void check_fast(const Case& cs, Format f, uint32_t seed, size_t* ran) {
 }
 
 void expect_every_impl_ran(const size_t* ran) {
-  for (cpu::ConvImpl impl : {cpu::ConvImpl::kAuto, cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect})
+  for (cpu::ConvImpl impl : {cpu::ConvImpl::kAuto, cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect,
+                             cpu::ConvImpl::kDepthwise})
     EXPECT_GT(ran[static_cast<int>(impl)], 0u) << impl_name(impl);
   // oneDNN runs fp32 on any x86 CPU with AVX2 (below that the tests cap it, see conv_cpu.cc).
   if (cpu_features().avx2) {
@@ -328,7 +340,7 @@ void expect_every_impl_ran(const size_t* ran) {
 
 TEST(ConvCpu, MatchesReferenceOnAwkwardGeometry) {
   uint32_t seed = 100;
-  size_t ran[4] = {};
+  size_t ran[kImplCount] = {};
   for (const Case& cs : kCases)
     for (Format f : kAll) {
       check_fast(cs, f, seed += 3, ran);
@@ -341,15 +353,25 @@ TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
   const Activation acts[] = {Activation::kNone, Activation::kRelu, Activation::kClip,
                              Activation::kSigmoid, Activation::kHardSwish};
   uint32_t seed = 500;
-  size_t ran[4] = {};
+  size_t ran[kImplCount] = {};
   for (Activation a : acts)
     for (bool bias : {false, true})
-      for (Format f : kAll) {
-        Case cs{"activation", 1, 10, 7, 6, 12, 3, 3, params(1, 2, 1, 0, 1, 2), bias};
-        cs.p.activation = a;
-        check_fast(cs, f, seed += 3, ran);
-        if (HasFatalFailure()) return;
-      }
+      for (Format f : kAll)
+        for (int64_t groups : {1, 10}) {  // dense, and depthwise (its own kernel)
+          Case cs{"activation",
+                  1,
+                  10,
+                  7,
+                  6,
+                  groups == 1 ? 12 : 10,
+                  3,
+                  3,
+                  params(1, 2, 1, 0, 1, 2, 1, 1, groups),
+                  bias};
+          cs.p.activation = a;
+          check_fast(cs, f, seed += 3, ran);
+          if (HasFatalFailure()) return;
+        }
   expect_every_impl_ran(ran);
 }
 

@@ -22,6 +22,12 @@
 //   while conv.h fixes one scale over all of X. So X is quantized once, the patches are built
 //   from its codes, and each pixel row runs matmul's GEMV row kernels (VNNI or Highway): int8
 //   bit-identical, int4 up to the kernels' fp32 order of the group sums.
+// depthwise (one input and one output channel per group, all formats but int4): one plane at a
+//   time, padded with zeros into a small buffer, each output row summed in registers over the
+//   taps with FMA (dwconv_hwy.cc); floats on X rounded to the format, int8 on the codes
+//   widened to fp32 lanes, where the sums of at most 1040 products of |q| <= 127 are exact
+//   integers (int8 bit-identical to the reference). oneDNN wants a blocked layout here, and the
+//   reorders around it cost more than the convolution.
 // direct: per output channel, taps in K order, output pixels innermost (vectorized). Skipping
 //   taps outside the input, where the reference adds 0 · w = ±0 (a sum that starts at +0
 //   never becomes -0), is the reference bit for bit with finite weights. It wins with little
@@ -49,6 +55,7 @@
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/dnnl_common.h"
+#include "kernels/cpu/dwconv_hwy.h"
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_kernels.h"
 
@@ -863,6 +870,82 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
   return true;
 }
 
+bool is_depthwise(const Geom& gm) {
+  return gm.icg == 1 && gm.ocg == 1 && gm.groups == gm.c && gm.groups > 1;
+}
+
+// false where this path does not apply: not depthwise, int4, stride along W above 2, sums
+// that int8 could not keep exact in fp32 lanes, or a non-finite weight (the reference's 0 · inf
+// in the padding is NaN; the direct path skips it and refuses such weights too).
+bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
+                    const ConvWeights& w, const float* bias, float* y, int threads) {
+  const Format f = w.matrix.format;
+  const Conv2dParams& p = *gm.p;
+  if (!is_depthwise(gm) || f == Format::kInt4 || p.stride_w < 1 || p.stride_w > 2 || gm.k > 1040 ||
+      !weights_finite(w))
+    return false;
+  const QuantParams& qp = w.matrix.data.quant();
+  const auto wn = static_cast<size_t>(gm.oc * gm.k);
+  std::vector<float> wf(wn);
+  // X as the format uses it (floats: rounded to the activation format row by row while the
+  // plane is padded; int8: its codes).
+  const Format act = f == Format::kInt8 ? Format::kInt8 : is_fp8(f) ? Format::kBf16 : f;
+  if (f == Format::kInt8) {
+    const int8_t* wq = w.matrix.data.data_as<int8_t>();
+    for (size_t i = 0; i < wn; ++i) wf[i] = static_cast<float>(wq[i]);
+  } else {
+    decode_float_array(f, w.matrix.data.data(), wf.data(), wn);
+  }
+  const float tensor_scale = is_fp8(f) ? qp.scales.at(0) : 1.0f;
+  // The padded plane: the rows and columns the taps reach, plus slack for the last vector.
+  const int64_t sh = p.stride_h, sw = p.stride_w, lanes = dw_lanes();
+  const int64_t rows = (gm.oh - 1) * sh + (gm.kh - 1) * p.dilation_h + 1;
+  const int64_t cols = ((gm.ow + 2 * lanes) * sw + (gm.kw - 1) * p.dilation_w + 1 + 15) / 16 * 16;
+  run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
+    const auto plane = static_cast<int64_t>(t);
+    const int64_t c = plane % gm.c;
+    thread_local Buffer pad_buf, code_buf;
+    float* xp = pad_buf.get<float>(static_cast<size_t>(rows * cols));
+    uint16_t* codes = code_buf.get<uint16_t>(static_cast<size_t>(cols));
+    std::fill_n(xp, rows * cols, 0.0f);
+    const int64_t c0 = std::max<int64_t>(0, p.pad_left),
+                  c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
+    const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
+    for (int64_t r = 0; r < rows && len > 0; ++r) {
+      const int64_t ih = r - p.pad_top;
+      if (ih < 0 || ih >= gm.h) continue;
+      float* dst = xp + r * cols + c0;
+      const int64_t src = (plane * gm.h + ih) * gm.w + i0;
+      if (act == Format::kInt8) {
+        for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<float>(xq[src + i]);
+      } else if (act == Format::kFp32) {
+        std::memcpy(dst, x + src, static_cast<size_t>(len) * sizeof(float));
+      } else {
+        encode_float_array(act, x + src, codes, static_cast<size_t>(len));
+        decode_float_array(act, codes, dst, static_cast<size_t>(len));
+      }
+    }
+    DwPlane dp;
+    dp.xp = xp;
+    dp.xp_stride = cols;
+    dp.w = wf.data() + c * gm.k;
+    dp.kh = gm.kh;
+    dp.kw = gm.kw;
+    dp.sh = sh;
+    dp.sw = sw;
+    dp.dh = p.dilation_h;
+    dp.dw = p.dilation_w;
+    dp.oh_n = gm.oh;
+    dp.ow_n = gm.ow;
+    dp.scale = f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(c)] : tensor_scale;
+    dp.bias = bias ? bias[c] : 0.0f;
+    dp.y = y + plane * gm.pixels;
+    dw_plane(dp);
+    apply_activation_n(dp.y, gm.pixels, p);
+  });
+  return true;
+}
+
 }  // namespace
 
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
@@ -909,7 +992,9 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   }
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq.data(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
+    if (conv_depthwise(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured
