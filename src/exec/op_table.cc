@@ -925,11 +925,28 @@ Outputs op_constant_of_shape(const Node& n, Inputs in) {
     value = t->clone();
   }
   if (value.dtype() == DType::kI4) bad(n, "int4 value is not supported");
-  Tensor y = Tensor::zeros(shape, value.dtype());
-  const size_t es = static_cast<size_t>(dtype_bits(value.dtype()) / 8);
-  auto* p = static_cast<uint8_t*>(y.data());
-  for (int64_t i = 0; i < y.numel(); ++i)
-    std::memcpy(p + static_cast<size_t>(i) * es, value.data(), es);
+  Tensor y = Tensor::empty(shape, value.dtype());
+  // The value's bit pattern repeated, a whole element at a time (a byte-wise copy per element
+  // took 60 ms for 128 MiB).
+  const auto count = static_cast<size_t>(y.numel());
+  auto fill = [&](auto bits) {
+    std::memcpy(&bits, value.data(), sizeof bits);
+    std::fill_n(static_cast<decltype(bits)*>(y.data()), count, bits);
+  };
+  switch (dtype_bits(value.dtype())) {
+    case 8:
+      fill(uint8_t{});
+      break;
+    case 16:
+      fill(uint16_t{});
+      break;
+    case 32:
+      fill(uint32_t{});
+      break;
+    default:
+      fill(uint64_t{});
+      break;
+  }
   return {y};
 }
 

@@ -146,8 +146,9 @@ class Service final : public wire::Device::Service {
     bool ok = true;
     out.Clear();  // one message for every chunk: its buffer is reused
     for (const auto& [name, t] : reply->outputs) {
-      encode_tensor(t, name, reply->seq, core_.options().max_chunk_bytes, out.mutable_chunk(),
-                    [&](bool) { ok = ok && stream->Write(out); });
+      encode_tensor(
+          t, name, reply->seq, core_.options().max_chunk_bytes, out.mutable_chunk(),
+          [&](bool) { ok = ok && stream->Write(out, grpc::WriteOptions().set_buffer_hint()); });
       if (!ok) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");
     }
     return grpc::Status::OK;
