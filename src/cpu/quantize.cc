@@ -1,5 +1,6 @@
 #include "dynaprec/quantize.h"
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <string>
@@ -78,11 +79,12 @@ Tensor quantize(const Tensor& x_in, Format f, std::optional<int> axis) {
     if (a == 0) {  // one scale per row: the weight layout, one pass over memory
       const auto rows = static_cast<size_t>(x.dim(0));
       const size_t k = rows == 0 ? 0 : n / rows;
-      const float m = amax(src, n);
-      require_finite(m, src, n, f);
       q.quant().scales.assign(rows, 0.0f);
       q.quant().axis = 0;
       int8_encode_rows(src, q.data_as<int8_t>(), rows, k, q.quant().scales.data());
+      // A row's scale is amax / 127: not finite exactly when the row holds a NaN or an inf, so
+      // the input check needs no pass of its own.
+      for (const float s : q.quant().scales) require_finite(s, src, n, f);
       return q;
     }
     size_t outer = 1, inner = 1;
@@ -119,12 +121,20 @@ Tensor quantize(const Tensor& x_in, Format f, std::optional<int> axis) {
   const size_t rows = k == 0 ? 0 : n / k;
   const size_t groups = (k + fi.group_size - 1) / fi.group_size;
   const size_t row_bytes = (k + 1) / 2;
-  const float m = amax(src, n);
-  require_finite(m, src, n, f);
   q.quant().scales_f16.assign(rows * groups, 0);
   q.quant().group_size = fi.group_size;
   (void)row_bytes;
   int4_encode_rows(src, rows, k, q.data_as<uint8_t>(), q.quant().scales_f16.data());
+  // The input check without a pass of its own: a group with a NaN has a NaN scale, one with an
+  // inf the saturated scale 65504 (0x7BFF), which finite groups beyond 7·65504 share; only
+  // those groups are read again.
+  for (size_t gi = 0; gi < rows * groups; ++gi) {
+    const uint16_t sc = q.quant().scales_f16[gi];
+    if ((sc & 0x7C00u) != 0x7C00u && sc != 0x7BFFu) continue;
+    const size_t r = gi / groups, g0 = (gi % groups) * fi.group_size;
+    const float* p = src + r * k + g0;
+    require_finite(amax(p, std::min<size_t>(fi.group_size, k - g0)), src, n, f);
+  }
   return q;
 }
 

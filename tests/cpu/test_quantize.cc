@@ -5,7 +5,9 @@
 #include <bit>
 #include <cmath>
 #include <cstring>
+#include <optional>
 #include <random>
+#include <string>
 
 #include "dynaprec/convert.h"
 #include "dynaprec/error.h"
@@ -174,6 +176,38 @@ TEST(Quantize, RefusesBadInput) {
   EXPECT_NO_THROW((void)quantize(y, Format::kInt4, 1));
   EXPECT_THROW((void)quantize(Tensor::zeros({2}, DType::kF64), Format::kFp16), Error);
   EXPECT_THROW((void)quantize(Tensor::zeros({}, DType::kF32), Format::kInt8, 0), Error);
+}
+
+// int8 per row and int4 find non-finite input from the scales they compute (no pass of their
+// own): every position of a NaN or an inf, next to huge finite values that saturate int4's scale.
+TEST(Quantize, RefusesNonFiniteFoundThroughScales) {
+  std::mt19937 rng(9);
+  for (int64_t k : {int64_t{4096}, int64_t{100}}) {
+    const Tensor base = random_tensor({64, k}, rng, 1.f);
+    for (int which = 0; which < 3; ++which) {
+      Tensor x = base.clone();
+      float* p = x.data_as<float>();
+      const size_t at = static_cast<size_t>(rng() % (64 * k));
+      for (int64_t i = 0; i < k; ++i) p[(at / k) * k + i] *= 1e30f;  // saturates int4's scale
+      if (which == 0) p[at] = std::nanf("");
+      if (which == 1) p[at] = -INFINITY;
+      const std::string want = "element " + std::to_string(at) + " is ";
+      for (Format f : {Format::kInt8, Format::kInt4}) {
+        const std::optional<int> axis = f == Format::kInt8 ? std::optional<int>(0) : std::nullopt;
+        if (which == 2) {
+          EXPECT_NO_THROW((void)quantize(x, f, axis)) << format_name(f) << " k=" << k;
+          continue;
+        }
+        try {
+          (void)quantize(x, f, axis);
+          ADD_FAILURE() << "non-finite accepted for " << format_name(f) << " k=" << k;
+        } catch (const Error& e) {
+          EXPECT_EQ(e.kind(), ErrorKind::kInvalidInput);
+          EXPECT_NE(std::string(e.what()).find(want), std::string::npos) << e.what();
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
