@@ -76,7 +76,9 @@ TEST(ConvertExhaustive, DecodeMatchesIndependentOracles) {
   for (uint32_t c = 0; c < 65536; ++c) {
     // bf16 is the upper half of binary32.
     const float bf = ref::decode_float(Format::kBf16, c);
-    if (!std::isnan(bf)) ASSERT_EQ(std::bit_cast<uint32_t>(bf), c << 16) << c;
+    if (!std::isnan(bf)) {
+      ASSERT_EQ(std::bit_cast<uint32_t>(bf), c << 16) << c;
+    }
     // fp16 against the F16C instruction.
     if (f16c) {
       const float hw = hw_f16_to_f32(static_cast<uint16_t>(c));
@@ -524,8 +526,8 @@ TEST(ConvertVectorized, Int8RowsAndInt4QuotientsNearHalfIntegersMatchReference) 
 // cases -- through int8_encode_array against the reference's division. Powers of two in
 // 2^-64 .. 2^64 scale every intermediate of the corrected quotient exactly, so this covers
 // those exponents too; negative x mirror positive ones.
-//   build/dynaprec_tests --gtest_also_run_disabled_tests \
-//     --gtest_filter='*DISABLED_Int8QuotientExhaustive*'
+//   build/dynaprec_tests --gtest_also_run_disabled_tests
+//     --gtest_filter='*DISABLED_Int8QuotientExhaustive*'   (one command line)
 TEST(ConvertVectorized, DISABLED_Int8QuotientExhaustiveOverSignificands) {
   constexpr int kW = 8;
   std::vector<float> x(128 * (2 * kW + 1));

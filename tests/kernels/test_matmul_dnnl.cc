@@ -22,6 +22,7 @@
 #include <cmath>
 #include <limits>
 #include <oneapi/dnnl/dnnl.hpp>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -184,6 +185,37 @@ TEST_P(MatmulDnnlKernel, AppliesToGemmOfItsFormatOnly) {
     if (static_cast<Format>(i) != f) {
       EXPECT_FALSE(kern().applies(static_cast<Format>(i), 8, 8, 8));
     }
+}
+
+// int8 quantizes X without a division per element where it can prove the code equal to
+// rne(fl(x / s)) (matmul_dnnl.cc), and divides elsewhere. Odd rows: values at and a few ulps
+// around every half-integer multiple of a scale that is not a power of two (the divided vectors:
+// ties must go to even); even rows: values 2^-11 to 2^-9 of a step from such a point (the
+// multiplied vectors, near the margin that decides). All codes must be the reference's.
+TEST_P(MatmulDnnlKernel, Int8CodesNearTiesMatchTheReference) {
+  const Format f = format_of(kern());
+  if (f != Format::kInt8) GTEST_SKIP() << "int8 only";
+  const int64_t m = 40, n = 16, k = 1024;
+  Tensor x = Tensor::zeros({m, k}, DType::kF32);
+  float* xv = x.data_as<float>();
+  const float amax = 100.0f, s = ref::int8_scale(amax);
+  std::mt19937 rng(5);
+  for (int64_t i = 0; i < m * k; ++i) {
+    const float half = static_cast<float>(static_cast<int>(rng() % 253) - 126) + 0.5f;
+    float v;
+    if ((i / k) % 2 == 1) {
+      v = half * s;
+      for (int step = static_cast<int>(rng() % 9) - 4; step != 0; step += step > 0 ? -1 : 1)
+        v = std::nextafter(v, step > 0 ? INFINITY : -INFINITY);
+    } else {
+      const float off = std::ldexp(1.0f + static_cast<float>(rng() % 4) / 4, -11 + int(rng() % 2));
+      v = (half + (rng() % 2 ? off : -off)) * s;
+    }
+    xv[i] = std::clamp(v, -amax, amax);
+  }
+  xv[0] = amax;
+  const MatmulWeights w = matmul_weights(test::gaussian({n, k}, 3, 0.05f), f);
+  expect_matches_ref(x, m, w, nullptr, run_kernel(kern(), x, m, w, nullptr));
 }
 
 // Every code at ±127: s8 · s8 on x86 runs as u8 (x + 128) · s8, and without VNNI a pair of such

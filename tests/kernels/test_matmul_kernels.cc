@@ -15,6 +15,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/matmul.h"
+#include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/matmul_util.h"
 
@@ -70,8 +71,9 @@ void check_kernel(const cpu::MatmulKernel& kern, Format f, Shape3 s, uint32_t se
 }
 
 TEST(MatmulKernels, EveryAvailableKernelMatchesReference) {
-  const Shape3 shapes[] = {{1, 1, 1},    {1, 7, 33}, {1, 33, 1000}, {1, 64, 4096},
-                           {1, 5, 4100}, {2, 7, 33}, {7, 33, 64},   {3, 16, 260}};
+  // GEMV: 8-row passes and single rows, int4 runs of 4 blocks, partial last blocks.
+  const Shape3 shapes[] = {{1, 1, 1},     {1, 7, 33}, {1, 33, 1000}, {1, 64, 4096}, {1, 5, 4100},
+                           {1, 37, 1500}, {2, 7, 33}, {7, 33, 64},   {3, 16, 260}};
   size_t ran = 0;
   uint32_t seed = 10;
   for (const cpu::MatmulKernel& kern : cpu::matmul_kernels()) {
@@ -87,6 +89,45 @@ TEST(MatmulKernels, EveryAvailableKernelMatchesReference) {
   EXPECT_GT(ran, 50u);
 }
 
+// The AVX-512 fp8 GEMV widens codes by two affine byte maps (normal codes) or exact tables (a
+// 64-code block with a zero or subnormal code): every finite code, in every position of a block
+// and in both paths, must come out as its exact value. x is one-hot, so y[j] = x_p · W[j, p]
+// with no rounding; rows 0-127 hold normal codes only (the fast path), the rest every code.
+TEST(MatmulKernels, Fp8GemvWidensEveryCodeExactly) {
+  if (!cpu_features().avx512_vnni || !cpu::gemv_fp8_avx512_supported())
+    GTEST_SKIP() << "needs AVX-512 with GFNI and VBMI";
+  for (Format f : {Format::kFp8E4M3, Format::kFp8E5M2}) {
+    const uint32_t exp_mask = f == Format::kFp8E4M3 ? 0x78 : 0x7C;
+    std::vector<uint8_t> finite, normal;
+    for (uint32_t c = 0; c < 256; ++c) {
+      if (!std::isfinite(ref::decode_float(f, c))) continue;
+      finite.push_back(static_cast<uint8_t>(c));
+      if (c & exp_mask) normal.push_back(static_cast<uint8_t>(c));
+    }
+    constexpr size_t kN = 256, kK = 200;  // 3 full blocks and a partial one
+    std::vector<uint8_t> w(kN * kK);
+    for (size_t j = 0; j < kN; ++j)
+      for (size_t p = 0; p < kK; ++p) {
+        const auto& codes = j < 128 ? normal : finite;
+        w[j * kK + p] = codes[(j + 7 * p) % codes.size()];
+      }
+    for (size_t p : {0, 1, 2, 15, 16, 31, 47, 63, 64, 100, 127, 128, 191, 192, 199}) {
+      std::vector<float> x(kK, 0.0f);
+      x[p] = -1.5f;
+      const cpu::Fp8Avx512Input in = cpu::gemv_fp8_prepare_avx512(x.data(), kK);
+      std::vector<float> y(kN, NAN);
+      cpu::gemv_fp8_rows_avx512(f, in, w.data(), kK, 0, 253, y.data());  // 8-row passes + 5 rows
+      cpu::gemv_fp8_rows_avx512(f, in, w.data(), kK, 253, kN, y.data());
+      for (size_t j = 0; j < kN; ++j) {
+        const float want = -1.5f * ref::decode_float(f, w[j * kK + p]);
+        ASSERT_EQ(y[j], want)  // a zero may come out +0 (a sum starting at +0)
+            << format_name(f) << " code " << int(w[j * kK + p]) << " at " << p << " row " << j
+            << ": " << y[j] << " vs " << want;
+      }
+    }
+  }
+}
+
 TEST(MatmulKernels, DispatchPicksTheListOrderAndRefIsLast) {
   const auto list = cpu::matmul_kernels();
   ASSERT_FALSE(list.empty());
@@ -95,8 +136,12 @@ TEST(MatmulKernels, DispatchPicksTheListOrderAndRefIsLast) {
     const cpu::MatmulKernel& k1 = cpu::matmul_select(f, 1, 64, 4096);
     EXPECT_NE(k1.name, "matmul__ref") << format_name(f) << ": GEMV must not fall to ref";
   }
-  if (cpu_features().avx512_vnni)
+  if (cpu_features().avx512_vnni) {
     EXPECT_EQ(cpu::matmul_select(Format::kInt4, 1, 64, 4096).name, "gemv_int__vnni");
+  }
+  if (cpu_features().avx512_vnni && cpu::gemv_fp8_avx512_supported()) {
+    EXPECT_EQ(cpu::matmul_select(Format::kFp8E4M3, 1, 64, 4096).name, "gemv_fp8__avx512");
+  }
 }
 
 TEST(MatmulKernels, PublicEntryUsesThreadsAndRefusesBadShapes) {

@@ -1,13 +1,13 @@
 // GEMV (batch 1) kernels: y[j] = Σ_p x[p] · W[j, p] for a range of rows j, W in any format.
 // Memory-bound by design: each weight byte is read once, widened in registers and consumed.
 //
-//   fp32/bf16/fp16/fp8: W widened to fp32 lanes, FMA into four fp32 accumulators.
+//   fp32/bf16/fp16/fp8: W widened to fp32 lanes, FMA into fp32 accumulators (two per row).
 //     fp16 uses vcvtph2ps (F16C) on AVX2/AVX-512 targets. fp8 goes through fp16 there: an
 //     e5m2 code is the upper byte of an fp16; an e4m3 code with its exponent field moved down
 //     is an fp16 worth 2^-8 of the value (also for e4m3's subnormals, which are fp16 normals);
 //     the 2^8 is applied once per row. That skips e4m3's NaN code, which weights never hold
 //     (matmul_weights refuses non-finite weights). Other targets decode exactly with integer
-//     ops (float_codes-inl.h).
+//     ops (float_codes-inl.h). AVX-512 machines with GFNI and VBMI use gemv_vnni.cc instead.
 //   int8: x quantized once per call; int32 dot products, widened to int16 and multiplied in
 //     pairs (vpmaddwd). AVX-512 VNNI machines use gemv_vnni.cc instead.
 //   int4: a plain loop per group (portable fallback); AVX-512 VNNI: gemv_vnni.cc.
@@ -173,78 +173,62 @@ HWY_INLINE float TailDot(const float* x, const typename Widen<F>::T* row, size_t
   return sum;
 }
 
-// Rows are taken four at a time: each x vector is loaded once for four rows of W, which cuts
-// the x traffic (x is fp32: 2-4 times the bytes of a bf16/fp16/fp8 weight row) by four and
-// gives eight independent FMA chains. Leftover rows go one at a time.
-template <Format F>
-void DotRows(const float* HWY_RESTRICT x, const void* HWY_RESTRICT wv, size_t k, size_t j0,
-             size_t j1, float* HWY_RESTRICT y) {
+// Rows are taken R at a time (8 where there are 32 vector registers, else 4): each x vector is
+// loaded once for R rows of W, which cuts the x traffic (x is fp32: 2-4 times the bytes of a
+// bf16/fp16/fp8 weight row) by R and gives 2R independent FMA chains. Prefetch, once per cache
+// line of each row: into L2 the same place R rows on, which the next pass reads (a fixed distance
+// ahead in the row would leave the start of every pass cold), and into L1 a few lines ahead.
+#if HWY_TARGET <= HWY_AVX3
+constexpr int kRowsPerPass = 8;
+#else
+constexpr int kRowsPerPass = 4;
+#endif
+constexpr size_t kL1AheadBytes = 256;
+
+template <Format F, int R>
+HWY_INLINE void DotPass(const float* HWY_RESTRICT x, const typename Widen<F>::T* HWY_RESTRICT w,
+                        size_t k, float* HWY_RESTRICT y) {
   using W = Widen<F>;
   using T = typename W::T;
   const hn::ScalableTag<float> df;
   const size_t N = hn::Lanes(df);
-  const T* w = static_cast<const T*>(wv);
-  constexpr size_t kAheadBytes = 2048;
-  size_t j = j0;
-  for (; j + 4 <= j1; j += 4) {
-    const T* r0 = w + j * k;
-    const T* r1 = r0 + k;
-    const T* r2 = r1 + k;
-    const T* r3 = r2 + k;
-    auto a0 = hn::Zero(df), a1 = hn::Zero(df), a2 = hn::Zero(df), a3 = hn::Zero(df);
-    auto b0 = hn::Zero(df), b1 = hn::Zero(df), b2 = hn::Zero(df), b3 = hn::Zero(df);
-    size_t p = 0;
-    for (; p + 2 * N <= k; p += 2 * N) {
-      if ((p * sizeof(T)) % 64 < 2 * N * sizeof(T)) {  // once per cache line of each row
-        // The same place four rows on, which the next pass reads (a fixed distance ahead in
-        // the row would leave the start of every pass cold).
-        hwy::Prefetch(r0 + 4 * k + p);
-        hwy::Prefetch(r1 + 4 * k + p);
-        hwy::Prefetch(r2 + 4 * k + p);
-        hwy::Prefetch(r3 + 4 * k + p);
+  hn::Vec<decltype(df)> a[R], b[R];
+  for (int i = 0; i < R; ++i) a[i] = b[i] = hn::Zero(df);
+  size_t p = 0;
+  for (; p + 2 * N <= k; p += 2 * N) {
+    if ((p * sizeof(T)) % 64 < 2 * N * sizeof(T)) {  // once per cache line of each row
+      for (int i = 0; i < R; ++i) {
+        const auto* here = reinterpret_cast<const char*>(w + i * k + p);
+        __builtin_prefetch(here + R * k * sizeof(T), 0, 2);  // prefetcht1 on x86
+        __builtin_prefetch(here + kL1AheadBytes, 0, 3);      // prefetcht0
       }
-      const auto x0 = hn::LoadU(df, x + p), x1 = hn::LoadU(df, x + p + N);
+    }
+    const auto x0 = hn::LoadU(df, x + p), x1 = hn::LoadU(df, x + p + N);
+    for (int i = 0; i < R; ++i) {
       hn::Vec<decltype(df)> lo, hi;
-      W::Load2(df, r0 + p, lo, hi);
-      a0 = hn::MulAdd(x0, lo, a0);
-      b0 = hn::MulAdd(x1, hi, b0);
-      W::Load2(df, r1 + p, lo, hi);
-      a1 = hn::MulAdd(x0, lo, a1);
-      b1 = hn::MulAdd(x1, hi, b1);
-      W::Load2(df, r2 + p, lo, hi);
-      a2 = hn::MulAdd(x0, lo, a2);
-      b2 = hn::MulAdd(x1, hi, b2);
-      W::Load2(df, r3 + p, lo, hi);
-      a3 = hn::MulAdd(x0, lo, a3);
-      b3 = hn::MulAdd(x1, hi, b3);
+      W::Load2(df, w + i * k + p, lo, hi);
+      a[i] = hn::MulAdd(x0, lo, a[i]);
+      b[i] = hn::MulAdd(x1, hi, b[i]);
     }
-    for (; p + N <= k; p += N) {
-      const auto x0 = hn::LoadU(df, x + p);
-      a0 = hn::MulAdd(x0, W::Load(df, r0 + p), a0);
-      a1 = hn::MulAdd(x0, W::Load(df, r1 + p), a1);
-      a2 = hn::MulAdd(x0, W::Load(df, r2 + p), a2);
-      a3 = hn::MulAdd(x0, W::Load(df, r3 + p), a3);
-    }
-    y[j] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, b0))) * W::kScale + TailDot<F>(x, r0, p, k);
-    y[j + 1] =
-        hn::GetLane(hn::SumOfLanes(df, hn::Add(a1, b1))) * W::kScale + TailDot<F>(x, r1, p, k);
-    y[j + 2] =
-        hn::GetLane(hn::SumOfLanes(df, hn::Add(a2, b2))) * W::kScale + TailDot<F>(x, r2, p, k);
-    y[j + 3] =
-        hn::GetLane(hn::SumOfLanes(df, hn::Add(a3, b3))) * W::kScale + TailDot<F>(x, r3, p, k);
   }
-  for (; j < j1; ++j) {
-    const T* row = w + j * k;
-    auto a0 = hn::Zero(df), a1 = hn::Zero(df);
-    size_t p = 0;
-    for (; p + 2 * N <= k; p += 2 * N) {
-      hwy::Prefetch(reinterpret_cast<const uint8_t*>(row + p) + kAheadBytes);
-      a0 = hn::MulAdd(hn::LoadU(df, x + p), W::Load(df, row + p), a0);
-      a1 = hn::MulAdd(hn::LoadU(df, x + p + N), W::Load(df, row + p + N), a1);
-    }
-    for (; p + N <= k; p += N) a0 = hn::MulAdd(hn::LoadU(df, x + p), W::Load(df, row + p), a0);
-    y[j] = hn::GetLane(hn::SumOfLanes(df, hn::Add(a0, a1))) * W::kScale + TailDot<F>(x, row, p, k);
+  const size_t p_vec = p;
+  for (int i = 0; i < R; ++i) {
+    const T* row = w + i * k;
+    for (p = p_vec; p + N <= k; p += N)
+      a[i] = hn::MulAdd(hn::LoadU(df, x + p), W::Load(df, row + p), a[i]);
+    y[i] =
+        hn::GetLane(hn::SumOfLanes(df, hn::Add(a[i], b[i]))) * W::kScale + TailDot<F>(x, row, p, k);
   }
+}
+
+template <Format F>
+void DotRows(const float* HWY_RESTRICT x, const void* HWY_RESTRICT wv, size_t k, size_t j0,
+             size_t j1, float* HWY_RESTRICT y) {
+  const auto* w = static_cast<const typename Widen<F>::T*>(wv);
+  size_t j = j0;
+  for (; j + kRowsPerPass <= j1; j += kRowsPerPass)
+    DotPass<F, kRowsPerPass>(x, w + j * k, k, y + j);
+  for (; j < j1; ++j) DotPass<F, 1>(x, w + j * k, k, y + j);
 }
 
 void GemvFloatRows(uint8_t format, const float* HWY_RESTRICT x, const void* HWY_RESTRICT w,
