@@ -138,8 +138,10 @@ class Service final : public wire::Device::Service {
     });
     // A failed call (a client gone mid-transfer, a refused tensor) is not the steady stream the
     // kept tensor storage serves: give its memory back now.
-    if (!st.ok()) release_tensor_cache();
-    if (!st.ok()) return st;
+    if (!st.ok()) {
+      release_tensor_cache();
+      return st;
+    }
     wire::RunReply out;
     *out.mutable_result() = reply->result;
     if (!stream->Write(out)) return grpc::Status(grpc::StatusCode::CANCELLED, "client gone");

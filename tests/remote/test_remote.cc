@@ -98,14 +98,20 @@ std::string mlp_model(int64_t k, int64_t h, int64_t n) {
 }
 
 // x [N] -> Relu(x): moves big tensors with almost no compute.
-std::string relu_model() {
-  onnx::ModelProto m;
+// A model at IR 8, opset 13, and its graph named `name`.
+onnx::GraphProto* opset13_graph(onnx::ModelProto& m, const char* name) {
   m.set_ir_version(8);
   auto* op = m.add_opset_import();
   op->set_domain("");
   op->set_version(13);
   auto* g = m.mutable_graph();
-  g->set_name("relu");
+  g->set_name(name);
+  return g;
+}
+
+std::string relu_model() {
+  onnx::ModelProto m;
+  auto* g = opset13_graph(m, "relu");
   add_value(g->add_input(), "x", {-1});
   auto* x = g->add_node();
   x->set_name("r");
@@ -122,12 +128,7 @@ std::string relu_model() {
 // ConstantOfShape (N floats back).
 std::string one_way_model(bool upload) {
   onnx::ModelProto m;
-  m.set_ir_version(8);
-  auto* op = m.add_opset_import();
-  op->set_domain("");
-  op->set_version(13);
-  auto* g = m.mutable_graph();
-  g->set_name(upload ? "upload" : "download");
+  auto* g = opset13_graph(m, upload ? "upload" : "download");
   auto* x = g->add_node();
   x->set_name("n");
   if (upload) {
