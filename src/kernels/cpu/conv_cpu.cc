@@ -57,6 +57,7 @@
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/dwconv_hwy.h"
 #include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace dynaprec {
@@ -126,6 +127,17 @@ struct DnnlPlan {
   // epilogue pass over Y is left (floats differ from the reference by summation order anyway).
   bool fused = false;
   memory::desc bias;
+  // int8 with float outputs: oneDNN's post-ops also turn the s32 sums into floats, times
+  // sx · sw[oc] (a per-channel binary multiply, post-op 0, whose factors are given per call:
+  // oneDNN 2.6's convolutions take no run-time output scales), then add the bias (binary add,
+  // post-op 1) and apply the activation: y = act(float(acc) · s[oc] + b[oc]), the epilogue's
+  // formula, in one pass over Y instead of an s32 result, its reorder and our epilogue.
+  bool scaled = false;
+  memory::desc scale;
+  // Whether the activation is among the fused post-ops: not where oneDNN's differs from
+  // apply_activation in the last bit (hard-swish, sigmoid) and int8 promises the reference's
+  // bits; the epilogue then applies only the activation.
+  bool activation_fused = false;
 };
 
 // Whether oneDNN applies bias and activation itself (DnnlPlan::fused): float outputs without a
@@ -381,37 +393,62 @@ bool is_pointwise(const Geom& gm) {
 }
 
 // The matmul plan of a pointwise convolution; ok = false where oneDNN has only its reference.
-DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias) {
+// The post-ops of a fused plan: the per-channel scale (scaled plans), the bias (as a binary add
+// where `bias_op`; a convolution's own bias argument otherwise), the activation. per_oc: the
+// shape of a per-channel operand that broadcasts over Y.
+dnnl::post_ops fused_post_ops(DnnlPlan& plan, const memory::desc& per_oc, bool has_bias,
+                              bool bias_op, const Conv2dParams& p) {
+  dnnl::post_ops ops;
+  if (plan.scaled) {
+    plan.scale = per_oc;
+    ops.append_binary(dnnl::algorithm::binary_mul, per_oc);
+  }
+  if (has_bias && bias_op) {
+    plan.bias = per_oc;
+    ops.append_binary(dnnl::algorithm::binary_add, per_oc);
+  }
+  plan.activation_fused = !plan.scaled || p.activation == Activation::kRelu ||
+                          p.activation == Activation::kClip || p.activation == Activation::kNone;
+  if (!plan.activation_fused) return ops;
+  const dnnl::post_ops a = activation_post_ops(p);
+  for (int i = 0; i < a.len(); ++i) {
+    float scale, alpha, beta;
+    dnnl::algorithm alg;
+    a.get_params_eltwise(i, scale, alg, alpha, beta);
+    ops.append_eltwise(scale, alg, alpha, beta);
+  }
+  return ops;
+}
+
+// Whether a scaled plan may use this implementation: the AVX-512 ones (AMX, VNNI) apply the
+// per-channel binary post-ops exactly; oneDNN 2.6's AVX2 int8 convolution wrote zeros for some
+// channels here, and the s32 path serves it instead.
+bool scaled_impl_ok(const std::string& impl) { return impl.find("avx512") != std::string::npos; }
+
+// `scaled`: an int8 plan with float outputs (DnnlPlan::scaled; out must be f32).
+DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias,
+                        bool scaled) {
   // Tries: bias and activation fused (bias as a per-row binary add, which oneDNN 2.6's brgemm
   // matmul accepts where a [OC, 1] bias argument sends it to its reference), then neither.
-  for (const bool fuse : {fuse_epilogue(w.matrix.format, out, *gm.p), false}) {
+  for (const bool fuse : {scaled || fuse_epilogue(w.matrix.format, out, *gm.p), false}) {
+    if (scaled && !fuse) break;
     DnnlPlan plan;
     try {
       plan.mm_w = memory::desc({gm.oc, gm.c}, act, tag::ab);
       plan.mm_x = memory::desc({gm.c, gm.pixels}, act, tag::ab);
       plan.mm_y = memory::desc({gm.oc, gm.pixels}, out, tag::ab);
       plan.fused = fuse;
+      plan.scaled = scaled;
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
-      if (fuse) {
-        dnnl::post_ops ops;
-        if (has_bias) {
-          plan.bias = memory::desc({gm.oc, 1}, dt::f32, tag::ab);
-          ops.append_binary(dnnl::algorithm::binary_add, plan.bias);
-        }
-        const dnnl::post_ops a = activation_post_ops(*gm.p);
-        for (int i = 0; i < a.len(); ++i) {
-          float scale, alpha, beta;
-          dnnl::algorithm alg;
-          a.get_params_eltwise(i, scale, alg, alpha, beta);
-          ops.append_eltwise(scale, alg, alpha, beta);
-        }
-        attr.set_post_ops(ops);
-      }
+      if (fuse)
+        attr.set_post_ops(fused_post_ops(plan, memory::desc({gm.oc, 1}, dt::f32, tag::ab), has_bias,
+                                         true, *gm.p));
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(plan.mm_w, plan.mm_x, plan.mm_y),
                                             attr, onednn_engine());
       const std::string impl = pd.impl_info_str();
       if (impl.rfind("ref", 0) == 0 || impl.find("gemm") != std::string::npos) continue;
+      if (scaled && !scaled_impl_ok(impl)) break;
       plan.scratch = pd.scratchpad_desc();
       plan.w_codes = dnnl_weight_codes(w, act, plan.w_used);
       plan.mm = dnnl::matmul(pd);
@@ -424,13 +461,14 @@ DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bo
   return DnnlPlan{};
 }
 
-DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias,
+DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias, bool scaled,
                    bool first_any = false) {
   if (is_pointwise(gm)) {
-    DnnlPlan plan = make_gemm_plan(gm, w, act, out, has_bias);
+    DnnlPlan plan = make_gemm_plan(gm, w, act, out, has_bias, scaled);
     if (plan.ok) return plan;
   }
   DnnlPlan plan;
+  plan.scaled = scaled;
   const Conv2dParams& p = *gm.p;
   const memory::dims xd{gm.n, gm.c, gm.h, gm.w}, yd{gm.n, gm.oc, gm.oh, gm.ow};
   const memory::dims wd = gm.groups == 1 ? memory::dims{gm.oc, gm.icg, gm.kh, gm.kw}
@@ -440,25 +478,29 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
     // the channels to 16, and its jit kernel takes plain NCHW input (measured 1.0 vs 1.5 ms for
     // 3 -> 16 3x3 s2 at 640x640, one thread).
     const tag src_tag = gm.c <= 4 && act == dt::f32 && !first_any ? tag::nchw : tag::any;
-    plan.fused = fuse_epilogue(w.matrix.format, out, p);
-    if (plan.fused && has_bias) plan.bias = memory::desc({gm.oc}, dt::f32, tag::x);
+    plan.fused = scaled || fuse_epilogue(w.matrix.format, out, p);
+    // A bias argument is added to the sums before any scaling: scaled plans add it after.
+    if (plan.fused && has_bias && !scaled) plan.bias = memory::desc({gm.oc}, dt::f32, tag::x);
     const memory::desc sd(xd, act, src_tag), wdd(wd, act, tag::any), ydd(yd, out, tag::any);
     const memory::dims strides{p.stride_h, p.stride_w}, dil{p.dilation_h - 1, p.dilation_w - 1},
         pl{p.pad_top, p.pad_left}, pr{p.pad_bottom, p.pad_right};
     const auto kind = dnnl::prop_kind::forward_inference;
     const auto alg = dnnl::algorithm::convolution_direct;
     const dnnl::convolution_forward::desc d =
-        plan.fused && has_bias
+        plan.fused && has_bias && !scaled
             ? dnnl::convolution_forward::desc(kind, alg, sd, wdd, plan.bias, ydd, strides, dil, pl,
                                               pr)
             : dnnl::convolution_forward::desc(kind, alg, sd, wdd, ydd, strides, dil, pl, pr);
     dnnl::primitive_attr attr;
     attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // our buffer: no global state
-    if (plan.fused) attr.set_post_ops(activation_post_ops(p));
+    if (plan.fused)
+      attr.set_post_ops(fused_post_ops(plan, memory::desc({1, gm.oc, 1, 1}, dt::f32, tag::abcd),
+                                       has_bias, scaled, p));
     const dnnl::convolution_forward::primitive_desc pd(d, attr, onednn_engine());
     // A reference implementation is slower than ours.
+    if (scaled && !scaled_impl_ok(pd.impl_info_str())) return DnnlPlan{};
     if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
-      if (src_tag == tag::nchw) return make_plan(gm, w, act, out, has_bias, true);
+      if (src_tag == tag::nchw) return make_plan(gm, w, act, out, has_bias, scaled, true);
       return plan;
     }
     plan.src_user = memory::desc(xd, act, tag::nchw);
@@ -483,12 +525,13 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
     onednn_stream().wait();
     plan.conv = dnnl::convolution_forward(pd);
     plan.ok = true;
+    return plan;
   } catch (const dnnl::error& e) {
     if (e.status != dnnl_unimplemented) throw;
     if (!first_any && gm.c <= 4 && act == dt::f32)
-      return make_plan(gm, w, act, out, has_bias, true);
+      return make_plan(gm, w, act, out, has_bias, scaled, true);
   }
-  return plan;
+  return DnnlPlan{};
 }
 
 bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
@@ -497,7 +540,7 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const auto types = dnnl_types(f);
   if (!types) return false;
   if (!weights_finite(w)) return false;
-  const auto [act, out] = *types;
+  const auto [act, s8_out] = *types;
   // s8 · s8 runs as (x + 128) · w - 128 · Σw on VNNI: exact in int32 while K · 255 · 127 is.
   if (act == dt::s8 && gm.k > 65536) return false;
   const OmpThreads omp_scope(threads);
@@ -525,13 +568,19 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
     if (auto it = st.plans.find(key); it != st.plans.end()) plan = it->second;
   }
   if (!plan) {
-    plan = std::make_shared<const DnnlPlan>(
-        make_plan(gm, w, act, out, bias != nullptr));  // slow: unlocked
+    // int8: float outputs with the epilogue in oneDNN's post-ops where it has them, else the
+    // s32 sums and our epilogue.
+    const bool has_bias = bias != nullptr;
+    DnnlPlan made;
+    if (act == dt::s8) made = make_plan(gm, w, act, dt::f32, has_bias, true);  // slow: unlocked
+    if (!made.ok) made = make_plan(gm, w, act, s8_out, has_bias, false);
+    plan = std::make_shared<const DnnlPlan>(std::move(made));
     std::lock_guard lock(st.mu);
     if (st.plans.size() >= 64) st.plans.clear();  // bounded: input sizes can vary
     st.plans.emplace(key, plan);
   }
   if (!plan->ok) return false;
+  const dt out = plan->scaled ? dt::f32 : s8_out;
 
   // X as the format uses it: int8 codes, bf16 codes, or the rounded values as f32.
   thread_local Buffer x16, xr, src_buf, dst_buf, acc_buf, scratch_buf;
@@ -551,6 +600,27 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   }
   const dnnl::engine& eng = onednn_engine();
   dnnl::stream& s = onednn_stream();
+  const QuantParams& qp = w.matrix.data.quant();
+  thread_local std::vector<float> scales;  // scaled plans: sx · sw[oc]
+  if (plan->scaled) {
+    scales.resize(static_cast<size_t>(gm.oc));
+    for (size_t oc = 0; oc < scales.size(); ++oc) scales[oc] = sx * qp.scales[oc];
+  }
+  // The fused epilogue's operands: post-op 0 the scales, then the bias as a binary add
+  // (scaled plans and matmuls) or the convolution's bias argument.
+  const auto add_epilogue_args = [&](std::unordered_map<int, memory>& args, bool bias_op) {
+    if (!plan->fused) return;
+    int post_op = 0;
+    if (plan->scaled)
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_op++) | DNNL_ARG_SRC_1,
+                   memory(plan->scale, eng, scales.data()));
+    if (!bias) return;
+    memory b(plan->bias, eng, const_cast<float*>(bias));
+    if (bias_op || plan->scaled)
+      args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_op) | DNNL_ARG_SRC_1, b);
+    else
+      args.emplace(DNNL_ARG_BIAS, b);
+  };
   const auto ycount = static_cast<size_t>(gm.n * gm.oc * gm.pixels);
   void* user_out = out == dt::f32 ? static_cast<void*>(y) : acc_buf.get<int32_t>(ycount);
   if (plan->gemm) {
@@ -564,9 +634,7 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
                                            {DNNL_ARG_WEIGHTS, xm},
                                            {DNNL_ARG_DST, ym},
                                            {DNNL_ARG_SCRATCHPAD, scratch}};
-      if (plan->fused && bias)
-        args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(0) | DNNL_ARG_SRC_1,
-                     memory(plan->bias, eng, const_cast<float*>(bias)));
+      add_epilogue_args(args, true);
       plan->mm.execute(s, args);
     }
     s.wait();
@@ -587,8 +655,7 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
                                          {DNNL_ARG_WEIGHTS, plan->wei},
                                          {DNNL_ARG_DST, dst},
                                          {DNNL_ARG_SCRATCHPAD, scratch}};
-    if (plan->fused && bias)
-      args.emplace(DNNL_ARG_BIAS, memory(plan->bias, eng, const_cast<float*>(bias)));
+    add_epilogue_args(args, false);
     plan->conv.execute(s, args);
     if (plan->dst_reorder) plan->dst_reorder->execute(s, dst, dst_user);
     s.wait();
@@ -596,18 +663,21 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
 
   // Epilogue, on oneDNN's OpenMP threads (the pool's would compete with them while they spin).
   const auto* acc = static_cast<const int32_t*>(user_out);
-  const QuantParams& qp = w.matrix.data.quant();
   const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
   const bool identity =
-      plan->fused || (out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone);
+      (plan->fused && plan->activation_fused) ||
+      (out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone);
   const int64_t planes = identity ? 0 : gm.n * gm.oc;
   const bool s32_out = out == dt::s32;  // (OpenMP regions may not capture structured bindings)
+  const bool only_activation = plan->fused;
 #pragma omp parallel for num_threads(threads) schedule(static) if (planes * gm.pixels > 65536)
   for (int64_t pl = 0; pl < planes; ++pl) {
     const int64_t oc = pl % gm.oc;
     const float b = bias ? bias[oc] : 0.0f;
     float* yp = y + pl * gm.pixels;
-    if (s32_out) {
+    if (only_activation) {
+      // Scaled and biased by oneDNN.
+    } else if (s32_out) {
       const float s8 = sx * qp.scales[static_cast<size_t>(oc)];
       for (int64_t i = 0; i < gm.pixels; ++i)
         yp[i] = static_cast<float>(acc[pl * gm.pixels + i]) * s8 + b;
@@ -972,15 +1042,12 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   // int formats: X quantized once with one scale over all of it (conv.h); the vectorized amax
   // and encoder are bit-identical to the reference's by contract.
   const auto count = static_cast<size_t>(xc.numel());
-  std::vector<int8_t> xq;
+  thread_local Buffer xq_buf;
+  int8_t* xq = nullptr;
   float sx = 1.0f;
   if (is_int(f)) {
-    const float m = amax(xs, count);
-    if (!std::isfinite(m))
-      throw Error(ErrorKind::kInvalidInput, "conv2d: input contains NaN or inf");
-    sx = ref::int8_scale(m);
-    xq.resize(count);
-    int8_encode_array(xs, xq.data(), count, sx);
+    xq = xq_buf.get<int8_t>(count);
+    sx = quantize_x_int8(xs, count, xq, t, "conv2d: inputs");
   }
   // A pointwise convolution of 1x1 planes (squeeze-excite blocks) is a matmul with one row per
   // image, with the same semantics (one activation scale over all of X for int8/int4): the
@@ -990,12 +1057,12 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     apply_activation_n(yd, gm.n * gm.oc, p);
     return true;
   }
-  if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t);
-  if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t);
-  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq.data(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq, sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq, sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
-    if (conv_depthwise(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
-    if (conv_dnnl(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
+    if (conv_depthwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
+    if (conv_dnnl(gm, xs, xq, sx, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured
     // here). int4's row kernel is fast only with VNNI (any K: its partial last block is
@@ -1006,10 +1073,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     const int64_t below = f == Format::kInt4   ? (int4_rows ? 1024 : INT64_MAX)
                           : f == Format::kInt8 ? 1024
                                                : 2048;
-    if (gm.ocg * gm.k < below && conv_direct(gm, xs, xq.data(), sx, w, bias, yd, t)) return true;
+    if (gm.ocg * gm.k < below && conv_direct(gm, xs, xq, sx, w, bias, yd, t)) return true;
   }
   if (is_int(f))
-    conv_im2col_int(gm, xq.data(), sx, w, bias, yd, t);
+    conv_im2col_int(gm, xq, sx, w, bias, yd, t);
   else
     conv_im2col_float(gm, xs, w, bias, yd, t);
   return true;

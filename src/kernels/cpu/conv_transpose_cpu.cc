@@ -34,6 +34,7 @@
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/gemv_hwy.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 
 namespace dynaprec {
@@ -278,17 +279,13 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
   const auto count = static_cast<size_t>(xc.numel());
   const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
 
-  // int formats: X quantized once with one scale over all of it (the vectorized amax and
-  // encoder are bit-identical to the reference's by contract).
+  // int formats: X quantized once with one scale over all of it, on the OpenMP threads
+  // (bit-identical to the reference's codes).
   std::vector<int8_t> xq;
   float sx = 1.0f;
   if (is_int(f)) {
-    const float m = amax(xs, count);
-    if (!std::isfinite(m))
-      throw Error(ErrorKind::kInvalidInput, "ConvTranspose: input contains NaN or inf");
-    sx = ref::int8_scale(m);
     xq.resize(count);
-    int8_encode_array(xs, xq.data(), count, sx);
+    sx = cpu::quantize_x_int8(xs, count, xq.data(), t, "ConvTranspose: inputs");
   }
   if (conv_transpose_plain(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   const std::vector<MatmulWeights>& slices = group_slices(w);

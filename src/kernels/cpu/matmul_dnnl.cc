@@ -128,7 +128,7 @@ void parallel_chunks(size_t count, int threads, F&& body) {
 
 // matmul_activation_scale(x, count), computed on `threads` threads: the max of |x| by bit
 // pattern is associative, so chunk maxima give the same amax, and the same scale.
-float activation_scale(const float* x, size_t count, int threads) {
+float activation_scale(const float* x, size_t count, int threads, const char* what) {
   constexpr size_t kChunk = size_t{1} << 16;
   std::vector<uint32_t> part((count + kChunk - 1) / kChunk, 0);
   parallel_chunks(count, threads, [&](size_t b, size_t e) {
@@ -137,7 +137,7 @@ float activation_scale(const float* x, size_t count, int threads) {
   const float m =
       std::bit_cast<float>(part.empty() ? 0u : *std::max_element(part.begin(), part.end()));
   if (!std::isfinite(m))
-    throw Error(ErrorKind::kInvalidInput, "matmul activations contain NaN or inf");
+    throw Error(ErrorKind::kInvalidInput, std::string(what) + " contain NaN or inf");
   return ref::int8_scale(m);
 }
 
@@ -187,11 +187,12 @@ DYNAPREC_AVX512 void quantize_avx512(const float* x, int8_t* q, size_t n, float 
   }
 }
 
-// X quantized with one scale on `threads` threads: the codes into `out`, the scale returned.
-float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads) {
+}  // namespace
+
+float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads, const char* what) {
   const CpuFeatures& f = cpu_features();
   if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl)) {
-    const float sx = activation_scale(x, count, threads);
+    const float sx = activation_scale(x, count, threads, what);
     parallel_chunks(count, threads,
                     [&](size_t b, size_t e) { int8_encode_array(x + b, out + b, e - b, sx); });
     return sx;
@@ -225,12 +226,14 @@ float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads) {
       }
     }
   }
-  if (!finite) throw Error(ErrorKind::kInvalidInput, "matmul activations contain NaN or inf");
+  if (!finite) throw Error(ErrorKind::kInvalidInput, std::string(what) + " contain NaN or inf");
   if (tiny)
     parallel_chunks(count, threads,
                     [&](size_t b, size_t e) { int8_encode_array(x + b, out + b, e - b, sx); });
   return sx;
 }
+
+namespace {
 
 // --- primitives -----------------------------------------------------------------------------
 
@@ -402,7 +405,7 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
   } else if (s.act == dt::s8) {
     act = act_buf.get(count);
     auto* out = static_cast<int8_t*>(act);
-    const float sx = quantize_x_int8(p.x, count, out, threads);
+    const float sx = quantize_x_int8(p.x, count, out, threads, "matmul activations");
     const std::vector<float>& sw = w.data.quant().scales;
     DP_CHECK(sw.size() == static_cast<size_t>(w.n), "int8 weights need one scale per row");
     for (int64_t j = 0; j < w.n; ++j) scales[j] = sx * sw[static_cast<size_t>(j)];

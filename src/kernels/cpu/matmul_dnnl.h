@@ -13,4 +13,9 @@ namespace dynaprec::cpu {
 /// gemm_fp8e4m3__dnnl, gemm_fp8e5m2__dnnl.
 std::span<const MatmulKernel> dnnl_matmul_kernels();
 
+/// X quantized to int8 with one scale over all of it, on `threads` OpenMP threads: the codes
+/// of ref::int8_encode into `out` (bit-identical), the scale of ref::int8_scale(amax) returned.
+/// Throws kInvalidInput "<what> contain NaN or inf" where X does.
+float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads, const char* what);
+
 }  // namespace dynaprec::cpu
