@@ -280,6 +280,56 @@ TEST(OpsFast, ReductionsOverTrailingAxes) {
   });
 }
 
+TEST(OpsFast, PoolingBitForBit) {
+  // Max and average pooling over two spatial dims against the reference: kernels, strides,
+  // dilations, asymmetric pads, auto_pad, ceil_mode, count_include_pad, special values, and a
+  // call large enough to be split across the pool; 3-D inputs take the reference itself.
+  struct Case {
+    Shape x;
+    PoolParams p;
+  };
+  auto pp = [](std::vector<int64_t> k, std::vector<int64_t> s, std::vector<int64_t> pads,
+               std::vector<int64_t> d = {}, AutoPad ap = AutoPad::kNotSet, bool ceil = false) {
+    PoolParams p;
+    p.kernel = std::move(k);
+    p.strides = std::move(s);
+    p.pads = std::move(pads);
+    p.dilations = std::move(d);
+    p.auto_pad = ap;
+    p.ceil_mode = ceil;
+    return p;
+  };
+  const std::vector<Case> cases = {
+      {{1, 480, 3, 80}, pp({3, 2}, {3, 2}, {})},  // the recognizer's AveragePool
+      {{2, 3, 7, 9}, pp({3, 3}, {2, 2}, {1, 1, 1, 1})},
+      {{1, 4, 8, 5}, pp({2, 3}, {1, 2}, {0, 1, 1, 2})},
+      {{1, 2, 9, 9}, pp({3, 2}, {2, 3}, {}, {2, 1})},
+      {{1, 3, 10, 7}, pp({3, 3}, {2, 2}, {}, {}, AutoPad::kSameUpper)},
+      {{1, 3, 10, 7}, pp({4, 3}, {3, 2}, {}, {}, AutoPad::kSameLower)},
+      {{1, 2, 11, 6}, pp({3, 2}, {2, 2}, {1, 0, 1, 1}, {}, AutoPad::kNotSet, true)},
+      {{1, 1, 1, 1}, pp({1, 1}, {}, {})},
+      {{1, 32, 40, 40}, pp({2, 2}, {2, 2}, {})},  // split across the pool
+      {{1, 3, 12}, pp({3}, {2}, {1, 1})},         // one spatial dim: the reference
+  };
+  int seed = 0;
+  for (const Case& c : cases)
+    for (bool include_pad : {false, true}) {
+      PoolParams p = c.p;
+      p.count_include_pad = include_pad;
+      const Tensor x = nasty(c.x, static_cast<uint32_t>(500 + seed++));
+      const std::string what =
+          shape_str(c.x) + " k" + shape_str(p.kernel) + (include_pad ? " include_pad" : "");
+      expect_same_bits(max_pool(x, p), ref::max_pool(x, p), "MaxPool " + what);
+      expect_same_bits(average_pool(x, p), ref::average_pool(x, p), "AveragePool " + what);
+    }
+  // A window of NaN only: NaN from both.
+  Tensor all_nan = Tensor::zeros({1, 1, 2, 2}, DType::kF32);
+  std::fill_n(all_nan.data_as<float>(), 4, kNaN);
+  EXPECT_TRUE(std::isnan(max_pool(all_nan, pp({2, 2}, {}, {})).data_as<float>()[0]));
+  // Errors are the reference's.
+  EXPECT_THROW(average_pool(test::random_f32({1, 1, 4, 4}, 1), pp({5, 5}, {}, {})), Error);
+}
+
 TEST(OpsFast, RowKernelTails) {
   // Every row length up to 70 (the tails of every vector width), three rows each, straight
   // through the kernels.

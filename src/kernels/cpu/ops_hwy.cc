@@ -635,8 +635,68 @@ Tensor layer_norm(const Tensor& x, const Tensor& scale, const Tensor* bias, int6
 Tensor instance_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, float epsilon) {
   return ref::instance_norm(x, scale, bias, epsilon);
 }
-Tensor max_pool(const Tensor& x, const PoolParams& p) { return ref::max_pool(x, p); }
-Tensor average_pool(const Tensor& x, const PoolParams& p) { return ref::average_pool(x, p); }
+namespace {
+
+// MaxPool / AveragePool over two spatial dims: the reference's arithmetic output by output (taps
+// in the same order, double sums, NaN skipped by max), without its per-output index vectors,
+// planes spread over the pool. Other ranks are the reference's.
+Tensor pool2d_fast(const Tensor& x, const PoolParams& p, bool is_max) {
+  const std::string_view op = is_max ? "MaxPool" : "AveragePool";
+  if (x.dtype() != DType::kF32 || x.rank() != 4)
+    return is_max ? ref::max_pool(x, p) : ref::average_pool(x, p);
+  const opsutil::PoolGeom g = opsutil::pool_geometry(x.shape(), p, op);
+  Tensor y = Tensor::zeros({x.dim(0), x.dim(1), g.out[0], g.out[1]}, DType::kF32);
+  if (y.numel() == 0 || x.numel() == 0) return y;
+  const Tensor xc = contiguous(x);
+  const int64_t ih = g.in[0], iw = g.in[1], oh = g.out[0], ow = g.out[1];
+  const int64_t kh = g.kernel[0], kw = g.kernel[1], sh = g.strides[0], sw = g.strides[1];
+  const int64_t dh = g.dilations[0], dw = g.dilations[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1], eh = g.pad_end[0], ew = g.pad_end[1];
+  const auto planes = static_cast<size_t>(x.dim(0) * x.dim(1));
+  const float* xs = xc.data_as<float>();
+  float* ys = y.data_as<float>();
+  const bool include_pad = p.count_include_pad;
+  auto run = [&](size_t pl) {
+    const float* plane = xs + static_cast<int64_t>(pl) * ih * iw;
+    float* out = ys + static_cast<int64_t>(pl) * oh * ow;
+    for (int64_t r = 0; r < oh; ++r) {
+      for (int64_t c = 0; c < ow; ++c) {
+        double sum = 0;
+        int64_t inside = 0, padded = 0;
+        bool have = false;
+        float m = 0;
+        for (int64_t a = 0; a < kh; ++a) {
+          const int64_t h = r * sh - ph + a * dh;
+          const bool h_in = h >= 0 && h < ih, h_pad = h >= -ph && h < ih + eh;
+          for (int64_t b = 0; b < kw; ++b) {
+            const int64_t w = c * sw - pw + b * dw;
+            padded += h_pad && w >= -pw && w < iw + ew;
+            if (!h_in || w < 0 || w >= iw) continue;
+            ++inside;
+            const float v = plane[h * iw + w];
+            sum += v;
+            if (!std::isnan(v) && (!have || v > m)) m = v, have = true;
+          }
+        }
+        if (is_max)
+          out[r * ow + c] = have ? m : NAN;
+        else
+          out[r * ow + c] =
+              static_cast<float>(sum / static_cast<double>(include_pad ? padded : inside));
+      }
+    }
+  };
+  if (planes > 1 && y.numel() * kh * kw >= (int64_t{1} << 16))
+    ThreadPool::default_pool().parallel_for(planes, run);
+  else
+    for (size_t pl = 0; pl < planes; ++pl) run(pl);
+  return y;
+}
+
+}  // namespace
+
+Tensor max_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, true); }
+Tensor average_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, false); }
 Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm) {
   return ref::transpose(x, perm);
 }

@@ -20,13 +20,7 @@ using opsutil::fail;
 using opsutil::list_str;
 using opsutil::num;
 
-namespace {
-
-// The checked geometry of one pooling call.
-struct PoolGeom {
-  size_t k = 0;  // spatial dims
-  Shape in, out, kernel, strides, dilations, pad_begin, pad_end;
-};
+namespace opsutil {
 
 PoolGeom pool_geometry(const Shape& x, const PoolParams& p, std::string_view op) {
   if (x.size() < 3)
@@ -89,6 +83,13 @@ PoolGeom pool_geometry(const Shape& x, const PoolParams& p, std::string_view op)
   }
   return g;
 }
+
+}  // namespace opsutil
+
+namespace {
+
+using opsutil::pool_geometry;
+using opsutil::PoolGeom;
 
 // Steps idx through `shape` in C order; false after the last index.
 bool next_index(std::vector<int64_t>& idx, const Shape& shape) {

@@ -150,6 +150,16 @@ inline BatchNormPlan batch_norm_plan(std::string_view op, const Tensor& x, const
   return p;
 }
 
+/// The checked geometry of one pooling call (MaxPool, AveragePool): per spatial dim the input
+/// and output sizes, kernel, strides, dilations and the padding at each end (auto_pad
+/// resolved). Throws kInvalidInput naming `op` for a bad one. Shared by ref::max_pool /
+/// ref::average_pool and their fast paths, which must agree bit for bit.
+struct PoolGeom {
+  size_t k = 0;  // spatial dims
+  Shape in, out, kernel, strides, dilations, pad_begin, pad_end;
+};
+PoolGeom pool_geometry(const Shape& x, const PoolParams& p, std::string_view op);
+
 /// x itself if contiguous (a shallow copy sharing storage), else a contiguous clone.
 inline Tensor contiguous(const Tensor& x) { return x.is_contiguous() ? x : x.clone(); }
 
