@@ -114,6 +114,11 @@ struct DnnlPlan {
   dnnl::convolution_forward conv;
   memory::desc src_user, src, dst_user, dst, scratch;
   std::optional<dnnl::reorder> src_reorder, dst_reorder;
+  // bf16 X in a blocked layout: the reorder reads the f32 NCHW input and rounds it to bf16 on
+  // the way, one pass instead of two. Round to nearest even and quiet NaNs as
+  // encode_float_array, except that it flushes subnormal inputs (|x| < 2^-126) to zero, which
+  // changes no result: the bf16 dot products (AMX, AVX512_BF16) treat them as zero anyway.
+  bool src_from_f32 = false;
   memory wei;  // W in the primitive's layout, reordered once
   // A 1x1 convolution (stride 1, no padding, one group) as the plain GEMM that it is on NCHW:
   // Y[OC, HW] = W[OC, C] · X[C, HW] per image, oneDNN's matmul on row-major operands (W as
@@ -508,9 +513,14 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
     plan.src = pd.src_desc();
     plan.dst = pd.dst_desc();
     plan.scratch = pd.scratchpad_desc();
-    if (plan.src != plan.src_user)
+    if (plan.src != plan.src_user) {
+      if (act == dt::bf16) {
+        plan.src_user = memory::desc(xd, dt::f32, tag::nchw);
+        plan.src_from_f32 = true;
+      }
       plan.src_reorder = dnnl::reorder(
           dnnl::reorder::primitive_desc(onednn_engine(), plan.src_user, onednn_engine(), plan.src));
+    }
     if (plan.dst != plan.dst_user)
       plan.dst_reorder = dnnl::reorder(
           dnnl::reorder::primitive_desc(onednn_engine(), plan.dst, onednn_engine(), plan.dst_user));
@@ -589,14 +599,20 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const void* x_used = x;
   if (act == dt::s8) {
     x_used = xq;
-  } else if (x_format != Format::kFp32) {
+  } else if (x_format != Format::kFp32 && !plan->src_from_f32) {
     uint16_t* codes = x16.get<uint16_t>(count);
-    encode_float_array(x_format, x, codes, count);
-    x_used = codes;
-    if (act == dt::f32) {
-      decode_float_array(x_format, codes, xr.get<float>(count), count);
-      x_used = xr.get<float>(count);
+    float* rounded = act == dt::f32 ? xr.get<float>(count) : nullptr;
+    // Memory-bound passes: on the OpenMP threads, in chunks of 64 Ki values.
+    constexpr int64_t kChunk = int64_t{1} << 16;
+    const auto chunks = static_cast<int64_t>((count + kChunk - 1) / kChunk);
+#pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
+    for (int64_t c = 0; c < chunks; ++c) {
+      const auto b = static_cast<size_t>(c * kChunk);
+      const size_t len = std::min(count - b, static_cast<size_t>(kChunk));
+      encode_float_array(x_format, x + b, codes + b, len);
+      if (rounded) decode_float_array(x_format, codes + b, rounded + b, len);
     }
+    x_used = rounded ? static_cast<const void*>(rounded) : codes;
   }
   const dnnl::engine& eng = onednn_engine();
   dnnl::stream& s = onednn_stream();
