@@ -218,34 +218,36 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
         const int64_t oc = grp * g.ocg + ocl;
         const float b = bias ? bias[oc] : 0.0f;
         float* yp = yd + (n * g.oc + oc) * out_plane;
-        if (!covered) std::fill_n(yp, out_plane, apply_activation(0.0f + b, act));
-        for (int64_t kw = 0; kw < g.kw; ++kw) {
-          // Input columns whose output column iw·sw - pl + kw lies in [0, OW).
-          const int64_t off = kw - g.pl;
-          const int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
-          const int64_t hi = off < g.ow ? std::min(g.w, (g.ow - 1 - off) / g.sw + 1) : 0;
-          for (int64_t kh = 0; kh < g.kh; ++kh) {
-            const int64_t row = ocl * taps + kh * g.kw + kw;
-            const float s =
-                f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row0 + row)] : sw_tensor;
-            for (int64_t ih = 0; ih < g.h; ++ih) {
-              const int64_t oh = ih * g.sh - g.pt + kh;
-              if (oh < 0 || oh >= g.oh) continue;
+        // Each output is reached by one tap at most (kh <= sh, kw <= sw): the taps' values are
+        // written row by row, then the activation runs over the plane (apply_activation_n is
+        // bit-identical to the per-value form).
+        if (!covered) std::fill_n(yp, out_plane, 0.0f + b);
+        for (int64_t kh = 0; kh < g.kh; ++kh)
+          for (int64_t ih = 0; ih < g.h; ++ih) {
+            const int64_t oh = ih * g.sh - g.pt + kh;
+            if (oh < 0 || oh >= g.oh) continue;
+            for (int64_t kw = 0; kw < g.kw; ++kw) {
+              // Input columns whose output column iw·sw - pl + kw lies in [0, OW).
+              const int64_t off = kw - g.pl;
+              const int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
+              const int64_t hi = off < g.ow ? std::min(g.w, (g.ow - 1 - off) / g.sw + 1) : 0;
+              const int64_t row = ocl * taps + kh * g.kw + kw;
+              const float s =
+                  f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row0 + row)] : sw_tensor;
               float* yr = yp + oh * g.ow + off;
               const int64_t at = row * pixels + ih * g.w;
+              const int64_t step = g.sw;
               if (f == Format::kInt8) {
                 const int32_t* cr = coli + at;
                 for (int64_t iw = lo; iw < hi; ++iw)
-                  yr[iw * g.sw] =
-                      apply_activation((0.0f + static_cast<float>(cr[iw]) * s) + b, act);
+                  yr[iw * step] = (0.0f + static_cast<float>(cr[iw]) * s) + b;
               } else {
                 const float* cr = colf + at;
-                for (int64_t iw = lo; iw < hi; ++iw)
-                  yr[iw * g.sw] = apply_activation((0.0f + cr[iw] * s) + b, act);
+                for (int64_t iw = lo; iw < hi; ++iw) yr[iw * step] = (0.0f + cr[iw] * s) + b;
               }
             }
           }
-        }
+        apply_activation_n(yp, out_plane, act);
       }
     }
   return true;
