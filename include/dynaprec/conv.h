@@ -30,6 +30,11 @@ struct Conv2dParams {
   int64_t groups = 1;
   Activation activation = Activation::kNone;
   float clip_min = 0.0f, clip_max = 6.0f;  ///< for kClip
+  /// A scalar affine after the activation, y = act(v) · post_scale, then + post_shift (two
+  /// roundings, as the Mul and Add nodes it stands for: the "learnable affine blocks" that
+  /// follow PP-LCNetV3's activated convs). Off by default.
+  bool post_affine = false;
+  float post_scale = 1.0f, post_shift = 0.0f;
 };
 
 /// The activation of p applied to one biased output v: relu max(v, 0); clip to [clip_min,
@@ -39,46 +44,73 @@ struct Conv2dParams {
 inline float apply_activation(float v, const Conv2dParams& p) {
   switch (p.activation) {
     case Activation::kNone:
-      return v;
+      break;
     case Activation::kRelu:
-      return v < 0.0f ? 0.0f : v;
+      v = v < 0.0f ? 0.0f : v;
+      break;
     case Activation::kClip:
-      return std::min(std::max(v, p.clip_min), p.clip_max);
+      v = std::min(std::max(v, p.clip_min), p.clip_max);
+      break;
     case Activation::kSigmoid:
-      return 1.0f / (1.0f + std::exp(-v));
+      v = 1.0f / (1.0f + std::exp(-v));
+      break;
     case Activation::kHardSwish:
-      return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+      v = v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;
+      break;
+  }
+  if (p.post_affine) {
+    v = v * p.post_scale;
+    v = v + p.post_shift;
   }
   return v;
 }
 
-/// Conv weights in a format: the [OC, C/groups·KH·KW] matrix plus the kernel's geometry.
 /// y[i] = apply_activation(y[i]) for i < n, with the activation chosen once outside the loop so
 /// that the compiler vectorizes it (bit-identical to the per-element form). P: any params struct
-/// with `activation`, `clip_min`, `clip_max`.
+/// with `activation`, `clip_min`, `clip_max` (and, where it has them, the post_affine fields).
 template <class P>
 inline void apply_activation_n(float* y, int64_t n, const P& p) {
+  bool affine = false;
+  float a = 1.0f, b = 0.0f;
+  if constexpr (requires { p.post_affine; }) {
+    affine = p.post_affine;
+    a = p.post_scale;
+    b = p.post_shift;
+  }
+  // One pass: the activation, then the affine (two roundings: -ffp-contract=off keeps them
+  // apart), per value.
+  const auto run = [&](auto act) {
+    if (affine) {
+      for (int64_t i = 0; i < n; ++i) {
+        const float t = act(y[i]) * a;
+        y[i] = t + b;
+      }
+    } else {
+      for (int64_t i = 0; i < n; ++i) y[i] = act(y[i]);
+    }
+  };
   switch (p.activation) {
     case Activation::kNone:
+      if (affine) run([](float v) { return v; });
       return;
     case Activation::kRelu:
-      for (int64_t i = 0; i < n; ++i) y[i] = y[i] < 0.0f ? 0.0f : y[i];
+      run([](float v) { return v < 0.0f ? 0.0f : v; });
       return;
     case Activation::kClip: {
       const float lo = p.clip_min, hi = p.clip_max;
-      for (int64_t i = 0; i < n; ++i) y[i] = std::min(std::max(y[i], lo), hi);
+      run([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
       return;
     }
     case Activation::kSigmoid:
-      for (int64_t i = 0; i < n; ++i) y[i] = 1.0f / (1.0f + std::exp(-y[i]));
+      run([](float v) { return 1.0f / (1.0f + std::exp(-v)); });
       return;
     case Activation::kHardSwish:
-      for (int64_t i = 0; i < n; ++i)
-        y[i] = y[i] * std::min(std::max(y[i] + 3.0f, 0.0f), 6.0f) / 6.0f;
+      run([](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
       return;
   }
 }
 
+/// Conv weights in a format: the [OC, C/groups·KH·KW] matrix plus the kernel's geometry.
 struct ConvWeights {
   MatmulWeights matrix;  ///< n = OC, k = C/groups·KH·KW
   int64_t oc = 0, ic_per_group = 0, kh = 0, kw = 0;

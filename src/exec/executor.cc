@@ -261,6 +261,8 @@ struct Executor::Impl {
                                 RunStats* stats,
                                 const std::function<const Tensor*(const std::string&)>& outer);
   std::map<std::string, Node> fused_act;  // layer node name -> the activation fused into it
+  // Conv node name -> the scalar affine (scale, shift) after its activation (post_affine)
+  std::map<std::string, std::pair<float, float>> fused_affine;
 };
 
 namespace {
@@ -508,6 +510,45 @@ void Executor::Impl::fuse(Graph& g) {
     producer[act.outputs[0]] = pit->second;
     dead[i] = 1;
   }
+  // A scalar affine after an activated Conv: Mul by a scalar constant, then optionally Add of
+  // one (or the Add alone), each node the only reader of its input (Conv2dParams::post_affine).
+  // Before the activation, per-channel Mul/Add are folded into the weights above.
+  auto scalar_of = [&](const Node& n, const std::string& v, bool& ok) -> float {
+    ok = false;
+    const std::string* other = other_input(n, v);
+    if (!other) return 0.0f;
+    const Tensor* t = const_of(g, *other);
+    if (!t || t->rank() > 1) return 0.0f;  // a wider rank would broadcast the output's shape
+    return scalar_const(g, *other, ok);
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    if (dead[i] || g.nodes[i].op != "Conv" || !fused_act.count(g.nodes[i].name)) continue;
+    Node& conv = g.nodes[i];
+    float scale = 1.0f, shift = 0.0f;
+    bool any = false, ok = false;
+    Node* next = uses[conv.outputs[0]] == 1 ? only_reader(conv.outputs[0]) : nullptr;
+    if (next && next->op == "Mul" && next->outputs.size() == 1) {
+      scale = scalar_of(*next, conv.outputs[0], ok);
+      if (ok) {
+        any = true;
+        conv.outputs[0] = next->outputs[0];
+        dead[static_cast<size_t>(next - g.nodes.data())] = 1;
+        next = uses[conv.outputs[0]] == 1 ? only_reader(conv.outputs[0]) : nullptr;
+      }
+    }
+    if (next && next->op == "Add" && next->outputs.size() == 1) {
+      shift = scalar_of(*next, conv.outputs[0], ok);
+      if (ok) {
+        any = true;
+        conv.outputs[0] = next->outputs[0];
+        dead[static_cast<size_t>(next - g.nodes.data())] = 1;
+      }
+    }
+    if (any) {
+      fused_affine[conv.name] = {scale, shift};
+      producer[conv.outputs[0]] = i;
+    }
+  }
   std::vector<Node> kept;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!dead[i]) kept.push_back(std::move(g.nodes[i]));
@@ -568,6 +609,11 @@ int Executor::Impl::make_layer(const Node& n, const Graph& g) {
     }
     if (auto it = fused_act.find(n.name); it != fused_act.end())
       set_activation(l.conv, it->second, g);
+    if (auto it = fused_affine.find(n.name); it != fused_affine.end()) {
+      l.conv.post_affine = true;
+      l.conv.post_scale = it->second.first;
+      l.conv.post_shift = it->second.second;
+    }
     l.weight_count = w->numel();
   } else if (n.op == "ConvTranspose") {
     const Tensor* w = const_w(1);
@@ -823,6 +869,9 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       p.activation = l.conv.activation;
       p.clip_min = l.conv.clip_min;
       p.clip_max = l.conv.clip_max;
+      p.post_affine = l.conv.post_affine;
+      p.post_scale = l.conv.post_scale;
+      p.post_shift = l.conv.post_shift;
       const ConvWeights& w = cached<ConvWeights>(l, f, make_conv);
       if (x4.dim(1) != w.ic_per_group * p.groups)
         bad(n, "input X has " + std::to_string(x4.dim(1)) + " channels, the weights expect " +

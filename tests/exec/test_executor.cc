@@ -324,6 +324,60 @@ TEST(Executor, AffineFoldsAndSpelledOutHardSwishMatchTheGraphAsWritten) {
   EXPECT_EQ(ran, "Conv ConvTranspose ") << "ops left outside the layers";
 }
 
+// PP-LCNetV3's "learnable affine block" after an activated conv: Conv -> HardSwish ->
+// Mul(scalar, .) -> Add(., scalar) runs as one layer (Conv2dParams::post_affine) with the
+// unfused graph's values, at every format; a Mul by a non-scalar stays a node of its own.
+TEST(Executor, ScalarAffineAfterAnActivatedConvIsFused) {
+  Model m;
+  m.opsets[""] = 14;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {6, ""}, {-1, "H"}, {-1, "W"}})};
+  g.outputs = {value("y", {}), value("z", {})};
+  g.initializers["w"] = randn({8, 6, 3, 3}, 41, 0.3f);
+  g.initializers["b"] = randn({8}, 42);
+  auto scalar = [](float v) {
+    Tensor t = Tensor::zeros({1}, DType::kF32);
+    *t.data_as<float>() = v;
+    return t;
+  };
+  g.initializers["a"] = scalar(0.75f);
+  g.initializers["shift"] = scalar(-0.375f);
+  g.initializers["v"] = randn({1, 8, 1, 1}, 43);
+  Node c = node("Conv", {"x", "w", "b"}, {"c"}, "conv");
+  c.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+  g.nodes.push_back(c);
+  Node hs = node("HardSwish", {"c"}, {"h"});
+  hs.opset = 14;
+  g.nodes.push_back(hs);
+  g.nodes.push_back(node("Mul", {"a", "h"}, {"m"}));
+  g.nodes.push_back(node("Add", {"m", "shift"}, {"y"}));
+  // A second conv whose Mul is per channel after the activation: not a scalar affine.
+  Node c2 = node("Conv", {"y", "w2"}, {"c2"}, "conv2");
+  g.initializers["w2"] = randn({8, 8, 1, 1}, 44, 0.3f);
+  g.nodes.push_back(c2);
+  g.nodes.push_back(node("Relu", {"c2"}, {"r2"}));
+  g.nodes.push_back(node("Mul", {"r2", "v"}, {"z"}));
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({1, 6, 9, 11}, 45);
+  const TensorMap a = fused.run({{"x", x}}), b = plain.run({{"x", x}});
+  EXPECT_LT(max_rel(b.at("y"), a.at("y")), 1e-5);
+  EXPECT_LT(max_rel(b.at("z"), a.at("z")), 1e-5);
+  RunStats st;
+  st.profile_ops = true;
+  fused.run({{"x", x}}, {}, &st);
+  std::string ran;
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  EXPECT_EQ(ran, "Conv Mul ") << "the scalar Mul and Add run inside the conv";
+  // The low formats too: the fused affine follows the layer's own output.
+  for (Format f : {Format::kBf16, Format::kInt8, Format::kFp16}) {
+    Plan plan;
+    plan.layers["conv"] = f;
+    const Tensor got = fused.run({{"x", x}}, plan).at("y");
+    const Tensor want = plain.run({{"x", x}}, plan).at("y");
+    EXPECT_LT(max_rel(want, got), 1e-5) << format_name(f);
+  }
+}
+
 // The monitor: a layer at int8 reports a measured SQNR near its prediction; at fp32 the
 // measured SQNR is far above any low format's.
 TEST(Executor, MonitorMeasuresAndPredictsLayerSqnr) {

@@ -356,22 +356,26 @@ TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
   size_t ran[kImplCount] = {};
   for (Activation a : acts)
     for (bool bias : {false, true})
-      for (Format f : kAll)
-        for (int64_t groups : {1, 10}) {  // dense, and depthwise (its own kernel)
-          Case cs{"activation",
-                  1,
-                  10,
-                  7,
-                  6,
-                  groups == 1 ? 12 : 10,
-                  3,
-                  3,
-                  params(1, 2, 1, 0, 1, 2, 1, 1, groups),
-                  bias};
-          cs.p.activation = a;
-          check_fast(cs, f, seed += 3, ran);
-          if (HasFatalFailure()) return;
-        }
+      for (bool affine : {false, true})  // with and without a scalar affine after it
+        for (Format f : kAll)
+          for (int64_t groups : {1, 10}) {  // dense, and depthwise (its own kernel)
+            Case cs{"activation",
+                    1,
+                    10,
+                    7,
+                    6,
+                    groups == 1 ? 12 : 10,
+                    3,
+                    3,
+                    params(1, 2, 1, 0, 1, 2, 1, 1, groups),
+                    bias};
+            cs.p.activation = a;
+            cs.p.post_affine = affine;
+            cs.p.post_scale = -0.8125f;
+            cs.p.post_shift = 0.3125f;
+            check_fast(cs, f, seed += 3, ran);
+            if (HasFatalFailure()) return;
+          }
   expect_every_impl_ran(ran);
 }
 

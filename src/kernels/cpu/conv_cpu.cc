@@ -36,6 +36,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -170,7 +171,13 @@ dnnl::post_ops activation_post_ops(const Conv2dParams& p) {
   }
   return ops;
 }
-using PlanKey = std::array<int64_t, 16>;
+using PlanKey = std::array<int64_t, 18>;
+
+// Two floats' bits as one key entry.
+int64_t float_pair_key(float a, float b) {
+  return static_cast<int64_t>(uint64_t{std::bit_cast<uint32_t>(a)} << 32 |
+                              std::bit_cast<uint32_t>(b));
+}
 
 struct ConvState {
   std::mutex mu;
@@ -412,8 +419,9 @@ dnnl::post_ops fused_post_ops(DnnlPlan& plan, const memory::desc& per_oc, bool h
     plan.bias = per_oc;
     ops.append_binary(dnnl::algorithm::binary_add, per_oc);
   }
-  plan.activation_fused = !plan.scaled || p.activation == Activation::kRelu ||
-                          p.activation == Activation::kClip || p.activation == Activation::kNone;
+  plan.activation_fused = !plan.scaled || (!p.post_affine && (p.activation == Activation::kRelu ||
+                                                              p.activation == Activation::kClip ||
+                                                              p.activation == Activation::kNone));
   if (!plan.activation_fused) return ops;
   const dnnl::post_ops a = activation_post_ops(p);
   for (int i = 0; i < a.len(); ++i) {
@@ -422,6 +430,12 @@ dnnl::post_ops fused_post_ops(DnnlPlan& plan, const memory::desc& per_oc, bool h
     a.get_params_eltwise(i, scale, alg, alpha, beta);
     ops.append_eltwise(scale, alg, alpha, beta);
   }
+  // Float outputs only (int8 keeps the two roundings of apply_activation in our epilogue): one
+  // a·y + b, perhaps with one rounding, within an ulp of the Mul and Add it stands for. (Two
+  // eltwise_linear post-ops in a row, a·y + 0 then y + b, came out wrong in oneDNN 2.6 here: the
+  // second one ran with the first one's constants.)
+  if (p.post_affine)
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_linear, p.post_scale, p.post_shift);
   return ops;
 }
 
@@ -570,7 +584,9 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
                     threads,
                     gm.c,
                     bias != nullptr,
-                    static_cast<int64_t>(p.activation)};
+                    static_cast<int64_t>(p.activation),
+                    float_pair_key(p.clip_min, p.clip_max),
+                    p.post_affine ? float_pair_key(p.post_scale, p.post_shift) : -1};
   ConvState& st = state(w);
   std::shared_ptr<const DnnlPlan> plan;
   {
@@ -680,9 +696,9 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   // Epilogue, on oneDNN's OpenMP threads (the pool's would compete with them while they spin).
   const auto* acc = static_cast<const int32_t*>(user_out);
   const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
-  const bool identity =
-      (plan->fused && plan->activation_fused) ||
-      (out == dt::f32 && sw == 1.0f && !bias && p.activation == Activation::kNone);
+  const bool identity = (plan->fused && plan->activation_fused) ||
+                        (out == dt::f32 && sw == 1.0f && !bias &&
+                         p.activation == Activation::kNone && !p.post_affine);
   const int64_t planes = identity ? 0 : gm.n * gm.oc;
   const bool s32_out = out == dt::s32;  // (OpenMP regions may not capture structured bindings)
   const bool only_activation = plan->fused;
