@@ -146,9 +146,10 @@ namespace cpu {
 ///   kDirect  taps in K order with output pixels innermost: the reference's arithmetic exactly.
 ///   kDepthwise  depthwise layers (one channel per group), every format but int4: a plane at a
 ///            time in registers, the reference's tap order with FMA (int8 bit-identical).
-enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect, kDepthwise };
+enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect, kDepthwise, kPointwise };
 /// conv2d with implementation `impl`; returns false, writing nothing, where it does not apply
 /// (kOneDnn: int4, or oneDNN lacks the ISA; kDepthwise: not depthwise, int4, stride_w > 2;
+/// kPointwise: not int8, not 1x1 / stride 1 / unpadded / one group, or no AVX-512 VNNI;
 /// kOneDnn, kDirect and kDepthwise: a non-finite weight, whose
 /// 0 · w at padding taps only im2col computes as the reference does).
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,

@@ -43,12 +43,12 @@ namespace {
 
 constexpr Format kAll[] = {Format::kFp32,    Format::kBf16, Format::kFp16, Format::kFp8E4M3,
                            Format::kFp8E5M2, Format::kInt8, Format::kInt4};
-constexpr cpu::ConvImpl kImpls[] = {cpu::ConvImpl::kAuto, cpu::ConvImpl::kOneDnn,
-                                    cpu::ConvImpl::kIm2col, cpu::ConvImpl::kDirect,
-                                    cpu::ConvImpl::kDepthwise};
+constexpr cpu::ConvImpl kImpls[] = {cpu::ConvImpl::kAuto,      cpu::ConvImpl::kOneDnn,
+                                    cpu::ConvImpl::kIm2col,    cpu::ConvImpl::kDirect,
+                                    cpu::ConvImpl::kDepthwise, cpu::ConvImpl::kPointwise};
 constexpr size_t kImplCount = std::size(kImpls);
 const char* impl_name(cpu::ConvImpl i) {
-  constexpr const char* kNames[] = {"auto", "onednn", "im2col", "direct", "depthwise"};
+  constexpr const char* kNames[] = {"auto", "onednn", "im2col", "direct", "depthwise", "pointwise"};
   return kNames[static_cast<int>(i)];
 }
 
@@ -253,6 +253,9 @@ const Case kCases[] = {
     {"vnni_blocks_k576", 1, 64, 6, 5, 32, 3, 3, params(1, 1, 1, 1, 1, 1), true},
     {"depthwise_mult2_5x5", 1, 6, 10, 10, 12, 5, 5, params(1, 1, 2, 2, 2, 2, 1, 1, 6), false},
     {"k256_1x1_s2", 1, 256, 7, 6, 16, 1, 1, params(2, 2, 0, 0, 0, 0), true},  // whole VNNI blocks
+    // int8 pointwise tiles of 3 rows and part of a vector; C not a multiple of 4.
+    {"1x1_oc7_c5", 1, 5, 3, 37, 7, 1, 1, params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kClip),
+     true},
     // Pointwise as a plain GEMM (bias and activation fused into oneDNN's matmul where it can),
     // 1x1 planes as a matmul, and a first layer reading NCHW directly (conv_cpu.cc).
     {"1x1_bias_relu", 1, 24, 9, 11, 20, 1, 1, params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kRelu),
@@ -336,6 +339,10 @@ void expect_every_impl_ran(const size_t* ran) {
   if (cpu_features().avx2) {
     EXPECT_GT(ran[static_cast<int>(cpu::ConvImpl::kOneDnn)], 0u);
   }
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512_vnni && f.fma) {
+    EXPECT_GT(ran[static_cast<int>(cpu::ConvImpl::kPointwise)], 0u);
+  }
 }
 
 TEST(ConvCpu, MatchesReferenceOnAwkwardGeometry) {
@@ -358,16 +365,17 @@ TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
     for (bool bias : {false, true})
       for (bool affine : {false, true})  // with and without a scalar affine after it
         for (Format f : kAll)
-          for (int64_t groups : {1, 10}) {  // dense, and depthwise (its own kernel)
+          for (int64_t groups : {1, 10, 0}) {  // dense, depthwise, pointwise (0)
+            const int64_t k = groups == 0 ? 1 : 3;
             Case cs{"activation",
                     1,
                     10,
                     7,
-                    6,
-                    groups == 1 ? 12 : 10,
-                    3,
-                    3,
-                    params(1, 2, 1, 0, 1, 2, 1, 1, groups),
+                    groups == 0 ? 70 : 6,  // pointwise: 490 pixels, a partial last tile
+                    groups == 10 ? 10 : 12,
+                    k,
+                    k,
+                    groups == 0 ? params(1, 1, 0, 0, 0, 0) : params(1, 2, 1, 0, 1, 2, 1, 1, groups),
                     bias};
             cs.p.activation = a;
             cs.p.post_affine = affine;

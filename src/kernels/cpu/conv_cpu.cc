@@ -60,6 +60,7 @@
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/pwconv_vnni.h"
 
 namespace dynaprec {
 namespace cpu {
@@ -185,6 +186,7 @@ struct ConvState {
   Tensor storage;              // shares the matrix's codes, which the group slices point into
   std::map<int64_t, std::vector<MatmulWeights>> slices;  // by groups; never invalidated
   std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
+  std::optional<PwInt8Weights> pointwise;  // conv_pointwise's form of W
 };
 
 ConvState& state(const ConvWeights& w) {
@@ -1048,6 +1050,28 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   return true;
 }
 
+// int8 pointwise convolutions on AVX-512 VNNI straight from and to NCHW (pwconv_vnni.h).
+bool conv_pointwise(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
+                    const float* bias, float* y, int threads) {
+  if (w.matrix.format != Format::kInt8 || !is_pointwise(gm) || gm.c > 65536 ||
+      !pwconv_int8_available())
+    return false;
+  ConvState& st = state(w);
+  const PwInt8Weights* pw = nullptr;
+  {
+    std::lock_guard lock(st.mu);
+    if (!st.pointwise)
+      st.pointwise =
+          pwconv_int8_prepare(static_cast<const int8_t*>(w.matrix.data.data()), gm.oc, gm.c);
+    pw = &*st.pointwise;
+  }
+  const float* wscale = w.matrix.data.quant().scales.data();
+  for (int64_t n = 0; n < gm.n; ++n)
+    pwconv_int8(xq + n * gm.c * gm.pixels, gm.pixels, *pw, wscale, sx, bias, *gm.p,
+                y + n * gm.oc * gm.pixels, threads);
+  return true;
+}
+
 }  // namespace
 
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
@@ -1071,6 +1095,7 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   const float* xs = xc.data_as<float>();
   float* yd = y.data_as<float>();
   if (impl == ConvImpl::kOneDnn && !dnnl_types(f)) return false;
+  if (impl == ConvImpl::kPointwise && (f != Format::kInt8 || !is_pointwise(gm))) return false;
   // int formats: X quantized once with one scale over all of it (conv.h); the vectorized amax
   // and encoder are bit-identical to the reference's by contract.
   const auto count = static_cast<size_t>(xc.numel());
@@ -1092,8 +1117,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq, sx, w, bias, yd, t);
+  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
     if (conv_depthwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
+    if (conv_pointwise(gm, xq, sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, xq, sx, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured

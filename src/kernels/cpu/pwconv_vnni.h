@@ -1,0 +1,32 @@
+// Pointwise int8 convolution (1x1, stride 1, no padding, one group) on NCHW with AVX-512 VNNI:
+// Y[OC, P] = W[OC, C] · X[C, P] per image, straight from and to NCHW, the epilogue (scales,
+// bias, activation, affine) on the sums while they are in registers or L1. Against oneDNN's
+// convolution it saves the layout reorders of X and Y around it, which cost more than the
+// arithmetic at the recognizer's shapes. See pwconv_vnni.cc.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "dynaprec/conv.h"
+
+namespace dynaprec::cpu {
+
+/// W as the kernel reads it: rows padded with zeros to a multiple of 4 (c4), and Σ_c W[oc][c].
+struct PwInt8Weights {
+  int64_t oc = 0, c = 0, c4 = 0;
+  std::vector<int8_t> w;      ///< [oc][c4]
+  std::vector<int32_t> wsum;  ///< [oc]
+};
+PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c);
+
+/// Whether this CPU runs the kernel (AVX-512 F/BW/VL and VNNI).
+bool pwconv_int8_available();
+
+/// One image: xq [C, P] int8 codes of X (one scale sx over all of X); y [OC, P] floats,
+/// y = apply_activation(float(Σ_c xq · w) · (sx · wscale[oc]) + bias[oc], p): the reference's
+/// arithmetic, bit for bit. bias may be null. Runs on `threads` OpenMP threads.
+void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
+                 float sx, const float* bias, const Conv2dParams& p, float* y, int threads);
+
+}  // namespace dynaprec::cpu
