@@ -65,49 +65,20 @@ inline float apply_activation(float v, const Conv2dParams& p) {
   return v;
 }
 
-/// y[i] = apply_activation(y[i]) for i < n, with the activation chosen once outside the loop so
-/// that the compiler vectorizes it (bit-identical to the per-element form). P: any params struct
-/// with `activation`, `clip_min`, `clip_max` (and, where it has them, the post_affine fields).
+/// y[i] = apply_activation(y[i]) for i < n (with these fields), vectorized for the CPU it runs
+/// on and bit-identical to the per-value form (src/kernels/cpu/ops_hwy.cc).
+void activation_row_f32(float* y, int64_t n, Activation act, float clip_min, float clip_max,
+                        bool affine, float scale, float shift);
+
+/// y[i] = apply_activation(y[i]) for i < n. P: any params struct with `activation`,
+/// `clip_min`, `clip_max` (and, where it has them, the post_affine fields).
 template <class P>
 inline void apply_activation_n(float* y, int64_t n, const P& p) {
-  bool affine = false;
-  float a = 1.0f, b = 0.0f;
-  if constexpr (requires { p.post_affine; }) {
-    affine = p.post_affine;
-    a = p.post_scale;
-    b = p.post_shift;
-  }
-  // One pass: the activation, then the affine (two roundings: -ffp-contract=off keeps them
-  // apart), per value.
-  const auto run = [&](auto act) {
-    if (affine) {
-      for (int64_t i = 0; i < n; ++i) {
-        const float t = act(y[i]) * a;
-        y[i] = t + b;
-      }
-    } else {
-      for (int64_t i = 0; i < n; ++i) y[i] = act(y[i]);
-    }
-  };
-  switch (p.activation) {
-    case Activation::kNone:
-      if (affine) run([](float v) { return v; });
-      return;
-    case Activation::kRelu:
-      run([](float v) { return v < 0.0f ? 0.0f : v; });
-      return;
-    case Activation::kClip: {
-      const float lo = p.clip_min, hi = p.clip_max;
-      run([lo, hi](float v) { return std::min(std::max(v, lo), hi); });
-      return;
-    }
-    case Activation::kSigmoid:
-      run([](float v) { return 1.0f / (1.0f + std::exp(-v)); });
-      return;
-    case Activation::kHardSwish:
-      run([](float v) { return v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f; });
-      return;
-  }
+  if constexpr (requires { p.post_affine; })
+    activation_row_f32(y, n, p.activation, p.clip_min, p.clip_max, p.post_affine, p.post_scale,
+                       p.post_shift);
+  else
+    activation_row_f32(y, n, p.activation, p.clip_min, p.clip_max, false, 1.0f, 0.0f);
 }
 
 /// Conv weights in a format: the [OC, C/groups·KH·KW] matrix plus the kernel's geometry.

@@ -12,6 +12,7 @@
 #include <limits>
 #include <random>
 
+#include "dynaprec/conv.h"
 #include "dynaprec/ops.h"
 #include "kernels/cpu/ops_hwy.h"
 #include "kernels/ops_test_util.h"
@@ -328,6 +329,37 @@ TEST(OpsFast, PoolingBitForBit) {
   EXPECT_TRUE(std::isnan(max_pool(all_nan, pp({2, 2}, {}, {})).data_as<float>()[0]));
   // Errors are the reference's.
   EXPECT_THROW(average_pool(test::random_f32({1, 1, 4, 4}, 1), pp({5, 5}, {}, {})), Error);
+}
+
+TEST(OpsFast, ConvActivationRowsBitForBit) {
+  // activation_row_f32 (apply_activation_n) against apply_activation value by value, on every
+  // SIMD target: each activation with and without the affine after it, special values, and
+  // every length up to 70 (the tails).
+  const Tensor x = nasty({1, 70}, 77, 9.0f);
+  const Activation acts[] = {Activation::kNone, Activation::kRelu, Activation::kClip,
+                             Activation::kSigmoid, Activation::kHardSwish};
+  test::for_each_simd_target([&](const std::string& target) {
+    for (Activation a : acts)
+      for (bool affine : {false, true})
+        for (int64_t len = 0; len <= 70; ++len) {
+          Conv2dParams p;
+          p.activation = a;
+          p.clip_min = -0.5f;
+          p.clip_max = 2.25f;
+          p.post_affine = affine;
+          p.post_scale = -0.8125f;
+          p.post_shift = 0.3125f;
+          std::vector<float> got(x.data_as<float>(), x.data_as<float>() + len);
+          apply_activation_n(got.data(), len, p);
+          for (int64_t i = 0; i < len; ++i) {
+            const float want = apply_activation(x.data_as<float>()[i], p);
+            ASSERT_TRUE(same_bits_or_nan(got[static_cast<size_t>(i)], want))
+                << target << " activation " << static_cast<int>(a) << " affine " << affine
+                << " len " << len << " at " << i << ": " << got[static_cast<size_t>(i)] << " vs "
+                << want;
+          }
+        }
+  });
 }
 
 TEST(OpsFast, RowKernelTails) {

@@ -44,6 +44,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "dynaprec/conv.h"
 #include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/thread_pool.h"
@@ -397,6 +398,54 @@ void BatchNormF32(const float* x, float* y, size_t batch, size_t channels, size_
   });
 }
 
+// ---- Conv activations (apply_activation_n) --------------------------------------------------
+
+// apply_activation's expressions lane by lane, bit for bit: std::max(a, b) is a < b ? b : a and
+// std::min(a, b) is b < a ? b : a (compare + select, so that NaN and ±0 follow the scalar code);
+// sigmoid's exp stays the scalar libm call. One row, on the caller's thread.
+void ActivationRowF32(float* y, size_t n, Activation act, float lo, float hi, bool affine,
+                      float scale, float shift) {
+  const DF d;
+  const size_t lanes = hn::Lanes(d);
+  const VF zero = hn::Zero(d), three = hn::Set(d, 3.0f), six = hn::Set(d, 6.0f);
+  const VF vlo = hn::Set(d, lo), vhi = hn::Set(d, hi), va = hn::Set(d, scale),
+           vb = hn::Set(d, shift);
+  const auto activate = [&](VF v) -> VF {
+    switch (act) {
+      case Activation::kRelu:
+        return hn::IfThenElse(hn::Lt(v, zero), zero, v);
+      case Activation::kClip: {
+        const VF t = hn::IfThenElse(hn::Lt(v, vlo), vlo, v);
+        return hn::IfThenElse(hn::Lt(vhi, t), vhi, t);
+      }
+      case Activation::kHardSwish: {
+        VF t = hn::Add(v, three);
+        t = hn::IfThenElse(hn::Lt(t, zero), zero, t);
+        t = hn::IfThenElse(hn::Lt(six, t), six, t);
+        return hn::Div(hn::Mul(v, t), six);
+      }
+      default:
+        return v;
+    }
+  };
+  size_t i = 0;
+  if (act != Activation::kSigmoid) {
+    for (; i + lanes <= n; i += lanes) {
+      VF v = activate(hn::LoadU(d, y + i));
+      if (affine) v = hn::Add(hn::Mul(v, va), vb);
+      hn::StoreU(v, d, y + i);
+    }
+  }
+  Conv2dParams p;
+  p.activation = act;
+  p.clip_min = lo;
+  p.clip_max = hi;
+  p.post_affine = affine;
+  p.post_scale = scale;
+  p.post_shift = shift;
+  for (; i < n; ++i) y[i] = apply_activation(y[i], p);
+}
+
 }  // namespace
 }  // namespace dynaprec::cpu::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
@@ -409,6 +458,7 @@ HWY_EXPORT(UnaryF32);
 HWY_EXPORT(ReduceRowsF32);
 HWY_EXPORT(SoftmaxRowsF32);
 HWY_EXPORT(BatchNormF32);
+HWY_EXPORT(ActivationRowF32);
 
 bool binary_f32_supported(BinaryOp op) {
   switch (op) {
@@ -470,6 +520,14 @@ void batch_norm_f32(const float* x, float* y, size_t batch, size_t channels, siz
 }
 
 }  // namespace cpu
+
+void activation_row_f32(float* y, int64_t n, Activation act, float clip_min, float clip_max,
+                        bool affine, float scale, float shift) {
+  if (n <= 0 || (act == Activation::kNone && !affine)) return;
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::ActivationRowF32)(y, static_cast<size_t>(n), act, clip_min,
+                                                  clip_max, affine, scale, shift);
+}
 
 // ---- The public functions: the fast path where it applies, else the reference ---------------
 
