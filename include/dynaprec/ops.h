@@ -42,7 +42,8 @@ enum class BinaryOp : uint8_t {
   kSub,      ///< a - b (Sub)
   kMul,      ///< a * b (Mul)
   kDiv,      ///< a / b (Div); integers truncate toward zero, b == 0 is an error
-  kPow,      ///< a ^ b (Pow): std::pow; integers through double, saturated
+  kPow,      ///< a ^ b (Pow): std::pow, squares and cubes as products; integers through double,
+             ///< saturated
   kMax,      ///< max(a, b) (Max, two inputs); NaN if either is NaN
   kMin,      ///< min(a, b) (Min, two inputs); NaN if either is NaN
   kEqual,    ///< a == b -> bool (Equal)

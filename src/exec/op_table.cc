@@ -198,7 +198,9 @@ T arith(const Node& n, Bin op, T a, T b) {
         return a * b;
       case Bin::kDiv:
         return a / b;
-      case Bin::kPow:
+      case Bin::kPow:  // squares and cubes as products, as ops_ref.cc (and onnxruntime)
+        if (b == T(2)) return a * a;
+        if (b == T(3)) return a * a * a;
         return static_cast<T>(std::pow(a, b));
       case Bin::kMax:
         if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();

@@ -98,6 +98,10 @@ float binary_f32(BinaryOp op, float a, float b) {
     case BinaryOp::kDiv:
       return a / b;
     case BinaryOp::kPow:
+      // Squares and cubes as products, as onnxruntime computes them (correctly rounded for
+      // squares, where powf may round a tie the other way).
+      if (b == 2.0f) return a * a;
+      if (b == 3.0f) return a * a * a;
       return std::pow(a, b);
     case BinaryOp::kMax:
       return (a > b || std::isnan(a)) ? a : b;
