@@ -187,6 +187,7 @@ struct ConvState {
   std::map<int64_t, std::vector<MatmulWeights>> slices;  // by groups; never invalidated
   std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
   std::optional<PwInt8Weights> pointwise;  // conv_pointwise's form of W
+  std::vector<float> depthwise;            // conv_depthwise's: W's values (codes for int8)
 };
 
 ConvState& state(const ConvWeights& w) {
@@ -990,16 +991,23 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
     return false;
   const QuantParams& qp = w.matrix.data.quant();
   const auto wn = static_cast<size_t>(gm.oc * gm.k);
-  std::vector<float> wf(wn);
+  // W as floats (int8: its codes), made once per weights.
+  const float* wf = nullptr;
+  {
+    ConvState& st = state(w);
+    std::lock_guard lock(st.mu);
+    if (st.depthwise.size() != wn) {
+      st.depthwise.resize(wn);
+      if (f == Format::kInt8)
+        int8_decode_array(w.matrix.data.data_as<int8_t>(), st.depthwise.data(), wn, 1.0f);
+      else
+        decode_float_array(f, w.matrix.data.data(), st.depthwise.data(), wn);
+    }
+    wf = st.depthwise.data();
+  }
   // X as the format uses it (floats: rounded to the activation format row by row while the
   // plane is padded; int8: its codes).
   const Format act = f == Format::kInt8 ? Format::kInt8 : is_fp8(f) ? Format::kBf16 : f;
-  if (f == Format::kInt8) {
-    const int8_t* wq = w.matrix.data.data_as<int8_t>();
-    for (size_t i = 0; i < wn; ++i) wf[i] = static_cast<float>(wq[i]);
-  } else {
-    decode_float_array(f, w.matrix.data.data(), wf.data(), wn);
-  }
   const float tensor_scale = is_fp8(f) ? qp.scales.at(0) : 1.0f;
   // The padded plane: the rows and columns the taps reach, plus slack for the last vector.
   const int64_t sh = p.stride_h, sw = p.stride_w, lanes = dw_lanes();
@@ -1021,7 +1029,7 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
       float* dst = xp + r * cols + c0;
       const int64_t src = (plane * gm.h + ih) * gm.w + i0;
       if (act == Format::kInt8) {
-        for (int64_t i = 0; i < len; ++i) dst[i] = static_cast<float>(xq[src + i]);
+        int8_decode_array(xq + src, dst, static_cast<size_t>(len), 1.0f);  // code · 1: exact
       } else if (act == Format::kFp32) {
         std::memcpy(dst, x + src, static_cast<size_t>(len) * sizeof(float));
       } else {
@@ -1032,7 +1040,7 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
     DwPlane dp;
     dp.xp = xp;
     dp.xp_stride = cols;
-    dp.w = wf.data() + c * gm.k;
+    dp.w = wf + c * gm.k;
     dp.kh = gm.kh;
     dp.kw = gm.kw;
     dp.sh = sh;
