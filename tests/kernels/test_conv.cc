@@ -33,9 +33,11 @@
 #include <string>
 
 #include "dynaprec/conv.h"
+#include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/matmul.h"
+#include "kernels/cpu/pwconv_vnni.h"
 #include "kernels/matmul_util.h"
 
 namespace dynaprec {
@@ -385,6 +387,53 @@ TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
             if (HasFatalFailure()) return;
           }
   expect_every_impl_ran(ran);
+}
+
+// The int8 pointwise kernel on each instruction set this CPU has (VNNI, AMX), called directly,
+// against the reference bit for bit: partial tiles of rows and pixels, C not a multiple of 4 or
+// 64, bias and activation with the affine, and a call split over two threads.
+TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
+  const cpu::PwIsa best = cpu::pwconv_int8_isa();
+  if (best == cpu::PwIsa::kNone) GTEST_SKIP() << "no AVX-512 VNNI here";
+  std::vector<cpu::PwIsa> isas = {cpu::PwIsa::kVnni};
+  if (best == cpu::PwIsa::kAmx) isas.push_back(cpu::PwIsa::kAmx);
+  struct Shape3 {
+    int64_t c, oc, h, w;
+  };
+  uint32_t seed = 900;
+  for (const Shape3 sh : {Shape3{5, 7, 3, 37}, Shape3{64, 32, 4, 8}, Shape3{70, 33, 5, 13},
+                          Shape3{240, 48, 12, 80}, Shape3{3, 1, 1, 1}})
+    for (Activation a : {Activation::kNone, Activation::kHardSwish}) {
+      const Tensor x = test::gaussian({1, sh.c, sh.h, sh.w}, seed++);
+      const Tensor w = test::gaussian({sh.oc, sh.c, 1, 1}, seed++, 0.3f);
+      const Tensor b = test::gaussian({sh.oc}, seed++);
+      Conv2dParams p = params(1, 1, 0, 0, 0, 0, 1, 1, 1, a);
+      p.post_affine = a != Activation::kNone;
+      p.post_scale = 1.5f;
+      p.post_shift = -0.25f;
+      const ConvWeights cw = conv_weights(w, Format::kInt8);
+      const Shape ys = conv2d_output_shape(x.shape(), cw, p);
+      Tensor want = Tensor::zeros(ys, DType::kF32);
+      ref::conv2d(x, cw, b.data_as<float>(), p, want);
+      // X's codes as the reference makes them: one scale over all of X.
+      const auto count = static_cast<size_t>(x.numel());
+      const float sx = ref::int8_scale(ref::amax(x.data_as<float>(), count));
+      std::vector<int8_t> xq(count);
+      ref::int8_encode_array(x.data_as<float>(), xq.data(), count, sx);
+      const cpu::PwInt8Weights pw =
+          cpu::pwconv_int8_prepare(cw.matrix.data.data_as<int8_t>(), sh.oc, sh.c);
+      for (cpu::PwIsa isa : isas)
+        for (int threads : {1, 2}) {
+          Tensor got = Tensor::zeros(ys, DType::kF32);
+          cpu::pwconv_int8(xq.data(), sh.h * sh.w, pw, cw.matrix.data.quant().scales.data(), sx,
+                           b.data_as<float>(), p, got.data_as<float>(), threads, isa);
+          for (int64_t i = 0; i < got.numel(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(got.data_as<float>()[i]),
+                      std::bit_cast<uint32_t>(want.data_as<float>()[i]))
+                << (isa == cpu::PwIsa::kAmx ? "amx" : "vnni") << " c" << sh.c << " oc" << sh.oc
+                << " threads " << threads << " at " << i;
+        }
+    }
 }
 
 TEST(ConvCpu, ThreadCountDoesNotChangeTheResult) {

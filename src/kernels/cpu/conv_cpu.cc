@@ -1062,7 +1062,7 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
 bool conv_pointwise(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
                     const float* bias, float* y, int threads) {
   if (w.matrix.format != Format::kInt8 || !is_pointwise(gm) || gm.c > 65536 ||
-      !pwconv_int8_available())
+      pwconv_int8_isa() == PwIsa::kNone)
     return false;
   ConvState& st = state(w);
   const PwInt8Weights* pw = nullptr;

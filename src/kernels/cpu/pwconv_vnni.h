@@ -12,21 +12,28 @@
 
 namespace dynaprec::cpu {
 
-/// W as the kernel reads it: rows padded with zeros to a multiple of 4 (c4), and Σ_c W[oc][c].
+/// W as the kernels read it. VNNI: rows padded with zeros to a multiple of 4 (c4), and
+/// Σ_c W[oc][c]. AMX: rows padded to a multiple of 64 bytes (c64), row count to a multiple of 32.
 struct PwInt8Weights {
-  int64_t oc = 0, c = 0, c4 = 0;
+  int64_t oc = 0, c = 0, c4 = 0, c64 = 0, oc32 = 0;
   std::vector<int8_t> w;      ///< [oc][c4]
   std::vector<int32_t> wsum;  ///< [oc]
+  std::vector<int8_t> w64;    ///< [oc32][c64]
 };
 PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c);
 
-/// Whether this CPU runs the kernel (AVX-512 F/BW/VL and VNNI).
-bool pwconv_int8_available();
+/// The instruction sets the kernel has: AVX-512 VNNI, and AMX tiles (int8) where the CPU and the
+/// OS allow them (Linux asks for the tile state once per process).
+enum class PwIsa : uint8_t { kNone, kVnni, kAmx };
+/// The best of them on this CPU (under the DYNAPREC_ISA cap).
+PwIsa pwconv_int8_isa();
 
 /// One image: xq [C, P] int8 codes of X (one scale sx over all of X); y [OC, P] floats,
 /// y = apply_activation(float(Σ_c xq · w) · (sx · wscale[oc]) + bias[oc], p): the reference's
-/// arithmetic, bit for bit. bias may be null. Runs on `threads` OpenMP threads.
+/// arithmetic, bit for bit. bias may be null. Runs on `threads` OpenMP threads with `isa`
+/// (kNone: pwconv_int8_isa()); it must be one the CPU has.
 void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
-                 float sx, const float* bias, const Conv2dParams& p, float* y, int threads);
+                 float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
+                 PwIsa isa = PwIsa::kNone);
 
 }  // namespace dynaprec::cpu
