@@ -186,7 +186,8 @@ struct ConvState {
   Tensor storage;              // shares the matrix's codes, which the group slices point into
   std::map<int64_t, std::vector<MatmulWeights>> slices;  // by groups; never invalidated
   std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
-  std::optional<PwInt8Weights> pointwise;  // conv_pointwise's form of W
+  std::optional<PwInt8Weights> pointwise;  // conv_pointwise's form of W (int8)
+  std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
   std::vector<float> depthwise;            // conv_depthwise's: W's values (codes for int8)
 };
 
@@ -1059,12 +1060,26 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
 }
 
 // int8 pointwise convolutions on AVX-512 VNNI straight from and to NCHW (pwconv_vnni.h).
-bool conv_pointwise(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
-                    const float* bias, float* y, int threads) {
-  if (w.matrix.format != Format::kInt8 || !is_pointwise(gm) || gm.c > 65536 ||
-      pwconv_int8_isa() == PwIsa::kNone)
-    return false;
+bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
+                    const ConvWeights& w, const float* bias, float* y, int threads) {
+  if (!is_pointwise(gm)) return false;
   ConvState& st = state(w);
+  if (w.matrix.format == Format::kBf16) {
+    if (!pwconv_bf16_available()) return false;
+    const PwBf16Weights* pw = nullptr;
+    {
+      std::lock_guard lock(st.mu);
+      if (!st.pointwise_bf16)
+        st.pointwise_bf16 = pwconv_bf16_prepare(w.matrix.data.data_as<uint16_t>(), gm.oc, gm.c);
+      pw = &*st.pointwise_bf16;
+    }
+    for (int64_t n = 0; n < gm.n; ++n)
+      pwconv_bf16(x + n * gm.c * gm.pixels, gm.pixels, *pw, bias, *gm.p,
+                  y + n * gm.oc * gm.pixels, threads);
+    return true;
+  }
+  if (w.matrix.format != Format::kInt8 || gm.c > 65536 || pwconv_int8_isa() == PwIsa::kNone)
+    return false;
   const PwInt8Weights* pw = nullptr;
   {
     std::lock_guard lock(st.mu);
@@ -1103,7 +1118,9 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   const float* xs = xc.data_as<float>();
   float* yd = y.data_as<float>();
   if (impl == ConvImpl::kOneDnn && !dnnl_types(f)) return false;
-  if (impl == ConvImpl::kPointwise && (f != Format::kInt8 || !is_pointwise(gm))) return false;
+  if (impl == ConvImpl::kPointwise &&
+      ((f != Format::kInt8 && f != Format::kBf16) || !is_pointwise(gm)))
+    return false;
   // int formats: X quantized once with one scale over all of it (conv.h); the vectorized amax
   // and encoder are bit-identical to the reference's by contract.
   const auto count = static_cast<size_t>(xc.numel());
@@ -1125,10 +1142,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq, sx, w, bias, yd, t);
-  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xq, sx, w, bias, yd, t);
+  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, xq, sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
     if (conv_depthwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
-    if (conv_pointwise(gm, xq, sx, w, bias, yd, t)) return true;
+    if (conv_pointwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, xq, sx, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured

@@ -13,13 +13,15 @@
 //      stored rows while they are in L1. Bit for bit the reference's result.
 // Tiles walk the pixel blocks outermost, so that a block of X (C · 64 bytes) serves all rows.
 //
-// With AMX (int8 tiles), the same layout of X (signed codes, no +128, quads padded with zeros
-// to a multiple of 16) is the B operand of tdpbssd: a tile row is one group of 4 channels for
-// 16 pixels. W rows padded to 64 bytes (and to 32 rows) are the A operand. Blocks of 32 rows by
-// 32 pixels keep four 16x16 int32 accumulator tiles; per 64 channels, two A and two B tile loads
+// With AMX (int8 tiles), the same layout of X (signed codes, no +128, groups padded with zeros to
+// a multiple of 16) is the B operand of tdpbssd: a tile row is one group of 4 channels for 16
+// pixels. W rows padded to 64 bytes (and to 32 rows) are the A operand. Blocks of 32 rows by 32
+// pixels keep four 16x16 int32 accumulator tiles; per 64 channels, two A and two B tile loads
 // and four tdpbssd. The sums go through a 32x32 buffer to the same epilogue. A partial last
 // pixel block reads past its pixels (into the next group's row, or the buffer's slack) and
-// stores only its own columns.
+// stores only its own columns (columns are independent).
+// bf16 (pwconv_bf16) is the same with pairs of channels and tdpbf16ps, but X blocked: the 16
+// pairs x 16 pixels of one B tile are 1 KiB in a row (there strided tile loads were slower).
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
@@ -31,6 +33,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 #include "dynaprec/cpu_features.h"
@@ -39,6 +42,8 @@
 #define DYNAPREC_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 #define DYNAPREC_AMX \
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,fma")))
+#define DYNAPREC_AMX_BF16 \
+  __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 namespace dynaprec::cpu {
 
@@ -46,9 +51,56 @@ namespace {
 
 constexpr int64_t kTilePixels = 64;  // V = 4 vectors of 16
 
+// apply_activation on 16 lanes, bit for bit (as ops_hwy.cc's ActivationRowF32: compare + select
+// for std::max/min, the affine as a product then a sum), for every activation but sigmoid
+// (whose exp stays the scalar call: `lanes` false, the caller runs apply_activation_n after
+// storing). Applied to the sums while they are in registers: a call per short row cost more
+// than the arithmetic.
+struct Lanes {
+  bool lanes, affine;
+  Activation act;
+  float lo, hi, a, b;
+  explicit Lanes(const Conv2dParams& p)
+      : lanes(p.activation != Activation::kSigmoid),
+        affine(p.post_affine),
+        act(p.activation),
+        lo(p.clip_min),
+        hi(p.clip_max),
+        a(p.post_scale),
+        b(p.post_shift) {}
+};
+__attribute__((target("avx512f"), always_inline)) inline __m512 activate(__m512 v, const Lanes& e) {
+  const __m512 zero = _mm512_setzero_ps();
+  switch (e.act) {
+    case Activation::kRelu:
+      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
+      break;
+    case Activation::kClip: {
+      const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
+      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), v, lo);
+      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hi, v, _CMP_LT_OQ), v, hi);
+      break;
+    }
+    case Activation::kHardSwish: {
+      const __m512 six = _mm512_set1_ps(6.0f);
+      __m512 t = _mm512_add_ps(v, _mm512_set1_ps(3.0f));
+      t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, zero, _CMP_LT_OQ), t, zero);
+      t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(six, t, _CMP_LT_OQ), t, six);
+      v = _mm512_div_ps(_mm512_mul_ps(v, t), six);
+      break;
+    }
+    default:
+      break;
+  }
+  if (e.affine) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(e.a)), _mm512_set1_ps(e.b));
+  return v;
+}
+
 // Channels [4q, 4q + 4) of X (rows of `pixels` codes, null past C) into xu's quad q, each code
-// XOR `flip_byte` (0x80: + 128, unsigned; 0: signed).
-void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_t flip_byte) {
+// XOR `flip_byte` (0x80: + 128, unsigned; 0: signed). Pixels go in chunks of 16 (64 bytes),
+// chunk c at dst + c · chunk_stride (64: one row per quad; AMX: the blocked layout).
+void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_t flip_byte,
+               int64_t chunk_stride) {
   const __m128i flip = _mm_set1_epi8(static_cast<char>(flip_byte));
   const __m128i zero = _mm_setzero_si128();
   int64_t p = 0;
@@ -59,7 +111,7 @@ void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_
           rows[j] ? _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[j] + p)) : zero, flip);
     const __m128i t0 = _mm_unpacklo_epi8(a[0], a[1]), t1 = _mm_unpackhi_epi8(a[0], a[1]);
     const __m128i t2 = _mm_unpacklo_epi8(a[2], a[3]), t3 = _mm_unpackhi_epi8(a[2], a[3]);
-    auto* out = reinterpret_cast<__m128i*>(dst + p * 4);
+    auto* out = reinterpret_cast<__m128i*>(dst + p / 16 * chunk_stride);
     _mm_storeu_si128(out + 0, _mm_unpacklo_epi16(t0, t2));  // pixels p .. p + 3
     _mm_storeu_si128(out + 1, _mm_unpackhi_epi16(t0, t2));
     _mm_storeu_si128(out + 2, _mm_unpacklo_epi16(t1, t3));
@@ -67,7 +119,8 @@ void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_
   }
   for (; p < pixels; ++p)
     for (int j = 0; j < 4; ++j)
-      dst[p * 4 + j] = static_cast<uint8_t>((rows[j] ? rows[j][p] : 0) ^ flip_byte);
+      dst[p / 16 * chunk_stride + p % 16 * 4 + j] =
+          static_cast<uint8_t>((rows[j] ? rows[j][p] : 0) ^ flip_byte);
 }
 
 struct TileArgs {
@@ -117,6 +170,7 @@ DYNAPREC_VNNI void tile(const TileArgs& a) {
       for (int v = 0; v < V; ++v) acc[r][v] = dpbusd(acc[r][v], xv[v], wb);
     }
   }
+  const Lanes e(*a.p);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     const __m512i comp = _mm512_set1_epi32(a.comp[r]);
@@ -125,9 +179,10 @@ DYNAPREC_VNNI void tile(const TileArgs& a) {
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
       const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
-      _mm512_mask_storeu_ps(yr + 16 * v, m[v], _mm512_add_ps(_mm512_mul_ps(f, s), b));
+      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
+      _mm512_mask_storeu_ps(yr + 16 * v, m[v], e.lanes ? activate(o, e) : o);
     }
-    apply_activation_n(yr, a.valid, *a.p);
+    if (!e.lanes) apply_activation_n(yr, a.valid, *a.p);
   }
 }
 
@@ -154,19 +209,20 @@ DYNAPREC_AMX void amx_begin() {
 }
 DYNAPREC_AMX void amx_end() { _tile_release(); }
 
-// acc[32][32] = W[32 rows, c64] · X[c64, 32 pixels] (xs: the block's pixel 0 in group 0).
-DYNAPREC_AMX void amx_block(const int8_t* w, int64_t c64, const uint8_t* xs, int64_t group_stride,
-                            int32_t* acc) {
+// acc[32][32] = W[32 rows, c64] · X[c64, 32 pixels]. xs: the block's first 16 pixels of group 0,
+// group_step bytes between groups (a B tile's rows), the next 16 pixels at xs + chunk_bytes.
+DYNAPREC_AMX void amx_block(const int8_t* w, int64_t c64, const uint8_t* xs, int64_t group_step,
+                            int64_t chunk_bytes, int32_t* acc) {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
   for (int64_t k = 0; k < c64; k += 64) {
-    const uint8_t* xk = xs + (k / 4) * group_stride;
+    const uint8_t* xk = xs + k / 4 * group_step;
     _tile_loadd(4, w + k, c64);
     _tile_loadd(5, w + 16 * c64 + k, c64);
-    _tile_loadd(6, xk, group_stride);
-    _tile_loadd(7, xk + 64, group_stride);
+    _tile_loadd(6, xk, group_step);
+    _tile_loadd(7, xk + chunk_bytes, group_step);
     _tile_dpbssd(0, 4, 6);
     _tile_dpbssd(1, 4, 7);
     _tile_dpbssd(2, 5, 6);
@@ -182,6 +238,7 @@ DYNAPREC_AMX void amx_block(const int8_t* w, int64_t c64, const uint8_t* xs, int
 DYNAPREC_AMX void amx_epilogue(const int32_t* acc, int rows, int valid, const float* scale,
                                const float* bias, float* y, int64_t y_stride,
                                const Conv2dParams& p) {
+  const Lanes e(p);
   for (int r = 0; r < rows; ++r) {
     const __m512 s = _mm512_set1_ps(scale[r]), b = _mm512_set1_ps(bias[r]);
     float* yr = y + r * y_stride;
@@ -190,9 +247,71 @@ DYNAPREC_AMX void amx_epilogue(const int32_t* acc, int rows, int valid, const fl
       if (n <= 0) break;
       const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
       const __m512 f = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * 32 + 16 * v));
-      _mm512_mask_storeu_ps(yr + 16 * v, m, _mm512_add_ps(_mm512_mul_ps(f, s), b));
+      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
+      _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
     }
-    apply_activation_n(yr, valid, p);
+    if (!e.lanes) apply_activation_n(yr, valid, p);
+  }
+}
+
+// ---- bf16 on AMX: the same blocks with tdpbf16ps, K in steps of 32 (pairs of channels) --------
+
+// Channels 2q, 2q + 1 of X (rows of `pixels` floats, null past C) rounded to bf16 and interleaved,
+// bf16(row0[p]) | bf16(row1[p]) << 16, in chunks of 16 pixels, chunk c at dst + c · chunk_stride.
+DYNAPREC_AMX_BF16 void pack_pair_bf16(const float* row0, const float* row1, int64_t pixels,
+                                      uint32_t* dst, int64_t chunk_stride) {
+  for (int64_t p = 0; p < pixels; p += 16) {
+    const int64_t n = std::min<int64_t>(16, pixels - p);
+    const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    const __m512 a = row0 ? _mm512_maskz_loadu_ps(m, row0 + p) : _mm512_setzero_ps();
+    const __m512 b = row1 ? _mm512_maskz_loadu_ps(m, row1 + p) : _mm512_setzero_ps();
+    const __m512i lo = _mm512_cvtepu16_epi32(std::bit_cast<__m256i>(_mm512_cvtneps_pbh(a)));
+    const __m512i hi = _mm512_cvtepu16_epi32(std::bit_cast<__m256i>(_mm512_cvtneps_pbh(b)));
+    _mm512_mask_storeu_epi32(dst + p / 16 * chunk_stride, m,
+                             _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+}
+
+// acc[32][32] = W[32 rows, c32] · X[c32, 32 pixels] in fp32 (w: bf16 codes, rows of c32; X
+// blocked as for amx_block).
+DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint8_t* xs,
+                                      int64_t chunk_bytes, float* acc) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  const int64_t w_stride = c32 * 2;
+  for (int64_t k = 0; k < c32; k += 32) {
+    const uint8_t* xk = xs + k / 2 * 64;
+    _tile_loadd(4, w + k, w_stride);
+    _tile_loadd(5, w + 16 * c32 + k, w_stride);
+    _tile_loadd(6, xk, 64);
+    _tile_loadd(7, xk + chunk_bytes, 64);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, acc, 128);
+  _tile_stored(1, acc + 16, 128);
+  _tile_stored(2, acc + 16 * 32, 128);
+  _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
+
+DYNAPREC_AMX_BF16 void amx_epilogue_bf16(const float* acc, int rows, int valid, const float* bias,
+                                         float* y, int64_t y_stride, const Conv2dParams& p) {
+  const Lanes e(p);
+  for (int r = 0; r < rows; ++r) {
+    const __m512 b = _mm512_set1_ps(bias[r]);
+    float* yr = y + r * y_stride;
+    for (int v = 0; v < 2; ++v) {
+      const int n = valid - 16 * v;
+      if (n <= 0) break;
+      const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+      const __m512 o = _mm512_add_ps(_mm512_loadu_ps(acc + r * 32 + 16 * v), b);
+      _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
+    }
+    if (!e.lanes) apply_activation_n(yr, valid, p);
   }
 }
 
@@ -232,6 +351,60 @@ PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c) {
   return p;
 }
 
+PwBf16Weights pwconv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c) {
+  PwBf16Weights p;
+  p.oc = oc;
+  p.c = c;
+  p.c32 = (c + 31) / 32 * 32;
+  p.oc32 = (oc + 31) / 32 * 32;
+  p.w.assign(static_cast<size_t>(p.oc32 * p.c32), 0);
+  for (int64_t o = 0; o < oc; ++o) std::copy_n(w + o * c, c, p.w.begin() + o * p.c32);
+  return p;
+}
+
+bool pwconv_bf16_available() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma && f.avx512_bf16 &&
+         f.amx_tile && f.amx_bf16 && amx_permitted();
+}
+
+void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const float* bias,
+                 const Conv2dParams& p, float* y, int threads) {
+  const int64_t pairs = w.c32 / 2, oc = w.oc;
+  thread_local std::vector<uint32_t> xb;
+  thread_local std::vector<float> shift;
+  const int64_t chunks = (pixels + 31) / 32 * 2;  // whole 32-pixel blocks
+  xb.resize(static_cast<size_t>(chunks * pairs * 16));
+  shift.resize(static_cast<size_t>(w.oc32));
+  for (int64_t o = 0; o < oc; ++o) shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
+  uint32_t* xb_data = xb.data();
+  const float* shift_data = shift.data();
+  const bool parallel = pairs * pixels * oc > (int64_t{1} << 16);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t q = 0; q < pairs; ++q)
+    pack_pair_bf16(2 * q < w.c ? x + 2 * q * pixels : nullptr,
+                   2 * q + 1 < w.c ? x + (2 * q + 1) * pixels : nullptr, pixels, xb_data + q * 16,
+                   pairs * 16);
+  const int64_t row_blocks = w.oc32 / 32, pixel_blocks = (pixels + 31) / 32;
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    amx_begin();
+    alignas(64) float acc[32 * 32];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
+      const int64_t pb = t / row_blocks, rb = t % row_blocks;
+      const int64_t o0 = rb * 32, p0 = pb * 32;
+      amx_block_bf16(w.w.data() + o0 * w.c32, w.c32,
+                     reinterpret_cast<const uint8_t*>(xb_data + p0 / 16 * pairs * 16), pairs * 64,
+                     acc);
+      amx_epilogue_bf16(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
+                        static_cast<int>(std::min<int64_t>(32, pixels - p0)), shift_data + o0,
+                        y + o0 * pixels + p0, pixels, p);
+    }
+    amx_end();
+  }
+}
+
 PwIsa pwconv_int8_isa() {
   const CpuFeatures& f = cpu_features();
   if (!(f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.fma)) return PwIsa::kNone;
@@ -248,7 +421,9 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
   thread_local std::vector<uint8_t> xu;
   thread_local std::vector<float> scale, shift;
   thread_local std::vector<int32_t> comp;
-  xu.resize(static_cast<size_t>(quads * pixels * 4 + 128));  // + a partial block's overreach
+  // One row of pixels per group of 4 channels (+ a partial AMX block's overreach). (The blocked
+  // layout of pwconv_bf16 measured slower here: 113 against 84 us for 240 -> 240 at 12x80.)
+  xu.resize(static_cast<size_t>(quads * pixels * 4 + 128));
   scale.resize(static_cast<size_t>(oc));
   shift.resize(static_cast<size_t>(oc));
   comp.resize(static_cast<size_t>(oc));
@@ -263,7 +438,7 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
   for (int64_t q = 0; q < quads; ++q) {
     const int8_t* rows[4];
     for (int64_t j = 0; j < 4; ++j) rows[j] = 4 * q + j < w.c ? xq + (4 * q + j) * pixels : nullptr;
-    pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80);
+    pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80, 64);
   }
   const float* scale_data = scale.data();
   const float* shift_data = shift.data();
@@ -277,7 +452,7 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
       for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
         const int64_t pb = t / row_blocks, rb = t % row_blocks;
         const int64_t o0 = rb * 32, p0 = pb * 32;
-        amx_block(w.w64.data() + o0 * w.c64, w.c64, xu_data + p0 * 4, pixels * 4, acc);
+        amx_block(w.w64.data() + o0 * w.c64, w.c64, xu_data + p0 * 4, pixels * 4, 64, acc);
         amx_epilogue(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
                      static_cast<int>(std::min<int64_t>(32, pixels - p0)), scale_data + o0,
                      shift_data + o0, y + o0 * pixels + p0, pixels, p);

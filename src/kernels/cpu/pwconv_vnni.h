@@ -36,4 +36,21 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
                  float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
                  PwIsa isa = PwIsa::kNone);
 
+/// bf16 on AMX: W's bf16 codes with rows padded to a multiple of 32 values (c32) and the row
+/// count to a multiple of 32.
+struct PwBf16Weights {
+  int64_t oc = 0, c = 0, c32 = 0, oc32 = 0;
+  std::vector<uint16_t> w;  ///< [oc32][c32]
+};
+PwBf16Weights pwconv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c);
+
+/// Whether this CPU runs pwconv_bf16 (AMX bf16 tiles, AVX512_BF16, under the DYNAPREC_ISA cap).
+bool pwconv_bf16_available();
+
+/// One image: x [C, P] floats, rounded to bf16 as they are packed (round to nearest even; the
+/// tiles treat subnormal values as zero); y [OC, P] = apply_activation(Σ_c bf16(x) · w + bias,
+/// p) with fp32 sums (products exact, summation order the tiles'). bias may be null.
+void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const float* bias,
+                 const Conv2dParams& p, float* y, int threads);
+
 }  // namespace dynaprec::cpu
