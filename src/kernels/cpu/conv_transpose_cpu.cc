@@ -24,7 +24,6 @@
 #include <cmath>
 #include <cstdint>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,7 +36,6 @@
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
-#include "kernels/cpu/pwconv_vnni.h"
 
 namespace dynaprec {
 namespace {
@@ -57,8 +55,7 @@ struct State {
   std::mutex mu;
   Tensor storage;  // keeps the codes the slices point into alive
   std::vector<MatmulWeights> slices;
-  cpu::PlainGemmCache gemm;                     // the non-overlapping fast path's oneDNN matmuls
-  std::optional<cpu::PwInt8Weights> pointwise;  // its int8 GEMM on VNNI/AMX (one group)
+  cpu::PlainGemmCache gemm;  // the non-overlapping fast path's oneDNN matmuls
 };
 
 State& state(const ConvTransposeWeights& w) {
@@ -207,26 +204,11 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
   act.activation = p.activation;
   act.clip_min = p.clip_min;
   act.clip_max = p.clip_max;
-  // int8 with one group: the GEMM is a pointwise convolution with OCg·KH·KW output rows, which
-  // pwconv_int8 runs on NCHW without oneDNN's per-call reorder of X; its col is float(sum) ·
-  // (sx · sw[row]) + 0, which the scatter below takes as a float col times 1 (same bits).
-  const cpu::PwInt8Weights* pw = nullptr;
-  if (f == Format::kInt8 && w.groups == 1 && g.cg <= 65536 &&
-      cpu::pwconv_int8_isa() != cpu::PwIsa::kNone) {
-    std::lock_guard lock(st.mu);
-    if (!st.pointwise)
-      st.pointwise = cpu::pwconv_int8_prepare(w.matrix.data.data_as<int8_t>(), g.rows, g.cg);
-    pw = &*st.pointwise;
-  }
-  const bool int_col = f == Format::kInt8 && !pw;
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t grp = 0; grp < w.groups; ++grp) {
       const MatmulWeights& mw = w.groups == 1 ? w.matrix : slices[static_cast<size_t>(grp)];
       const std::byte* xg = xu + static_cast<size_t>((n * g.c + grp * g.cg) * pixels) * eb;
-      if (pw) {
-        cpu::pwconv_int8(xq + n * g.c * pixels, pixels, *pw, qp.scales.data(), sx, nullptr,
-                         Conv2dParams{}, static_cast<float*>(col), threads);
-      } else if (!cpu::plain_gemm(st.gemm, mw, xg, g.cg, pixels, col, threads)) {
+      if (!cpu::plain_gemm(st.gemm, mw, xg, g.cg, pixels, col, threads)) {
         if (n == 0 && grp == 0) return false;
         throw Error(ErrorKind::kInternal, "ConvTranspose: oneDNN matmul failed midway");
       }
@@ -250,13 +232,12 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
               const int64_t lo = off >= 0 ? 0 : (-off + g.sw - 1) / g.sw;
               const int64_t hi = off < g.ow ? std::min(g.w, (g.ow - 1 - off) / g.sw + 1) : 0;
               const int64_t row = ocl * taps + kh * g.kw + kw;
-              const float s = int_col ? sx * qp.scales[static_cast<size_t>(row0 + row)]
-                              : pw    ? 1.0f
-                                      : sw_tensor;
+              const float s =
+                  f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row0 + row)] : sw_tensor;
               float* yr = yp + oh * g.ow + off;
               const int64_t at = row * pixels + ih * g.w;
               const int64_t step = g.sw;
-              if (int_col) {
+              if (f == Format::kInt8) {
                 const int32_t* cr = coli + at;
                 for (int64_t iw = lo; iw < hi; ++iw)
                   yr[iw * step] = (0.0f + static_cast<float>(cr[iw]) * s) + b;
