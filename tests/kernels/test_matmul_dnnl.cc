@@ -19,6 +19,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <limits>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -285,6 +286,53 @@ TEST(MatmulDnnlIsaCap, KernelsAndOneDnnStayUnderTheCap) {
   const auto cap =
       static_cast<unsigned>(f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2);
   EXPECT_EQ(isa & ~cap, 0u) << "oneDNN's effective ISA is above DYNAPREC_ISA";
+}
+
+}  // namespace
+}  // namespace dynaprec
+
+namespace dynaprec {
+namespace {
+
+// quantize_int8_nhwc (oneDNN's int8 convolution input, quantized straight into NHWC): the
+// reference's codes, transposed, on awkward channel and pixel counts, with values at and next
+// to the rounding ties.
+TEST(QuantizeNhwc, CodesAreTheReferencesTransposed) {
+  const CpuFeatures& cf = cpu_features();
+  if (!(cf.avx512f && cf.avx512bw && cf.avx512dq && cf.avx512vl)) GTEST_SKIP() << "AVX-512 only";
+  std::mt19937 rng(11);
+  for (const auto [n, c, hw] : {std::array<int64_t, 3>{1, 64, 25600},
+                                {2, 5, 37},
+                                {1, 33, 17},
+                                {1, 16, 16},
+                                {3, 1, 1},
+                                {1, 130, 300}}) {
+    const auto count = static_cast<size_t>(n * c * hw);
+    std::vector<float> x(count);
+    const float amax = 10.0f, s = ref::int8_scale(amax);
+    for (size_t i = 0; i < count; ++i) {
+      const float half = static_cast<float>(static_cast<int>(rng() % 253) - 126) + 0.5f;
+      float v = half * s;
+      for (int step = static_cast<int>(rng() % 5) - 2; step != 0; step += step > 0 ? -1 : 1)
+        v = std::nextafter(v, step > 0 ? INFINITY : -INFINITY);
+      x[i] = i % 3 == 0 ? std::clamp(v, -amax, amax)
+                        : std::uniform_real_distribution<float>(-amax, amax)(rng);
+    }
+    x[0] = amax;
+    std::vector<int8_t> got(count, 99);
+    ASSERT_TRUE(cpu::quantize_int8_nhwc(x.data(), n, c, hw, s, got.data(), 2));
+    for (int64_t i = 0; i < n; ++i)
+      for (int64_t ch = 0; ch < c; ++ch)
+        for (int64_t p = 0; p < hw; ++p)
+          ASSERT_EQ(got[static_cast<size_t>((i * hw + p) * c + ch)],
+                    ref::int8_encode(x[static_cast<size_t>((i * c + ch) * hw + p)], s))
+              << "n" << n << " c" << c << " hw" << hw << " at " << i << "," << ch << "," << p;
+  }
+  // A scale too small for the reciprocal: refused, nothing written.
+  std::vector<float> tiny(16, 1e-40f);
+  std::vector<int8_t> out(16, 7);
+  EXPECT_FALSE(cpu::quantize_int8_nhwc(tiny.data(), 1, 1, 16, 0x1p-130f, out.data(), 1));
+  EXPECT_EQ(out[0], 7);
 }
 
 }  // namespace

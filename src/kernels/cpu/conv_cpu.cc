@@ -186,9 +186,9 @@ struct ConvState {
   Tensor storage;              // shares the matrix's codes, which the group slices point into
   std::map<int64_t, std::vector<MatmulWeights>> slices;  // by groups; never invalidated
   std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
-  std::optional<PwInt8Weights> pointwise;  // conv_pointwise's form of W (int8)
+  std::optional<PwInt8Weights> pointwise;       // conv_pointwise's form of W (int8)
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
-  std::vector<float> depthwise;            // conv_depthwise's: W's values (codes for int8)
+  std::vector<float> depthwise;                 // conv_depthwise's: W's values (codes for int8)
 };
 
 ConvState& state(const ConvWeights& w) {
@@ -562,8 +562,28 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
   return DnnlPlan{};
 }
 
-bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
-                    const ConvWeights& w, const float* bias, float* y, int threads) {
+// X's int8 codes for the int formats (one scale sx over all of X, conv.h), made on first use:
+// oneDNN's int8 convolution takes them straight in its NHWC layout instead (quantize_int8_nhwc),
+// and then the NCHW codes are never made.
+struct XCodes {
+  const float* x = nullptr;
+  size_t count = 0;
+  int threads = 1;
+  float sx = 1.0f;
+  int8_t* codes = nullptr;
+  Buffer* buf = nullptr;
+  const int8_t* get() {
+    if (!codes) {
+      codes = buf->get<int8_t>(count);
+      sx = quantize_x_int8(x, count, codes, threads, "conv2d: inputs");
+    }
+    return codes;
+  }
+};
+
+bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeights& w,
+                    const float* bias, float* y, int threads) {
+  const float sx = xc.sx;
   const Format f = w.matrix.format;
   const auto types = dnnl_types(f);
   if (!types) return false;
@@ -617,8 +637,14 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const auto count = static_cast<size_t>(gm.n * gm.c * gm.h * gm.w);
   const Format x_format = is_fp8(f) ? Format::kBf16 : f;
   const void* x_used = x;
+  // int8 into a blocked NHWC src: quantized straight into it (no NCHW codes, no reorder).
+  bool src_ready = false;
+  if (act == dt::s8 && plan->src_reorder && !plan->gemm &&
+      plan->src == memory::desc({gm.n, gm.c, gm.h, gm.w}, dt::s8, tag::nhwc))
+    src_ready = quantize_int8_nhwc(x, gm.n, gm.c, gm.h * gm.w, sx,
+                                   src_buf.get<int8_t>(plan->src.get_size()), threads);
   if (act == dt::s8) {
-    x_used = xq;
+    if (!src_ready) x_used = xc.get();
   } else if (x_format != Format::kFp32 && !plan->src_from_f32) {
     uint16_t* codes = x16.get<uint16_t>(count);
     float* rounded = act == dt::f32 ? xr.get<float>(count) : nullptr;
@@ -676,7 +702,9 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
     s.wait();
   } else {
     memory src(plan->src_user, eng, const_cast<void*>(x_used));
-    if (plan->src_reorder) {
+    if (src_ready) {
+      src = memory(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));
+    } else if (plan->src_reorder) {
       memory blocked(plan->src, eng, src_buf.get<std::byte>(plan->src.get_size()));
       plan->src_reorder->execute(s, src, blocked);
       src = blocked;
@@ -726,10 +754,10 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, const int8_t* xq, float sx,
 }
 
 // Runs oneDNN's convolution; false if it has no implementation for the problem.
-bool conv_dnnl(const Geom& gm, const float* x, const int8_t* xq, float sx, const ConvWeights& w,
-               const float* bias, float* y, int threads) {
+bool conv_dnnl(const Geom& gm, const float* x, XCodes& xc, const ConvWeights& w, const float* bias,
+               float* y, int threads) {
   try {
-    return conv_dnnl_impl(gm, x, xq, sx, w, bias, y, threads);
+    return conv_dnnl_impl(gm, x, xc, w, bias, y, threads);
   } catch (const dnnl::error& e) {
     throw Error(ErrorKind::kInternal, std::string("conv2d: oneDNN failed: ") + e.what());
   }
@@ -1074,8 +1102,8 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
       pw = &*st.pointwise_bf16;
     }
     for (int64_t n = 0; n < gm.n; ++n)
-      pwconv_bf16(x + n * gm.c * gm.pixels, gm.pixels, *pw, bias, *gm.p,
-                  y + n * gm.oc * gm.pixels, threads);
+      pwconv_bf16(x + n * gm.c * gm.pixels, gm.pixels, *pw, bias, *gm.p, y + n * gm.oc * gm.pixels,
+                  threads);
     return true;
   }
   if (w.matrix.format != Format::kInt8 || gm.c > 65536 || pwconv_int8_isa() == PwIsa::kNone)
@@ -1125,12 +1153,19 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   // and encoder are bit-identical to the reference's by contract.
   const auto count = static_cast<size_t>(xc.numel());
   thread_local Buffer xq_buf;
-  int8_t* xq = nullptr;
-  float sx = 1.0f;
+  XCodes q{xs, count, t, 1.0f, nullptr, &xq_buf};
   if (is_int(f)) {
-    xq = xq_buf.get<int8_t>(count);
-    sx = quantize_x_int8(xs, count, xq, t, "conv2d: inputs");
+    // Where oneDNN's convolution is the first choice, only the scale now (its codes go straight
+    // into oneDNN's layout); else the codes too, in the same pass.
+    const bool dnnl_first =
+        f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
+                               (impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm)));
+    if (dnnl_first)
+      q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
+    else
+      q.get();
   }
+  const float sx = q.sx;
   // A pointwise convolution of 1x1 planes (squeeze-excite blocks) is a matmul with one row per
   // image, with the same semantics (one activation scale over all of X for int8/int4): the
   // matmul layer's GEMV kernels instead of a convolution primitive and its reorders.
@@ -1139,14 +1174,16 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     apply_activation_n(yd, gm.n * gm.oc, p);
     return true;
   }
-  if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, xq, sx, w, bias, yd, t);
-  if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, xq, sx, w, bias, yd, t);
-  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, xq, sx, w, bias, yd, t);
-  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, xq, sx, w, bias, yd, t);
+  // (is_int(f) ? q.get() : nullptr): the NCHW codes, made here if not yet.
+  const auto codes = [&] { return is_int(f) ? q.get() : nullptr; };
+  if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, q, w, bias, yd, t);
+  if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, codes(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, codes(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
-    if (conv_depthwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
-    if (conv_pointwise(gm, xs, xq, sx, w, bias, yd, t)) return true;
-    if (conv_dnnl(gm, xs, xq, sx, w, bias, yd, t)) return true;
+    if (is_depthwise(gm) && conv_depthwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
+    if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
+    if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured
     // here). int4's row kernel is fast only with VNNI (any K: its partial last block is
@@ -1157,10 +1194,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     const int64_t below = f == Format::kInt4   ? (int4_rows ? 1024 : INT64_MAX)
                           : f == Format::kInt8 ? 1024
                                                : 2048;
-    if (gm.ocg * gm.k < below && conv_direct(gm, xs, xq, sx, w, bias, yd, t)) return true;
+    if (gm.ocg * gm.k < below && conv_direct(gm, xs, codes(), sx, w, bias, yd, t)) return true;
   }
   if (is_int(f))
-    conv_im2col_int(gm, xq, sx, w, bias, yd, t);
+    conv_im2col_int(gm, codes(), sx, w, bias, yd, t);
   else
     conv_im2col_float(gm, xs, w, bias, yd, t);
   return true;

@@ -187,7 +187,84 @@ DYNAPREC_AVX512 void quantize_avx512(const float* x, int8_t* q, size_t n, float 
   }
 }
 
+// The exact codes of 16 values (quantize_avx512's arithmetic), as bytes.
+DYNAPREC_AVX512 inline __m128i quantize16(__m512 v, __m512 vs, __m512 vr) {
+  const __m512 lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
+  const __m512 near_half = _mm512_set1_ps(0.5f - 0x1p-12f);
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __m512 t = _mm512_mul_ps(v, vr);
+  __m512 k = _mm512_roundscale_ps(t, kRne);
+  if (_mm512_cmp_ps_mask(_mm512_abs_ps(_mm512_sub_ps(t, k)), near_half, _CMP_GT_OQ) != 0)
+    k = _mm512_roundscale_ps(_mm512_div_ps(v, vs), kRne);
+  k = _mm512_min_ps(_mm512_max_ps(k, lo), hi);
+  return _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(k));
+}
+
+// r[i] = byte i of every row: the 16x16 byte transpose (four rounds of unpacks).
+DYNAPREC_AVX512 inline void transpose16x16_epi8(__m128i r[16]) {
+  __m128i a[16], b[16], c[16];
+  for (int i = 0; i < 16; i += 2) {
+    a[i] = _mm_unpacklo_epi8(r[i], r[i + 1]);
+    a[i + 1] = _mm_unpackhi_epi8(r[i], r[i + 1]);
+  }
+  for (int g = 0; g < 16; g += 4) {  // a[g..g+3]: rows g..g+3
+    b[g] = _mm_unpacklo_epi16(a[g], a[g + 2]);
+    b[g + 1] = _mm_unpackhi_epi16(a[g], a[g + 2]);
+    b[g + 2] = _mm_unpacklo_epi16(a[g + 1], a[g + 3]);
+    b[g + 3] = _mm_unpackhi_epi16(a[g + 1], a[g + 3]);
+  }
+  for (int h = 0; h < 16; h += 8)  // b[h..h+3] with b[h+4..h+7]
+    for (int i = 0; i < 4; ++i) {
+      c[h + 2 * i] = _mm_unpacklo_epi32(b[h + i], b[h + 4 + i]);
+      c[h + 2 * i + 1] = _mm_unpackhi_epi32(b[h + i], b[h + 4 + i]);
+    }
+  for (int i = 0; i < 8; ++i) {
+    r[2 * i] = _mm_unpacklo_epi64(c[i], c[8 + i]);
+    r[2 * i + 1] = _mm_unpackhi_epi64(c[i], c[8 + i]);
+  }
+}
+
+// Pixels [p0, p1) of one image, X [C, HW] floats -> out [HW, C] codes.
+DYNAPREC_AVX512 void quantize_nhwc_avx512(const float* x, int64_t c, int64_t hw, int64_t p0,
+                                          int64_t p1, float s, float r, int8_t* out) {
+  const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r);
+  __m128i rows[16];
+  for (int64_t p = p0; p < p1; p += 16) {
+    const int64_t n = std::min<int64_t>(16, p1 - p);
+    const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    for (int64_t c0 = 0; c0 < c; c0 += 16) {
+      const int64_t cn = std::min<int64_t>(16, c - c0);
+      for (int64_t j = 0; j < 16; ++j)
+        rows[j] = j < cn ? quantize16(_mm512_maskz_loadu_ps(m, x + (c0 + j) * hw + p), vs, vr)
+                         : _mm_setzero_si128();
+      transpose16x16_epi8(rows);
+      const auto cm = static_cast<__mmask16>(cn >= 16 ? 0xFFFF : (1u << cn) - 1);
+      for (int64_t i = 0; i < n; ++i) _mm_mask_storeu_epi8(out + (p + i) * c + c0, cm, rows[i]);
+    }
+  }
+}
+
 }  // namespace
+
+float int8_activation_scale(const float* x, size_t count, int threads, const char* what) {
+  return activation_scale(x, count, threads, what);
+}
+
+bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float sx, int8_t* out,
+                        int threads) {
+  const CpuFeatures& f = cpu_features();
+  if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl) || !(sx >= 0x1p-125f)) return false;
+  const float r = 1.0f / sx;
+  constexpr int64_t kBlock = 256;  // pixels per task
+  const int64_t blocks = (hw + kBlock - 1) / kBlock, tasks = n * blocks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t img = t / blocks, p0 = t % blocks * kBlock;
+    quantize_nhwc_avx512(x + img * c * hw, c, hw, p0, std::min(hw, p0 + kBlock), sx, r,
+                         out + img * hw * c);
+  }
+  return true;
+}
 
 float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads, const char* what) {
   const CpuFeatures& f = cpu_features();

@@ -18,4 +18,13 @@ std::span<const MatmulKernel> dnnl_matmul_kernels();
 /// Throws kInvalidInput "<what> contain NaN or inf" where X does.
 float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads, const char* what);
 
+/// The scale alone, ref::int8_scale(amax(X)), on `threads` threads (same errors).
+float int8_activation_scale(const float* x, size_t count, int threads, const char* what);
+
+/// X [N, C, HW] floats -> its codes with scale sx in NHWC order, out [N, HW, C]: ref::int8_encode
+/// bit for bit, on `threads` OpenMP threads. false (nothing written) without AVX-512 or for a
+/// scale below 2^-125.
+bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float sx, int8_t* out,
+                        int threads);
+
 }  // namespace dynaprec::cpu
