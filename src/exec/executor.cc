@@ -890,25 +890,36 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         const float* xd = x4.data_as<float>();
         const float* wf = l.w.data_as<float>();
         const float* yd = y.data_as<float>();
+        // The samples come pixel by pixel (monitor_sample): the taps of a pixel's receptive field
+        // inside the input (value, index in a weight row, in (ic, ky, kx) order) are gathered once
+        // and serve each sampled channel of its group.
+        std::vector<std::pair<float, int64_t>> taps;
+        int64_t taps_key = -1;
         monitor_sample(
             y.numel(), l, rep, y.data_as<float>(),
             [&](int64_t i) {
               const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
                             b = i / (ow * oh * oc), g = c / ocg;
-              double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
-              for (int64_t ic = 0; ic < icg; ++ic) {
-                const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
-                const float* wp = wf + (c * icg + ic) * kh * kw;
-                for (int64_t ky = 0; ky < kh; ++ky) {
-                  const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                  if (iy < 0 || iy >= h) continue;
-                  for (int64_t kx = 0; kx < kw; ++kx) {
-                    const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                    if (ix < 0 || ix >= wd) continue;
-                    acc += static_cast<double>(xp[iy * wd + ix]) * wp[ky * kw + kx];
+              const int64_t key = ((b * oh + oy) * ow + ox) * p.groups + g;
+              if (key != taps_key) {
+                taps.clear();
+                for (int64_t ic = 0; ic < icg; ++ic) {
+                  const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
+                  for (int64_t ky = 0; ky < kh; ++ky) {
+                    const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                    if (iy < 0 || iy >= h) continue;
+                    for (int64_t kx = 0; kx < kw; ++kx) {
+                      const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                      if (ix < 0 || ix >= wd) continue;
+                      taps.emplace_back(xp[iy * wd + ix], (ic * kh + ky) * kw + kx);
+                    }
                   }
                 }
+                taps_key = key;
               }
+              const float* wr = wf + c * icg * kh * kw;
+              double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
+              for (const auto& [v, k] : taps) acc += static_cast<double>(v) * wr[k];
               return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
             },
             oc, oh * ow);
