@@ -188,6 +188,7 @@ struct ConvState {
   std::map<PlanKey, std::shared_ptr<const DnnlPlan>> plans;
   std::optional<PwInt8Weights> pointwise;       // conv_pointwise's form of W (int8)
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
+  std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
   std::vector<float> depthwise;                 // conv_depthwise's: W's values (codes for int8)
 };
 
@@ -1123,6 +1124,36 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   return true;
 }
 
+// Whether conv_amx takes the problem: int8, one group, stride and dilation 1, AMX, and enough
+// input channels for its 64-channel steps (a first layer's 3 would be mostly padding).
+bool amx_conv_applies(const Geom& gm, Format f) {
+  const Conv2dParams& p = *gm.p;
+  return f == Format::kInt8 && gm.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.dilation_h == 1 && p.dilation_w == 1 && gm.c >= 16 && gm.kh * gm.kw <= 49 &&
+         gm.c <= 65536 / (gm.kh * gm.kw) && pwconv_int8_isa() == PwIsa::kAmx;
+}
+
+// int8 KxK convolutions on AMX straight from and to NCHW (pwconv_vnni.h conv_int8_amx).
+bool conv_amx(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w, const float* bias,
+              float* y, int threads) {
+  if (!amx_conv_applies(gm, w.matrix.format)) return false;
+  ConvState& st = state(w);
+  const ConvInt8AmxWeights* cw = nullptr;
+  {
+    std::lock_guard lock(st.mu);
+    if (!st.amx)
+      st.amx = conv_int8_amx_prepare(w.matrix.data.data_as<int8_t>(), gm.oc, gm.c, gm.kh, gm.kw);
+    cw = &*st.amx;
+  }
+  const Conv2dParams& p = *gm.p;
+  const int64_t pads[4] = {p.pad_top, p.pad_left, p.pad_bottom, p.pad_right};
+  const float* wscale = w.matrix.data.quant().scales.data();
+  for (int64_t n = 0; n < gm.n; ++n)
+    conv_int8_amx(xq + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
+                  y + n * gm.oc * gm.pixels, threads);
+  return true;
+}
+
 }  // namespace
 
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
@@ -1157,9 +1188,9 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   if (is_int(f)) {
     // Where oneDNN's convolution is the first choice, only the scale now (its codes go straight
     // into oneDNN's layout); else the codes too, in the same pass.
-    const bool dnnl_first =
-        f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
-                               (impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm)));
+    const bool dnnl_first = f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
+                                                   (impl == ConvImpl::kAuto && !is_depthwise(gm) &&
+                                                    !is_pointwise(gm) && !amx_conv_applies(gm, f)));
     if (dnnl_first)
       q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
     else
@@ -1183,6 +1214,7 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   if (impl == ConvImpl::kAuto) {
     if (is_depthwise(gm) && conv_depthwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
     if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
+    if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured

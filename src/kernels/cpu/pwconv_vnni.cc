@@ -315,6 +315,37 @@ DYNAPREC_AMX_BF16 void amx_epilogue_bf16(const float* acc, int rows, int valid, 
   }
 }
 
+// ---- KxK int8 on AMX: an implicit GEMM over the taps ------------------------------------------
+
+// acc[32][32] for 32 output channels x 32 pixels of one output row: per tap and 64 channels,
+// A from that tap's W, B straight from the padded codes (xs: the tap's first pixel of group 0,
+// group_step bytes between groups).
+DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_stride, int64_t taps,
+                                 const uint8_t* const* xs, int64_t group_step, int32_t* acc) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t t = 0; t < taps; ++t) {
+    const int8_t* wt = w + t * tap_stride;
+    for (int64_t k = 0; k < c64; k += 64) {
+      const uint8_t* xk = xs[t] + k / 4 * group_step;
+      _tile_loadd(4, wt + k, c64);
+      _tile_loadd(5, wt + 16 * c64 + k, c64);
+      _tile_loadd(6, xk, group_step);
+      _tile_loadd(7, xk + 64, group_step);
+      _tile_dpbssd(0, 4, 6);
+      _tile_dpbssd(1, 4, 7);
+      _tile_dpbssd(2, 5, 6);
+      _tile_dpbssd(3, 5, 7);
+    }
+  }
+  _tile_stored(0, acc, 128);
+  _tile_stored(1, acc + 16, 128);
+  _tile_stored(2, acc + 16 * 32, 128);
+  _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
+
 // Whether Linux lets this process use the tile data (asked once; oneDNN may have asked first).
 bool amx_permitted() {
   static const bool ok = [] {
@@ -400,6 +431,82 @@ void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const f
       amx_epilogue_bf16(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
                         static_cast<int>(std::min<int64_t>(32, pixels - p0)), shift_data + o0,
                         y + o0 * pixels + p0, pixels, p);
+    }
+    amx_end();
+  }
+}
+
+ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
+                                         int64_t kw) {
+  ConvInt8AmxWeights p;
+  p.oc = oc;
+  p.c = c;
+  p.kh = kh;
+  p.kw = kw;
+  p.c64 = (c + 63) / 64 * 64;
+  p.oc32 = (oc + 31) / 32 * 32;
+  const int64_t taps = kh * kw;
+  p.w.assign(static_cast<size_t>(taps * p.oc32 * p.c64), 0);
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t t = 0; t < taps; ++t)
+        p.w[static_cast<size_t>((t * p.oc32 + o) * p.c64 + ch)] = w[(o * c + ch) * taps + t];
+  return p;
+}
+
+void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
+                   const ConvInt8AmxWeights& cw, const float* wscale, float sx, const float* bias,
+                   const Conv2dParams& p, float* y, int threads) {
+  const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
+  if (oh <= 0 || ow <= 0) return;
+  const int64_t groups = cw.c64 / 4, taps = cw.kh * cw.kw;
+  // The padded codes, [hp rows][groups of 4 channels][wp pixels][4]: a B tile's rows (16
+  // groups of one input row) are wp · 4 bytes apart (a layout with the groups outermost put them
+  // a plane apart, and the tile loads were latency-bound). wp covers the last pixel block's
+  // overreach (32 pixels from its start).
+  const int64_t hp = h + pads[0] + pads[2];
+  const int64_t wp = std::max(w + pads[1] + pads[3], (ow + 31) / 32 * 32 + cw.kw - 1);
+  const int64_t group_step = wp * 4, row_step = groups * group_step;
+  thread_local std::vector<uint8_t> xp;
+  thread_local std::vector<float> scale, shift;
+  xp.assign(static_cast<size_t>(hp * row_step), 0);  // code 0 for the padding
+  scale.resize(static_cast<size_t>(cw.oc));
+  shift.resize(static_cast<size_t>(cw.oc));
+  for (int64_t o = 0; o < cw.oc; ++o) {
+    scale[static_cast<size_t>(o)] = sx * wscale[o];
+    shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
+  }
+  uint8_t* xp_data = xp.data();
+  const bool parallel = cw.oc * oh * ow * cw.c * taps > (int64_t{1} << 16);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < groups * h; ++t) {
+    const int64_t q = t / h, iy = t % h;
+    const int8_t* rows[4];
+    for (int64_t j = 0; j < 4; ++j)
+      rows[j] = 4 * q + j < cw.c ? xq + ((4 * q + j) * h + iy) * w : nullptr;
+    pack_quad(rows, w, xp_data + (iy + pads[0]) * row_step + q * group_step + pads[1] * 4, 0, 64);
+  }
+  const int64_t row_blocks = cw.oc32 / 32, pixel_blocks = (ow + 31) / 32;
+  const float* scale_data = scale.data();
+  const float* shift_data = shift.data();
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    amx_begin();
+    alignas(64) int32_t acc[32 * 32];
+    std::vector<const uint8_t*> xs(static_cast<size_t>(taps));
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
+      const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
+                    oy = t / (row_blocks * pixel_blocks);
+      const int64_t o0 = rb * 32, p0 = pb * 32;
+      for (int64_t ky = 0; ky < cw.kh; ++ky)
+        for (int64_t kx = 0; kx < cw.kw; ++kx)
+          xs[static_cast<size_t>(ky * cw.kw + kx)] = xp_data + (oy + ky) * row_step + (p0 + kx) * 4;
+      amx_conv_block(cw.w.data() + o0 * cw.c64, cw.c64, cw.oc32 * cw.c64, taps, xs.data(),
+                     group_step, acc);
+      amx_epilogue(acc, static_cast<int>(std::min<int64_t>(32, cw.oc - o0)),
+                   static_cast<int>(std::min<int64_t>(32, ow - p0)), scale_data + o0,
+                   shift_data + o0, y + (o0 * oh + oy) * ow + p0, oh * ow, p);
     }
     amx_end();
   }

@@ -53,4 +53,22 @@ bool pwconv_bf16_available();
 void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const float* bias,
                  const Conv2dParams& p, float* y, int threads);
 
+/// int8 KxK convolutions with stride 1, dilation 1 and one group on AMX, NCHW in and out (an
+/// implicit GEMM: each tap's B tiles are read straight from a zero-padded copy of X's codes,
+/// four channels per 32-bit lane). W per tap: [taps][oc32][c64] codes.
+struct ConvInt8AmxWeights {
+  int64_t oc = 0, c = 0, kh = 0, kw = 0, c64 = 0, oc32 = 0;
+  std::vector<int8_t> w;
+};
+ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
+                                         int64_t kw);
+
+/// One image: xq [C, H, W] codes (scale sx over all of X), padding (top, left, bottom, right),
+/// y [OC, OH, OW] = apply_activation(float(Σ xq · w) · (sx · wscale[oc]) + bias[oc], p) with
+/// OH = H + top + bottom - KH + 1 (OW alike): the reference's bits. Needs
+/// pwconv_int8_isa() == PwIsa::kAmx.
+void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
+                   const ConvInt8AmxWeights& cw, const float* wscale, float sx, const float* bias,
+                   const Conv2dParams& p, float* y, int threads);
+
 }  // namespace dynaprec::cpu
