@@ -255,6 +255,10 @@ const Case kCases[] = {
     {"vnni_blocks_k576", 1, 64, 6, 5, 32, 3, 3, params(1, 1, 1, 1, 1, 1), true},
     {"depthwise_mult2_5x5", 1, 6, 10, 10, 12, 5, 5, params(1, 1, 2, 2, 2, 2, 1, 1, 6), false},
     {"k256_1x1_s2", 1, 256, 7, 6, 16, 1, 1, params(2, 2, 0, 0, 0, 0), true},  // whole VNNI blocks
+    // Batch 2 through the AMX KxK kernel (int8, C >= 16, stride 1); a 3x3 plane through the
+    // pointwise kernels (fewer pixels than one tile row).
+    {"batch2_c20_3x3", 2, 20, 6, 9, 12, 3, 3, params(1, 1, 1, 1, 1, 1), true},
+    {"1x1_plane3x3_c40", 2, 40, 3, 3, 36, 1, 1, params(1, 1, 0, 0, 0, 0), true},
     // int8 pointwise tiles of 3 rows and part of a vector; C not a multiple of 4.
     {"1x1_oc7_c5", 1, 5, 3, 37, 7, 1, 1, params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kClip),
      true},
