@@ -209,45 +209,43 @@ DYNAPREC_AMX void amx_begin() {
 }
 DYNAPREC_AMX void amx_end() { _tile_release(); }
 
-// acc[32][32] = W[32 rows, c64] · X[c64, 32 pixels]. xs: the block's first 16 pixels of group 0,
-// group_step bytes between groups (a B tile's rows), the next 16 pixels at xs + chunk_bytes.
-DYNAPREC_AMX void amx_block(const int8_t* w, int64_t c64, const uint8_t* xs, int64_t group_step,
-                            int64_t chunk_bytes, int32_t* acc) {
+// The four accumulator tiles (0-3, 2x2 of 16x16) zeroed, and stored to acc[32][32].
+__attribute__((target("amx-tile"), always_inline)) inline void amx_zero_acc() {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
   _tile_zero(3);
-  for (int64_t k = 0; k < c64; k += 64) {
-    const uint8_t* xk = xs + k / 4 * group_step;
-    _tile_loadd(4, w + k, c64);
-    _tile_loadd(5, w + 16 * c64 + k, c64);
-    _tile_loadd(6, xk, group_step);
-    _tile_loadd(7, xk + chunk_bytes, group_step);
-    _tile_dpbssd(0, 4, 6);
-    _tile_dpbssd(1, 4, 7);
-    _tile_dpbssd(2, 5, 6);
-    _tile_dpbssd(3, 5, 7);
-  }
-  _tile_stored(0, acc, 128);
-  _tile_stored(1, acc + 16, 128);
-  _tile_stored(2, acc + 16 * 32, 128);
-  _tile_stored(3, acc + 16 * 32 + 16, 128);
+}
+__attribute__((target("amx-tile"), always_inline)) inline void amx_store_acc(void* acc) {
+  auto* a = static_cast<std::byte*>(acc);  // 32 lanes of 4 bytes per row
+  _tile_stored(0, a, 128);
+  _tile_stored(1, a + 64, 128);
+  _tile_stored(2, a + 16 * 128, 128);
+  _tile_stored(3, a + 16 * 128 + 64, 128);
 }
 
-// The epilogue of one 32x32 block: rows [0, rows), pixels [0, valid).
-DYNAPREC_AMX void amx_epilogue(const int32_t* acc, int rows, int valid, const float* scale,
-                               const float* bias, float* y, int64_t y_stride,
-                               const Conv2dParams& p) {
+// The epilogue of one 32x32 block: rows [0, rows), pixels [0, valid). kInt: int32 sums,
+// float(acc) · scale + bias (the reference's two roundings); else fp32 sums, acc + bias.
+template <bool kInt>
+DYNAPREC_VNNI void amx_epilogue(const void* acc, int rows, int valid, const float* scale,
+                                const float* bias, float* y, int64_t y_stride,
+                                const Conv2dParams& p) {
   const Lanes e(p);
   for (int r = 0; r < rows; ++r) {
-    const __m512 s = _mm512_set1_ps(scale[r]), b = _mm512_set1_ps(bias[r]);
+    const __m512 b = _mm512_set1_ps(bias[r]);
     float* yr = y + r * y_stride;
     for (int v = 0; v < 2; ++v) {
       const int n = valid - 16 * v;
       if (n <= 0) break;
       const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_loadu_si512(acc + r * 32 + 16 * v));
-      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
+      __m512 o;
+      if constexpr (kInt) {
+        const auto* a = static_cast<const int32_t*>(acc) + r * 32 + 16 * v;
+        o = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(a)), _mm512_set1_ps(scale[r]));
+      } else {
+        o = _mm512_loadu_ps(static_cast<const float*>(acc) + r * 32 + 16 * v);
+      }
+      o = _mm512_add_ps(o, b);
       _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
     }
     if (!e.lanes) apply_activation_n(yr, valid, p);
@@ -273,13 +271,10 @@ DYNAPREC_AMX_BF16 void pack_pair_bf16(const float* row0, const float* row1, int6
 }
 
 // acc[32][32] = W[32 rows, c32] · X[c32, 32 pixels] in fp32 (w: bf16 codes, rows of c32; X
-// blocked as for amx_block).
+// blocked: each B tile's 1 KiB in a row at xs, the next 16 pixels' at xs + chunk_bytes).
 DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint8_t* xs,
                                       int64_t chunk_bytes, float* acc) {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  amx_zero_acc();
   const int64_t w_stride = c32 * 2;
   for (int64_t k = 0; k < c32; k += 32) {
     const uint8_t* xk = xs + k / 2 * 64;
@@ -292,40 +287,17 @@ DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
   }
-  _tile_stored(0, acc, 128);
-  _tile_stored(1, acc + 16, 128);
-  _tile_stored(2, acc + 16 * 32, 128);
-  _tile_stored(3, acc + 16 * 32 + 16, 128);
+  amx_store_acc(acc);
 }
 
-DYNAPREC_AMX_BF16 void amx_epilogue_bf16(const float* acc, int rows, int valid, const float* bias,
-                                         float* y, int64_t y_stride, const Conv2dParams& p) {
-  const Lanes e(p);
-  for (int r = 0; r < rows; ++r) {
-    const __m512 b = _mm512_set1_ps(bias[r]);
-    float* yr = y + r * y_stride;
-    for (int v = 0; v < 2; ++v) {
-      const int n = valid - 16 * v;
-      if (n <= 0) break;
-      const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
-      const __m512 o = _mm512_add_ps(_mm512_loadu_ps(acc + r * 32 + 16 * v), b);
-      _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
-    }
-    if (!e.lanes) apply_activation_n(yr, valid, p);
-  }
-}
+// ---- int8 on AMX: an implicit GEMM over the taps (pointwise: one tap) -------------------------
 
-// ---- KxK int8 on AMX: an implicit GEMM over the taps ------------------------------------------
-
-// acc[32][32] for 32 output channels x 32 pixels of one output row: per tap and 64 channels,
-// A from that tap's W, B straight from the padded codes (xs: the tap's first pixel of group 0,
-// group_step bytes between groups).
+// acc[32][32] for 32 output channels x 32 pixels: per tap and 64 channels, A from that tap's W
+// (rows of c64, taps tap_stride apart), B straight from X's packed codes (xs[t]: the tap's
+// first pixel of group 0, group_step bytes between groups, the next 16 pixels 64 bytes on).
 DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_stride, int64_t taps,
                                  const uint8_t* const* xs, int64_t group_step, int32_t* acc) {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
+  amx_zero_acc();
   for (int64_t t = 0; t < taps; ++t) {
     const int8_t* wt = w + t * tap_stride;
     for (int64_t k = 0; k < c64; k += 64) {
@@ -340,10 +312,7 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
       _tile_dpbssd(3, 5, 7);
     }
   }
-  _tile_stored(0, acc, 128);
-  _tile_stored(1, acc + 16, 128);
-  _tile_stored(2, acc + 16 * 32, 128);
-  _tile_stored(3, acc + 16 * 32 + 16, 128);
+  amx_store_acc(acc);
 }
 
 // Whether Linux lets this process use the tile data (asked once; oneDNN may have asked first).
@@ -428,9 +397,9 @@ void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const f
       amx_block_bf16(w.w.data() + o0 * w.c32, w.c32,
                      reinterpret_cast<const uint8_t*>(xb_data + p0 / 16 * pairs * 16), pairs * 64,
                      acc);
-      amx_epilogue_bf16(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
-                        static_cast<int>(std::min<int64_t>(32, pixels - p0)), shift_data + o0,
-                        y + o0 * pixels + p0, pixels, p);
+      amx_epilogue<false>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
+                          static_cast<int>(std::min<int64_t>(32, pixels - p0)), nullptr,
+                          shift_data + o0, y + o0 * pixels + p0, pixels, p);
     }
     amx_end();
   }
@@ -504,9 +473,9 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
           xs[static_cast<size_t>(ky * cw.kw + kx)] = xp_data + (oy + ky) * row_step + (p0 + kx) * 4;
       amx_conv_block(cw.w.data() + o0 * cw.c64, cw.c64, cw.oc32 * cw.c64, taps, xs.data(),
                      group_step, acc);
-      amx_epilogue(acc, static_cast<int>(std::min<int64_t>(32, cw.oc - o0)),
-                   static_cast<int>(std::min<int64_t>(32, ow - p0)), scale_data + o0,
-                   shift_data + o0, y + (o0 * oh + oy) * ow + p0, oh * ow, p);
+      amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, cw.oc - o0)),
+                         static_cast<int>(std::min<int64_t>(32, ow - p0)), scale_data + o0,
+                         shift_data + o0, y + (o0 * oh + oy) * ow + p0, oh * ow, p);
     }
     amx_end();
   }
@@ -559,10 +528,11 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
       for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
         const int64_t pb = t / row_blocks, rb = t % row_blocks;
         const int64_t o0 = rb * 32, p0 = pb * 32;
-        amx_block(w.w64.data() + o0 * w.c64, w.c64, xu_data + p0 * 4, pixels * 4, 64, acc);
-        amx_epilogue(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
-                     static_cast<int>(std::min<int64_t>(32, pixels - p0)), scale_data + o0,
-                     shift_data + o0, y + o0 * pixels + p0, pixels, p);
+        const uint8_t* xs = xu_data + p0 * 4;  // one tap
+        amx_conv_block(w.w64.data() + o0 * w.c64, w.c64, 0, 1, &xs, pixels * 4, acc);
+        amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
+                           static_cast<int>(std::min<int64_t>(32, pixels - p0)), scale_data + o0,
+                           shift_data + o0, y + o0 * pixels + p0, pixels, p);
       }
       amx_end();
     }
