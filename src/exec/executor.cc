@@ -525,25 +525,21 @@ void Executor::Impl::fuse(Graph& g) {
     if (dead[i] || g.nodes[i].op != "Conv" || !fused_act.count(g.nodes[i].name)) continue;
     Node& conv = g.nodes[i];
     float scale = 1.0f, shift = 0.0f;
-    bool any = false, ok = false;
-    Node* next = uses[conv.outputs[0]] == 1 ? only_reader(conv.outputs[0]) : nullptr;
-    if (next && next->op == "Mul" && next->outputs.size() == 1) {
-      scale = scalar_of(*next, conv.outputs[0], ok);
-      if (ok) {
-        any = true;
-        conv.outputs[0] = next->outputs[0];
-        dead[static_cast<size_t>(next - g.nodes.data())] = 1;
-        next = uses[conv.outputs[0]] == 1 ? only_reader(conv.outputs[0]) : nullptr;
-      }
-    }
-    if (next && next->op == "Add" && next->outputs.size() == 1) {
-      shift = scalar_of(*next, conv.outputs[0], ok);
-      if (ok) {
-        any = true;
-        conv.outputs[0] = next->outputs[0];
-        dead[static_cast<size_t>(next - g.nodes.data())] = 1;
-      }
-    }
+    bool any = false;
+    // The conv's next node if it is `op` by a scalar (its value into `into`): absorbed.
+    const auto absorb = [&](const char* op, float& into) {
+      Node* next = uses[conv.outputs[0]] == 1 ? only_reader(conv.outputs[0]) : nullptr;
+      if (!next || next->op != op || next->outputs.size() != 1) return;
+      bool ok = false;
+      const float v = scalar_of(*next, conv.outputs[0], ok);
+      if (!ok) return;
+      into = v;
+      any = true;
+      conv.outputs[0] = next->outputs[0];
+      dead[static_cast<size_t>(next - g.nodes.data())] = 1;
+    };
+    absorb("Mul", scale);
+    absorb("Add", shift);
     if (any) {
       fused_affine[conv.name] = {scale, shift};
       producer[conv.outputs[0]] = i;

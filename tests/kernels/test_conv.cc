@@ -393,6 +393,15 @@ TEST(ConvCpu, EveryActivationWithAndWithoutBias) {
   expect_every_impl_ran(ran);
 }
 
+// X's int8 codes as the reference makes them, with one scale over all of X: (scale, codes).
+std::pair<float, std::vector<int8_t>> reference_codes(const Tensor& x) {
+  const auto count = static_cast<size_t>(x.numel());
+  const float sx = ref::int8_scale(ref::amax(x.data_as<float>(), count));
+  std::vector<int8_t> xq(count);
+  ref::int8_encode_array(x.data_as<float>(), xq.data(), count, sx);
+  return {sx, std::move(xq)};
+}
+
 // The int8 pointwise kernel on each instruction set this CPU has (VNNI, AMX), called directly,
 // against the reference bit for bit: partial tiles of rows and pixels, C not a multiple of 4 or
 // 64, bias and activation with the affine, and a call split over two threads.
@@ -419,11 +428,7 @@ TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
       const Shape ys = conv2d_output_shape(x.shape(), cw, p);
       Tensor want = Tensor::zeros(ys, DType::kF32);
       ref::conv2d(x, cw, b.data_as<float>(), p, want);
-      // X's codes as the reference makes them: one scale over all of X.
-      const auto count = static_cast<size_t>(x.numel());
-      const float sx = ref::int8_scale(ref::amax(x.data_as<float>(), count));
-      std::vector<int8_t> xq(count);
-      ref::int8_encode_array(x.data_as<float>(), xq.data(), count, sx);
+      const auto [sx, xq] = reference_codes(x);
       const cpu::PwInt8Weights pw =
           cpu::pwconv_int8_prepare(cw.matrix.data.data_as<int8_t>(), sh.oc, sh.c);
       for (cpu::PwIsa isa : isas)
@@ -449,9 +454,9 @@ TEST(ConvCpu, AmxInt8ConvMatchesTheReference) {
     int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
   };
   uint32_t seed = 1300;
-  for (const Geo g : {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{20, 7, 6, 37, 5, 5, 2, 2, 2, 2},
-                      Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
-                      Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}})
+  for (const Geo& g : {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{20, 7, 6, 37, 5, 5, 2, 2, 2, 2},
+                       Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
+                       Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}})
     for (Activation a : {Activation::kNone, Activation::kHardSwish}) {
       const Tensor x = test::gaussian({1, g.c, g.h, g.w}, seed++);
       const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
@@ -464,10 +469,7 @@ TEST(ConvCpu, AmxInt8ConvMatchesTheReference) {
       const Shape ys = conv2d_output_shape(x.shape(), cw, p);
       Tensor want = Tensor::zeros(ys, DType::kF32);
       ref::conv2d(x, cw, b.data_as<float>(), p, want);
-      const auto count = static_cast<size_t>(x.numel());
-      const float sx = ref::int8_scale(ref::amax(x.data_as<float>(), count));
-      std::vector<int8_t> xq(count);
-      ref::int8_encode_array(x.data_as<float>(), xq.data(), count, sx);
+      const auto [sx, xq] = reference_codes(x);
       const cpu::ConvInt8AmxWeights aw =
           cpu::conv_int8_amx_prepare(cw.matrix.data.data_as<int8_t>(), g.oc, g.c, g.kh, g.kw);
       const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};

@@ -189,7 +189,7 @@ struct ConvState {
   std::optional<PwInt8Weights> pointwise;       // conv_pointwise's form of W (int8)
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
   std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
-  std::vector<float> depthwise;                 // conv_depthwise's: W's values (codes for int8)
+  std::vector<float> w_float;                   // weights_as_floats
 };
 
 ConvState& state(const ConvWeights& w) {
@@ -232,6 +232,22 @@ const MatmulWeights& group_weights(const ConvWeights& w, int64_t groups, int64_t
       views.push_back(slice_rows(w.matrix, i * (w.oc / groups), w.oc / groups));
   }
   return views[static_cast<size_t>(g)];
+}
+
+// W's values as floats (int8: its codes, exact; not int4), made once per weights: the direct
+// and depthwise kernels' form of W.
+const float* weights_as_floats(const ConvWeights& w) {
+  ConvState& st = state(w);
+  std::lock_guard lock(st.mu);
+  const auto n = static_cast<size_t>(w.matrix.n * w.matrix.k);
+  if (st.w_float.size() != n) {
+    st.w_float.resize(n);
+    if (w.matrix.format == Format::kInt8)
+      int8_decode_array(w.matrix.data.data_as<int8_t>(), st.w_float.data(), n, 1.0f);
+    else
+      decode_float_array(w.matrix.format, w.matrix.data.data(), st.w_float.data(), n);
+  }
+  return st.w_float.data();
 }
 
 // --- oneDNN --------------------------------------------------------------------------------
@@ -938,7 +954,8 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
              count = static_cast<size_t>(gm.n * gm.c * gm.h * gm.w);
   const int64_t k = gm.k, plane_in = gm.c * gm.h * gm.w, n_groups = (k + 31) / 32;
   // W as used: float formats decoded, int4 unpacked to int8; X rounded for bf16/fp16/fp8.
-  std::vector<float> wf, xr;
+  const float* wf = nullptr;
+  std::vector<float> xr;
   std::vector<int8_t> w4;
   const int8_t* wq = w.matrix.data.data_as<int8_t>();
   if (f == Format::kInt4) {
@@ -951,8 +968,7 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
     }
     wq = w4.data();
   } else if (!is_int(f)) {
-    wf.resize(wn);
-    decode_float_array(f, w.matrix.data.data(), wf.data(), wn);
+    wf = weights_as_floats(w);
     const Format act = is_fp8(f) ? Format::kBf16 : f;
     if (act != Format::kFp32) {
       std::vector<uint16_t> codes(count);
@@ -979,7 +995,7 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
     const float bv = bias ? bias[oc] : 0.0f;
     float* dst = y + (n * gm.oc + oc) * gm.pixels + oh0 * gm.ow;
     if (!is_int(f)) {
-      taps(avx2, gm, x + n * plane_in, g, wf.data() + oc * k, 0, k, oh0, oh1, sum);
+      taps(avx2, gm, x + n * plane_in, g, wf + oc * k, 0, k, oh0, oh1, sum);
       for (size_t i = 0; i < pix; ++i) dst[i] = sum[i] * sw_tensor + bv;
       apply_activation_n(dst, static_cast<int64_t>(pix), *gm.p);
       return;
@@ -1020,21 +1036,7 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
       !weights_finite(w))
     return false;
   const QuantParams& qp = w.matrix.data.quant();
-  const auto wn = static_cast<size_t>(gm.oc * gm.k);
-  // W as floats (int8: its codes), made once per weights.
-  const float* wf = nullptr;
-  {
-    ConvState& st = state(w);
-    std::lock_guard lock(st.mu);
-    if (st.depthwise.size() != wn) {
-      st.depthwise.resize(wn);
-      if (f == Format::kInt8)
-        int8_decode_array(w.matrix.data.data_as<int8_t>(), st.depthwise.data(), wn, 1.0f);
-      else
-        decode_float_array(f, w.matrix.data.data(), st.depthwise.data(), wn);
-    }
-    wf = st.depthwise.data();
-  }
+  const float* wf = weights_as_floats(w);
   // X as the format uses it (floats: rounded to the activation format row by row while the
   // plane is padded; int8: its codes).
   const Format act = f == Format::kInt8 ? Format::kInt8 : is_fp8(f) ? Format::kBf16 : f;

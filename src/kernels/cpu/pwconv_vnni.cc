@@ -33,10 +33,11 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <bit>
 #include <cstring>
+#include <vector>
 
 #include "dynaprec/cpu_features.h"
+#include "dynaprec/error.h"
 #include "kernels/cpu/pwconv_vnni.h"
 
 #define DYNAPREC_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
@@ -50,6 +51,7 @@ namespace dynaprec::cpu {
 namespace {
 
 constexpr int64_t kTilePixels = 64;  // V = 4 vectors of 16
+constexpr int64_t kMaxTaps = 49;     // conv_int8_amx: KH · KW (7x7)
 
 // apply_activation on 16 lanes, bit for bit (as ops_hwy.cc's ActivationRowF32: compare + select
 // for std::max/min, the affine as a product then a sum), for every activation but sigmoid
@@ -209,6 +211,37 @@ DYNAPREC_AMX void amx_begin() {
 }
 DYNAPREC_AMX void amx_end() { _tile_release(); }
 
+// Runs fn(block, acc) for blocks [0, blocks) on `threads` OpenMP threads, each with the tile
+// configuration loaded; acc: the thread's 32x32 accumulator buffer (T: int32_t or float).
+template <class T, class Fn>
+void amx_for_blocks(int64_t blocks, int threads, bool parallel, const Fn& fn) {
+#pragma omp parallel num_threads(threads) if (parallel)
+  {
+    amx_begin();
+    alignas(64) T acc[32 * 32];
+#pragma omp for schedule(static)
+    for (int64_t t = 0; t < blocks; ++t) fn(t, acc);
+    amx_end();
+  }
+}
+
+// An epilogue's per-row terms for rows [0, oc): scale[o] = sx · wscale[o] (where wscale is
+// given) and shift[o] = bias[o] (0 without a bias), in this thread's buffers.
+struct RowTerms {
+  const float* scale;
+  const float* shift;
+};
+RowTerms row_terms(int64_t oc, float sx, const float* wscale, const float* bias) {
+  thread_local std::vector<float> scale, shift;
+  scale.resize(static_cast<size_t>(oc));
+  shift.resize(static_cast<size_t>(oc));
+  for (int64_t o = 0; o < oc; ++o) {
+    if (wscale) scale[static_cast<size_t>(o)] = sx * wscale[o];
+    shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
+  }
+  return {scale.data(), shift.data()};
+}
+
 // The four accumulator tiles (0-3, 2x2 of 16x16) zeroed, and stored to acc[32][32].
 __attribute__((target("amx-tile"), always_inline)) inline void amx_zero_acc() {
   _tile_zero(0);
@@ -263,8 +296,9 @@ DYNAPREC_AMX_BF16 void pack_pair_bf16(const float* row0, const float* row1, int6
     const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
     const __m512 a = row0 ? _mm512_maskz_loadu_ps(m, row0 + p) : _mm512_setzero_ps();
     const __m512 b = row1 ? _mm512_maskz_loadu_ps(m, row1 + p) : _mm512_setzero_ps();
-    const __m512i lo = _mm512_cvtepu16_epi32(std::bit_cast<__m256i>(_mm512_cvtneps_pbh(a)));
-    const __m512i hi = _mm512_cvtepu16_epi32(std::bit_cast<__m256i>(_mm512_cvtneps_pbh(b)));
+    // (A vector cast: std::bit_cast's own, out-of-line copy would be compiled without AVX.)
+    const __m512i lo = _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(a)));
+    const __m512i hi = _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(b)));
     _mm512_mask_storeu_epi32(dst + p / 16 * chunk_stride, m,
                              _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
   }
@@ -340,13 +374,13 @@ PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c) {
   p.c64 = (c + 63) / 64 * 64;
   p.oc32 = (oc + 31) / 32 * 32;
   p.w.assign(static_cast<size_t>(oc * p.c4), 0);
-  p.wsum.assign(static_cast<size_t>(oc), 0);
+  p.comp.assign(static_cast<size_t>(oc), 0);
   p.w64.assign(static_cast<size_t>(p.oc32 * p.c64), 0);
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t k = 0; k < c; ++k) {
       p.w[static_cast<size_t>(o * p.c4 + k)] = w[o * c + k];
       p.w64[static_cast<size_t>(o * p.c64 + k)] = w[o * c + k];
-      p.wsum[static_cast<size_t>(o)] += w[o * c + k];
+      p.comp[static_cast<size_t>(o)] += 128 * w[o * c + k];
     }
   return p;
 }
@@ -372,13 +406,10 @@ void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const f
                  const Conv2dParams& p, float* y, int threads) {
   const int64_t pairs = w.c32 / 2, oc = w.oc;
   thread_local std::vector<uint32_t> xb;
-  thread_local std::vector<float> shift;
   const int64_t chunks = (pixels + 31) / 32 * 2;  // whole 32-pixel blocks
   xb.resize(static_cast<size_t>(chunks * pairs * 16));
-  shift.resize(static_cast<size_t>(w.oc32));
-  for (int64_t o = 0; o < oc; ++o) shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
+  const RowTerms rt = row_terms(oc, 1.0f, nullptr, bias);
   uint32_t* xb_data = xb.data();
-  const float* shift_data = shift.data();
   const bool parallel = pairs * pixels * oc > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t q = 0; q < pairs; ++q)
@@ -386,23 +417,15 @@ void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const f
                    2 * q + 1 < w.c ? x + (2 * q + 1) * pixels : nullptr, pixels, xb_data + q * 16,
                    pairs * 16);
   const int64_t row_blocks = w.oc32 / 32, pixel_blocks = (pixels + 31) / 32;
-#pragma omp parallel num_threads(threads) if (parallel)
-  {
-    amx_begin();
-    alignas(64) float acc[32 * 32];
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
-      const int64_t pb = t / row_blocks, rb = t % row_blocks;
-      const int64_t o0 = rb * 32, p0 = pb * 32;
-      amx_block_bf16(w.w.data() + o0 * w.c32, w.c32,
-                     reinterpret_cast<const uint8_t*>(xb_data + p0 / 16 * pairs * 16), pairs * 64,
-                     acc);
-      amx_epilogue<false>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
-                          static_cast<int>(std::min<int64_t>(32, pixels - p0)), nullptr,
-                          shift_data + o0, y + o0 * pixels + p0, pixels, p);
-    }
-    amx_end();
-  }
+  amx_for_blocks<float>(row_blocks * pixel_blocks, threads, parallel, [&](int64_t t, float* acc) {
+    const int64_t o0 = t % row_blocks * 32, p0 = t / row_blocks * 32;
+    amx_block_bf16(w.w.data() + o0 * w.c32, w.c32,
+                   reinterpret_cast<const uint8_t*>(xb_data + p0 / 16 * pairs * 16), pairs * 64,
+                   acc);
+    amx_epilogue<false>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
+                        static_cast<int>(std::min<int64_t>(32, pixels - p0)), nullptr,
+                        rt.shift + o0, y + o0 * pixels + p0, pixels, p);
+  });
 }
 
 ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
@@ -429,6 +452,8 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
   const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
   if (oh <= 0 || ow <= 0) return;
   const int64_t groups = cw.c64 / 4, taps = cw.kh * cw.kw;
+  if (taps > kMaxTaps)
+    throw Error(ErrorKind::kInternal, "conv_int8_amx: more than 49 taps (conv_cpu.cc checks)");
   // The padded codes, [hp rows][groups of 4 channels][wp pixels][4]: a B tile's rows (16
   // groups of one input row) are wp · 4 bytes apart (a layout with the groups outermost put them
   // a plane apart, and the tile loads were latency-bound). wp covers the last pixel block's
@@ -437,14 +462,8 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
   const int64_t wp = std::max(w + pads[1] + pads[3], (ow + 31) / 32 * 32 + cw.kw - 1);
   const int64_t group_step = wp * 4, row_step = groups * group_step;
   thread_local std::vector<uint8_t> xp;
-  thread_local std::vector<float> scale, shift;
   xp.assign(static_cast<size_t>(hp * row_step), 0);  // code 0 for the padding
-  scale.resize(static_cast<size_t>(cw.oc));
-  shift.resize(static_cast<size_t>(cw.oc));
-  for (int64_t o = 0; o < cw.oc; ++o) {
-    scale[static_cast<size_t>(o)] = sx * wscale[o];
-    shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
-  }
+  const RowTerms rt = row_terms(cw.oc, sx, wscale, bias);
   uint8_t* xp_data = xp.data();
   const bool parallel = cw.oc * oh * ow * cw.c * taps > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
@@ -456,29 +475,20 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
     pack_quad(rows, w, xp_data + (iy + pads[0]) * row_step + q * group_step + pads[1] * 4, 0, 64);
   }
   const int64_t row_blocks = cw.oc32 / 32, pixel_blocks = (ow + 31) / 32;
-  const float* scale_data = scale.data();
-  const float* shift_data = shift.data();
-#pragma omp parallel num_threads(threads) if (parallel)
-  {
-    amx_begin();
-    alignas(64) int32_t acc[32 * 32];
-    std::vector<const uint8_t*> xs(static_cast<size_t>(taps));
-#pragma omp for schedule(static)
-    for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
-      const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
-                    oy = t / (row_blocks * pixel_blocks);
-      const int64_t o0 = rb * 32, p0 = pb * 32;
-      for (int64_t ky = 0; ky < cw.kh; ++ky)
-        for (int64_t kx = 0; kx < cw.kw; ++kx)
-          xs[static_cast<size_t>(ky * cw.kw + kx)] = xp_data + (oy + ky) * row_step + (p0 + kx) * 4;
-      amx_conv_block(cw.w.data() + o0 * cw.c64, cw.c64, cw.oc32 * cw.c64, taps, xs.data(),
-                     group_step, acc);
-      amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, cw.oc - o0)),
-                         static_cast<int>(std::min<int64_t>(32, ow - p0)), scale_data + o0,
-                         shift_data + o0, y + (o0 * oh + oy) * ow + p0, oh * ow, p);
-    }
-    amx_end();
-  }
+  amx_for_blocks<int32_t>(
+      oh * pixel_blocks * row_blocks, threads, parallel, [&](int64_t t, int32_t* acc) {
+        const int64_t o0 = t % row_blocks * 32, p0 = t / row_blocks % pixel_blocks * 32,
+                      oy = t / (row_blocks * pixel_blocks);
+        const uint8_t* xs[kMaxTaps];
+        for (int64_t ky = 0; ky < cw.kh; ++ky)
+          for (int64_t kx = 0; kx < cw.kw; ++kx)
+            xs[ky * cw.kw + kx] = xp_data + (oy + ky) * row_step + (p0 + kx) * 4;
+        amx_conv_block(cw.w.data() + o0 * cw.c64, cw.c64, cw.oc32 * cw.c64, taps, xs, group_step,
+                       acc);
+        amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, cw.oc - o0)),
+                           static_cast<int>(std::min<int64_t>(32, ow - p0)), rt.scale + o0,
+                           rt.shift + o0, y + (o0 * oh + oy) * ow + p0, oh * ow, p);
+      });
 }
 
 PwIsa pwconv_int8_isa() {
@@ -495,19 +505,10 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
   const bool amx = isa == PwIsa::kAmx;
   const int64_t quads = (amx ? w.c64 : w.c4) / 4, oc = w.oc;
   thread_local std::vector<uint8_t> xu;
-  thread_local std::vector<float> scale, shift;
-  thread_local std::vector<int32_t> comp;
   // One row of pixels per group of 4 channels (+ a partial AMX block's overreach). (The blocked
   // layout of pwconv_bf16 measured slower here: 113 against 84 us for 240 -> 240 at 12x80.)
   xu.resize(static_cast<size_t>(quads * pixels * 4 + 128));
-  scale.resize(static_cast<size_t>(oc));
-  shift.resize(static_cast<size_t>(oc));
-  comp.resize(static_cast<size_t>(oc));
-  for (int64_t o = 0; o < oc; ++o) {
-    scale[static_cast<size_t>(o)] = sx * wscale[o];
-    shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
-    comp[static_cast<size_t>(o)] = 128 * w.wsum[static_cast<size_t>(o)];
-  }
+  const RowTerms rt = row_terms(oc, sx, wscale, bias);
   uint8_t* xu_data = xu.data();
   const bool parallel = quads * pixels * oc > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
@@ -516,30 +517,21 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
     for (int64_t j = 0; j < 4; ++j) rows[j] = 4 * q + j < w.c ? xq + (4 * q + j) * pixels : nullptr;
     pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80, 64);
   }
-  const float* scale_data = scale.data();
-  const float* shift_data = shift.data();
   if (amx) {
     const int64_t row_blocks = w.oc32 / 32, pixel_blocks = (pixels + 31) / 32;
-#pragma omp parallel num_threads(threads) if (parallel)
-    {
-      amx_begin();
-      alignas(64) int32_t acc[32 * 32];
-#pragma omp for schedule(static)
-      for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
-        const int64_t pb = t / row_blocks, rb = t % row_blocks;
-        const int64_t o0 = rb * 32, p0 = pb * 32;
-        const uint8_t* xs = xu_data + p0 * 4;  // one tap
-        amx_conv_block(w.w64.data() + o0 * w.c64, w.c64, 0, 1, &xs, pixels * 4, acc);
-        amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
-                           static_cast<int>(std::min<int64_t>(32, pixels - p0)), scale_data + o0,
-                           shift_data + o0, y + o0 * pixels + p0, pixels, p);
-      }
-      amx_end();
-    }
+    amx_for_blocks<int32_t>(
+        row_blocks * pixel_blocks, threads, parallel, [&](int64_t t, int32_t* acc) {
+          const int64_t o0 = t % row_blocks * 32, p0 = t / row_blocks * 32;
+          const uint8_t* xs = xu_data + p0 * 4;  // one tap
+          amx_conv_block(w.w64.data() + o0 * w.c64, w.c64, 0, 1, &xs, pixels * 4, acc);
+          amx_epilogue<true>(acc, static_cast<int>(std::min<int64_t>(32, oc - o0)),
+                             static_cast<int>(std::min<int64_t>(32, pixels - p0)), rt.scale + o0,
+                             rt.shift + o0, y + o0 * pixels + p0, pixels, p);
+        });
     return;
   }
   const int64_t row_blocks = (oc + 3) / 4, pixel_blocks = (pixels + kTilePixels - 1) / kTilePixels;
-  const int32_t* comp_data = comp.data();
+
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t t = 0; t < row_blocks * pixel_blocks; ++t) {
     const int64_t pb = t / row_blocks, rb = t % row_blocks;
@@ -547,8 +539,8 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
     const int rows = static_cast<int>(std::min<int64_t>(4, oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, pixels - p0));
     const TileArgs a{
-        xu_data + p0 * 4, pixels * 4,      quads,           w.w.data() + o0 * w.c4, w.c4,   valid,
-        comp_data + o0,   scale_data + o0, shift_data + o0, y + o0 * pixels + p0,   pixels, &p};
+        xu_data + p0 * 4,   pixels * 4,    quads,         w.w.data() + o0 * w.c4, w.c4,   valid,
+        w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0,   pixels, &p};
     kTiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }

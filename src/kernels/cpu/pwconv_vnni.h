@@ -12,12 +12,13 @@
 
 namespace dynaprec::cpu {
 
-/// W as the kernels read it. VNNI: rows padded with zeros to a multiple of 4 (c4), and
-/// Σ_c W[oc][c]. AMX: rows padded to a multiple of 64 bytes (c64), row count to a multiple of 32.
+/// W as the kernels read it. VNNI: rows padded with zeros to a multiple of 4 (c4), and the
+/// compensation 128 · Σ_c W[oc][c]. AMX: rows padded to a multiple of 64 bytes (c64), row count
+/// to a multiple of 32.
 struct PwInt8Weights {
   int64_t oc = 0, c = 0, c4 = 0, c64 = 0, oc32 = 0;
   std::vector<int8_t> w;      ///< [oc][c4]
-  std::vector<int32_t> wsum;  ///< [oc]
+  std::vector<int32_t> comp;  ///< [oc]
   std::vector<int8_t> w64;    ///< [oc32][c64]
 };
 PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c);
@@ -64,6 +65,7 @@ ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c,
                                          int64_t kw);
 
 /// One image: xq [C, H, W] codes (scale sx over all of X), padding (top, left, bottom, right),
+/// KH · KW <= 49,
 /// y [OC, OH, OW] = apply_activation(float(Σ xq · w) · (sx · wscale[oc]) + bias[oc], p) with
 /// OH = H + top + bottom - KH + 1 (OW alike): the reference's bits. Needs
 /// pwconv_int8_isa() == PwIsa::kAmx.
