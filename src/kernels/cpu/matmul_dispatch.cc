@@ -10,6 +10,7 @@
 #include "dynaprec/convert.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/gemm_amx.h"
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
@@ -190,6 +191,7 @@ const std::vector<MatmulKernel>& kernel_list() {
     v.push_back({"gemv_int__vnni", has_vnni, gemv_int, run_gemv_vnni});
     v.push_back({"gemv_fp8__avx512", has_fp8_avx512, gemv_fp8, run_gemv_fp8_avx512});
     v.push_back({"gemv__hwy", any_cpu, gemv_any, run_gemv_hwy});
+    for (const MatmulKernel& k : amx_matmul_kernels()) v.push_back(k);
     for (const MatmulKernel& k : dnnl_matmul_kernels()) v.push_back(k);
     v.push_back({"gemm_int4__vnni", has_vnni, gemm_int4, run_gemm_int4_vnni});
     v.push_back({"gemm__gemv_rows", any_cpu, rows_any, run_gemv_rows});

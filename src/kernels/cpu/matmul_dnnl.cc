@@ -246,6 +246,14 @@ DYNAPREC_AVX512 void quantize_nhwc_avx512(const float* x, int64_t c, int64_t hw,
 
 }  // namespace
 
+void int8_encode_fast(const float* x, int8_t* out, size_t n, float sx) {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl && sx >= 0x1p-125f)
+    quantize_avx512(x, out, n, sx, 1.0f / sx);
+  else
+    int8_encode_array(x, out, n, sx);
+}
+
 float int8_activation_scale(const float* x, size_t count, int threads, const char* what) {
   return activation_scale(x, count, threads, what);
 }

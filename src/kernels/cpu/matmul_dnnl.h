@@ -18,6 +18,10 @@ std::span<const MatmulKernel> dnnl_matmul_kernels();
 /// Throws kInvalidInput "<what> contain NaN or inf" where X does.
 float quantize_x_int8(const float* x, size_t count, int8_t* out, int threads, const char* what);
 
+/// n values of X -> their codes with scale sx, ref::int8_encode bit for bit (AVX-512 where the
+/// CPU has it; one thread).
+void int8_encode_fast(const float* x, int8_t* out, size_t n, float sx);
+
 /// The scale alone, ref::int8_scale(amax(X)), on `threads` threads (same errors).
 float int8_activation_scale(const float* x, size_t count, int threads, const char* what);
 

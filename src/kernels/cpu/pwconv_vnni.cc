@@ -29,15 +29,13 @@
 #pragma GCC diagnostic pop
 #include <omp.h>
 
-#include <sys/syscall.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstring>
 #include <vector>
 
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
+#include "kernels/cpu/amx.h"
 #include "kernels/cpu/pwconv_vnni.h"
 
 #define DYNAPREC_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
@@ -190,27 +188,6 @@ DYNAPREC_VNNI void tile(const TileArgs& a) {
 
 // ---- AMX ------------------------------------------------------------------------------------
 
-struct alignas(64) TileConfig {
-  uint8_t palette = 1, start_row = 0;
-  uint8_t reserved[14] = {};
-  uint16_t colsb[16] = {};
-  uint8_t rows[16] = {};
-};
-
-// Tiles 0-3: the 2x2 accumulators (16 rows x 16 int32); 4-5: W (16 rows x 64 bytes); 6-7: X
-// (16 groups of 4 channels x 16 pixels). All 16 rows of 64 bytes.
-DYNAPREC_AMX void amx_begin() {
-  TileConfig cfg;
-  for (int t = 0; t < 8; ++t) {
-    cfg.colsb[t] = 64;
-    cfg.rows[t] = 16;
-  }
-  // GCC 12 does not see that ldtilecfg reads the whole struct and drops these stores.
-  asm volatile("" : : "m"(cfg) : "memory");
-  _tile_loadconfig(&cfg);
-}
-DYNAPREC_AMX void amx_end() { _tile_release(); }
-
 // Runs fn(block, acc) for blocks [0, blocks) on `threads` OpenMP threads, each with the tile
 // configuration loaded; acc: the thread's 32x32 accumulator buffer (T: int32_t or float).
 template <class T, class Fn>
@@ -240,21 +217,6 @@ RowTerms row_terms(int64_t oc, float sx, const float* wscale, const float* bias)
     shift[static_cast<size_t>(o)] = bias ? bias[o] : 0.0f;
   }
   return {scale.data(), shift.data()};
-}
-
-// The four accumulator tiles (0-3, 2x2 of 16x16) zeroed, and stored to acc[32][32].
-__attribute__((target("amx-tile"), always_inline)) inline void amx_zero_acc() {
-  _tile_zero(0);
-  _tile_zero(1);
-  _tile_zero(2);
-  _tile_zero(3);
-}
-__attribute__((target("amx-tile"), always_inline)) inline void amx_store_acc(void* acc) {
-  auto* a = static_cast<std::byte*>(acc);  // 32 lanes of 4 bytes per row
-  _tile_stored(0, a, 128);
-  _tile_stored(1, a + 64, 128);
-  _tile_stored(2, a + 16 * 128, 128);
-  _tile_stored(3, a + 16 * 128 + 64, 128);
 }
 
 // The epilogue of one 32x32 block: rows [0, rows), pixels [0, valid). kInt: int32 sums,
@@ -347,15 +309,6 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
     }
   }
   amx_store_acc(acc);
-}
-
-// Whether Linux lets this process use the tile data (asked once; oneDNN may have asked first).
-bool amx_permitted() {
-  static const bool ok = [] {
-    constexpr long kReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
-    return syscall(SYS_arch_prctl, kReqXcompPerm, kXfeatureXtiledata) == 0;
-  }();
-  return ok;
 }
 
 using TileFn = void (*)(const TileArgs&);

@@ -1,4 +1,5 @@
-// The oneDNN GEMM kernels against the reference matmul, for every kernel this CPU can run.
+// The GEMM kernels (oneDNN's and our AMX ones) against the reference matmul, for every kernel
+// this CPU can run.
 //
 // Tolerances:
 //  * float formats (fp32, bf16, fp8): a kernel uses the same X and W values as the reference
@@ -31,6 +32,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/matmul.h"
+#include "kernels/cpu/gemm_amx.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/matmul_util.h"
 
@@ -58,7 +60,8 @@ std::vector<Shape3> test_shapes() {
                      {1000, 64, 1000},
                      {1000, 1000, 33},
                      {2, 64, 1000},
-                     {256, 512, 1024}});
+                     {256, 512, 1024},
+                     {70, 40, 9000}});  // AMX: one row block per group, several K chunks
   return v;
 }
 
@@ -129,9 +132,20 @@ void expect_matches_ref(const Tensor& x, int64_t m, const MatmulWeights& w, cons
   EXPECT_GE(test::sqnr_db(want, got, got.size()), 90.0);
 }
 
-class MatmulDnnlKernel : public ::testing::TestWithParam<size_t> {
+// oneDNN's kernels, then the AMX ones.
+const std::vector<MatmulKernel>& gemm_kernels() {
+  static const std::vector<MatmulKernel> v = [] {
+    std::vector<MatmulKernel> all;
+    for (const MatmulKernel& k : cpu::dnnl_matmul_kernels()) all.push_back(k);
+    for (const MatmulKernel& k : cpu::amx_matmul_kernels()) all.push_back(k);
+    return all;
+  }();
+  return v;
+}
+
+class GemmKernel : public ::testing::TestWithParam<size_t> {
  protected:
-  const MatmulKernel& kern() const { return cpu::dnnl_matmul_kernels()[GetParam()]; }
+  const MatmulKernel& kern() const { return gemm_kernels()[GetParam()]; }
   void SetUp() override {
     if (!kern().available(cpu_features()))
       GTEST_SKIP() << kern().name
@@ -140,7 +154,7 @@ class MatmulDnnlKernel : public ::testing::TestWithParam<size_t> {
   }
 };
 
-TEST_P(MatmulDnnlKernel, MatchesReferenceOnAllShapes) {
+TEST_P(GemmKernel, MatchesReferenceOnAllShapes) {
   const Format f = format_of(kern());
   uint32_t seed = 100;
   for (const Shape3& s : test_shapes()) {
@@ -157,7 +171,7 @@ TEST_P(MatmulDnnlKernel, MatchesReferenceOnAllShapes) {
   }
 }
 
-TEST_P(MatmulDnnlKernel, PreparesWeightsOnceAcrossBatchSizesAndThreads) {
+TEST_P(GemmKernel, PreparesWeightsOnceAcrossBatchSizesAndThreads) {
   const Format f = format_of(kern());
   const MatmulWeights w = matmul_weights(test::gaussian({96, 200}, 7, 0.05f), f);
   const Tensor bias = test::gaussian({96}, 8);
@@ -178,7 +192,7 @@ TEST_P(MatmulDnnlKernel, PreparesWeightsOnceAcrossBatchSizesAndThreads) {
     }
 }
 
-TEST_P(MatmulDnnlKernel, AppliesToGemmOfItsFormatOnly) {
+TEST_P(GemmKernel, AppliesToGemmOfItsFormatOnly) {
   const Format f = format_of(kern());
   EXPECT_FALSE(kern().applies(f, 1, 64, 64)) << "M == 1 is GEMV, for other kernels";
   EXPECT_TRUE(kern().applies(f, 2, 1, 1));
@@ -193,7 +207,7 @@ TEST_P(MatmulDnnlKernel, AppliesToGemmOfItsFormatOnly) {
 // around every half-integer multiple of a scale that is not a power of two (the divided vectors:
 // ties must go to even); even rows: values 2^-11 to 2^-9 of a step from such a point (the
 // multiplied vectors, near the margin that decides). All codes must be the reference's.
-TEST_P(MatmulDnnlKernel, Int8CodesNearTiesMatchTheReference) {
+TEST_P(GemmKernel, Int8CodesNearTiesMatchTheReference) {
   const Format f = format_of(kern());
   if (f != Format::kInt8) GTEST_SKIP() << "int8 only";
   const int64_t m = 40, n = 16, k = 1024;
@@ -222,7 +236,7 @@ TEST_P(MatmulDnnlKernel, Int8CodesNearTiesMatchTheReference) {
 // Every code at ±127: s8 · s8 on x86 runs as u8 (x + 128) · s8, and without VNNI a pair of such
 // products (up to 2 · 255 · 127) overflows vpmaddubsw's int16 and saturates. Gaussian data
 // rarely gets there; this does, on every output.
-TEST_P(MatmulDnnlKernel, ExtremeCodesAreExact) {
+TEST_P(GemmKernel, ExtremeCodesAreExact) {
   const Format f = format_of(kern());
   const int64_t m = 33, n = 64, k = 1000;
   Tensor x = Tensor::zeros({m, k}, DType::kF32), w = Tensor::zeros({n, k}, DType::kF32);
@@ -233,7 +247,7 @@ TEST_P(MatmulDnnlKernel, ExtremeCodesAreExact) {
 }
 
 // A NaN in X: int8 refuses it (no scale exists), the float formats carry it into its row only.
-TEST_P(MatmulDnnlKernel, NonFiniteActivationsLikeTheReference) {
+TEST_P(GemmKernel, NonFiniteActivationsLikeTheReference) {
   const Format f = format_of(kern());
   const MatmulWeights w = matmul_weights(test::gaussian({8, 16}, 10), f);
   Tensor x = test::gaussian({4, 16}, 11);
@@ -251,10 +265,9 @@ TEST_P(MatmulDnnlKernel, NonFiniteActivationsLikeTheReference) {
   for (size_t i = 0; i < y.size(); ++i) EXPECT_EQ(std::isnan(y[i]), i / 8 == 2) << "y[" << i << "]";
 }
 
-INSTANTIATE_TEST_SUITE_P(MatmulDnnl, MatmulDnnlKernel,
-                         ::testing::Range<size_t>(0, cpu::dnnl_matmul_kernels().size()),
+INSTANTIATE_TEST_SUITE_P(Gemm, GemmKernel, ::testing::Range<size_t>(0, gemm_kernels().size()),
                          [](const testing::TestParamInfo<size_t>& i) {
-                           return std::string(cpu::dnnl_matmul_kernels()[i.param].name);
+                           return std::string(gemm_kernels()[i.param].name);
                          });
 
 TEST(MatmulDnnlList, NamesAndOrder) {
@@ -282,6 +295,7 @@ TEST(MatmulDnnlIsaCap, KernelsAndOneDnnStayUnderTheCap) {
       EXPECT_EQ(k.available(f), f.avx_vnni) << k.name;  // int8: VNNI or nothing
     }
   }
+  for (const MatmulKernel& k : cpu::amx_matmul_kernels()) EXPECT_FALSE(k.available(f)) << k.name;
   const auto isa = static_cast<unsigned>(dnnl::get_effective_cpu_isa());
   const auto cap =
       static_cast<unsigned>(f.avx_vnni ? dnnl::cpu_isa::avx2_vnni : dnnl::cpu_isa::avx2);
