@@ -60,6 +60,11 @@ void int8_encode_array(const float* src, int8_t* dst, size_t n, float s);
 /// Per-element scales (int8 per channel along the last axis): dst[i] = code(src[i], s[i]).
 void int8_encode_array_scales(const float* src, int8_t* dst, size_t n, const float* s);
 void int8_decode_array(const int8_t* src, float* dst, size_t n, float s);
+/// decode_float_array(f, encode_float_array(f, src)) in one pass: src rounded to format f, kept
+/// as floats.
+void round_float_array(Format f, const float* src, float* dst, size_t n);
+/// The int8 codes of src with scale s (int8_encode_array's), as floats, in one pass.
+void int8_round_array(const float* src, float* dst, size_t n, float s);
 void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales);
 /// `rows` rows of k values, each as ref::int4_encode_row: row r's bytes start at
 /// packed + r * ceil(k/2), its scales at scales + r * ceil(k/32).

@@ -349,10 +349,12 @@ HWY_INLINE V Quotient(V x, V s, V r) {
 #endif
 HWY_INLINE bool QuotientScaleOk(float s) { return s >= 0x1p-64f && s <= 0x1p64f; }
 
-HWY_INLINE void Int8EncodeImpl(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n,
-                               float s, bool big) {
+// The int8 codes of src with scale s, each vector of codes (int32 lanes) passed through
+// finish(codes) into dst's type: DemoteTo int8 (Int8Encode) or ConvertTo float (Int8Round).
+template <class DOut, typename TOut, class Finish>
+HWY_INLINE void Int8CodeLoop(DOut dout, const float* HWY_RESTRICT src, TOut* HWY_RESTRICT dst,
+                             size_t n, float s, bool big, const Finish& finish) {
   const hn::ScalableTag<float> df;
-  const hn::Rebind<int8_t, decltype(df)> d8;
   const auto sv = hn::Set(df, s);
 #if DYNAPREC_FMA_QUOTIENT
   if (QuotientScaleOk(s)) {
@@ -361,18 +363,86 @@ HWY_INLINE void Int8EncodeImpl(const float* HWY_RESTRICT src, int8_t* HWY_RESTRI
     // stays small. NaN x gives 0, as x / s would.
     const auto r = hn::Set(df, 1.0f / s), lim = hn::Set(df, 128.0f * s);
     const auto lo = hn::Set(df, -127.0f), hi = hn::Set(df, 127.0f);
-    ConvertLoop(df, d8, src, dst, n, big, [&](const float* p) {
+    ConvertLoop(df, dout, src, dst, n, big, [&](const float* p) {
       const auto x = hn::LoadU(df, p);
       const auto q = Quotient(hn::Min(hn::Max(x, hn::Neg(lim)), lim), sv, r);
       const auto c = RoundSmall(df, hn::Min(hn::Max(q, lo), hi));
-      return hn::DemoteTo(d8, hn::IfThenZeroElse(hn::RebindMask(di, hn::IsNaN(x)), c));
+      return finish(hn::IfThenZeroElse(hn::RebindMask(di, hn::IsNaN(x)), c));
     });
     return;
   }
 #endif
-  ConvertLoop(df, d8, src, dst, n, big, [&](const float* x) {
-    return hn::DemoteTo(d8, QuantizeLanes(df, hn::LoadU(df, x), sv, -127.0f, 127.0f));
+  ConvertLoop(df, dout, src, dst, n, big, [&](const float* x) {
+    return finish(QuantizeLanes(df, hn::LoadU(df, x), sv, -127.0f, 127.0f));
   });
+}
+
+HWY_INLINE void Int8EncodeImpl(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n,
+                               float s, bool big) {
+  const hn::Rebind<int8_t, hn::ScalableTag<float>> d8;
+  Int8CodeLoop(d8, src, dst, n, s, big, [&](auto c) { return hn::DemoteTo(d8, c); });
+}
+
+// The codes as floats (exact small integers), one pass: what a kernel that widens codes to
+// float lanes reads, without the int8 array in between.
+void Int8Round(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n, float s) {
+  const hn::ScalableTag<float> df;
+  Int8CodeLoop(df, src, dst, n, s, false, [&](auto c) { return hn::ConvertTo(df, c); });
+}
+
+// decode(encode(x)) per element in one pass: x rounded to a float format, kept as float.
+template <class S>
+void RoundArray(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
+  const hn::ScalableTag<float> df;
+  ConvertLoop(df, df, src, dst, n, false, [&](const float* p) {
+    return DecodeCodes<S>(df, EncodeCodes<S>(df, hn::LoadU(df, p)));
+  });
+}
+
+// bf16 shares fp32's exponent field, so decode(encode(x)) is x's bits rounded to the upper 16
+// (round half to even: add 0x7FFF plus the kept part's last bit, then clear the lower half;
+// subnormals, the carry into the exponent and the overflow to inf all come out right), except
+// NaN, whose code keeps the top 7 mantissa bits and is quiet: (bits & 0xFFFF0000) | 2^22.
+void RoundBf16(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  const auto upper = hn::Set(du, 0xFFFF0000u), quiet = hn::Set(du, 0x00400000u);
+  const auto abs_mask = hn::Set(du, 0x7FFFFFFFu), bias = hn::Set(du, 0x7FFFu);
+  ConvertLoop(df, df, src, dst, n, false, [&](const float* p) {
+    const auto bits = hn::BitCast(du, hn::LoadU(df, p));
+    const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+    const auto rounded = hn::And(hn::Add(hn::Add(bits, bias), lsb), upper);
+    const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)),
+                               hn::Set(di, int32_t{0x7F800000}));
+    const auto nan = hn::Or(hn::And(bits, upper), quiet);
+    return hn::BitCast(df, hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded));
+  });
+}
+
+void RoundFloat(uint8_t format, const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
+  switch (static_cast<Format>(format)) {
+    case Format::kBf16:
+      return RoundBf16(src, dst, n);
+    case Format::kFp16:
+      if constexpr (kHardwareF16) {  // as EncodeFloat and DecodeFloat do
+        const hn::ScalableTag<float> df;
+        const hn::Rebind<hwy::float16_t, decltype(df)> dh;
+        ConvertLoop(df, df, src, dst, n, false, [&](const float* p) {
+          return hn::PromoteTo(df, hn::DemoteTo(dh, hn::LoadU(df, p)));
+        });
+        return;
+      } else {
+        return RoundArray<SpecFp16>(src, dst, n);
+      }
+    case Format::kFp8E4M3:
+      return RoundArray<SpecE4M3>(src, dst, n);
+    case Format::kFp8E5M2:
+      return RoundArray<SpecE5M2>(src, dst, n);
+    default:
+      if (src != dst) std::memmove(dst, src, n * sizeof(float));
+      return;
+  }
 }
 
 void Int8Encode(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n, float s) {
@@ -764,6 +834,8 @@ HWY_EXPORT(Amax);
 HWY_EXPORT(Int8Encode);
 HWY_EXPORT(Int8EncodeScales);
 HWY_EXPORT(Int8Decode);
+HWY_EXPORT(Int8Round);
+HWY_EXPORT(RoundFloat);
 HWY_EXPORT(Int4EncodeRows);
 HWY_EXPORT(Int8EncodeRows);
 HWY_EXPORT(Int4DecodeRow);
@@ -791,6 +863,13 @@ void int8_encode_array_scales(const float* src, int8_t* dst, size_t n, const flo
 }
 void int8_decode_array(const int8_t* src, float* dst, size_t n, float s) {
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8Decode)(src, dst, n, s);
+}
+void int8_round_array(const float* src, float* dst, size_t n, float s) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8Round)(src, dst, n, s);
+}
+void round_float_array(Format f, const float* src, float* dst, size_t n) {
+  DP_CHECK(is_float_format(f), "round_float_array needs a float format");
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::RoundFloat)(static_cast<uint8_t>(f), src, dst, n);
 }
 void int4_encode_rows(const float* src, size_t rows, size_t k, uint8_t* packed, uint16_t* scales) {
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int4EncodeRows)(src, rows, k, packed, scales);

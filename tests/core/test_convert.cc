@@ -309,6 +309,46 @@ TEST(ConvertVectorized, FloatFormatsBitIdenticalToReferenceOnEveryTarget) {
   }
 }
 
+// The fused one-pass roundings (round_float_array, int8_round_array) against the two-pass
+// reference, bit for bit: the same inputs (NaN, inf, subnormals, ties, overflow) on every target.
+TEST(ConvertVectorized, FusedRoundingIsEncodeThenDecode) {
+  for (Format f : kFloatFormats) {
+    const size_t bytes = format_info(f).storage_bits / 8;
+    const std::vector<float> in = make_inputs(f, kRandomInputs, 99 + static_cast<uint32_t>(f));
+    std::vector<uint8_t> codes(in.size() * bytes);
+    std::vector<float> want(in.size());
+    ref::encode_float_array(f, in.data(), codes.data(), in.size());
+    ref::decode_float_array(f, codes.data(), want.data(), in.size());
+    test::for_each_simd_target([&](const std::string& target) {
+      const size_t n = in.size() - 5;  // an odd length: every tail
+      std::vector<float> got(in.size(), 7.0f);
+      round_float_array(f, in.data(), got.data(), n);
+      for (size_t i = 0; i < n; ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(got[i]), std::bit_cast<uint32_t>(want[i]))
+            << format_name(f) << " on " << target << ": x=" << in[i] << " (0x" << std::hex
+            << std::bit_cast<uint32_t>(in[i]) << ")";
+      ASSERT_EQ(got[n], 7.0f) << "wrote past the end on " << target;
+    });
+  }
+  std::mt19937 rng(21);
+  std::uniform_int_distribution<uint32_t> any32;
+  std::normal_distribution<float> d(0.f, 1.f);
+  std::vector<float> x(100'003);
+  for (size_t i = 0; i < x.size(); ++i)
+    x[i] = (i % 7 == 0) ? std::bit_cast<float>(any32(rng)) : d(rng) * 3;
+  for (float s : {ref::int8_scale(3.0f), 1.0f, 0.0f, 1e-40f, 3.5e-3f}) {
+    std::vector<int8_t> codes(x.size());
+    ref::int8_encode_array(x.data(), codes.data(), x.size(), s);
+    test::for_each_simd_target([&](const std::string& target) {
+      std::vector<float> got(x.size());
+      int8_round_array(x.data(), got.data(), x.size(), s);
+      for (size_t i = 0; i < x.size(); ++i)
+        ASSERT_EQ(got[i], static_cast<float>(codes[i]))
+            << "int8 scale " << s << " on " << target << " x=" << x[i];
+    });
+  }
+}
+
 TEST(ConvertVectorized, TailLengthsOnEveryTarget) {
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0.f, 100.f);

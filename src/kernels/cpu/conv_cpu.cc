@@ -1028,8 +1028,10 @@ bool is_depthwise(const Geom& gm) {
 // false where this path does not apply: not depthwise, int4, stride along W above 2, sums
 // that int8 could not keep exact in fp32 lanes, or a non-finite weight (the reference's 0 · inf
 // in the padding is NaN; the direct path skips it and refuses such weights too).
-bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
-                    const ConvWeights& w, const float* bias, float* y, int threads) {
+// X enters as floats: int8 needs only its scale sx, each row's codes are made (as floats) while
+// the plane is copied.
+bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights& w,
+                    const float* bias, float* y, int threads) {
   const Format f = w.matrix.format;
   const Conv2dParams& p = *gm.p;
   if (!is_depthwise(gm) || f == Format::kInt4 || p.stride_w < 1 || p.stride_w > 2 || gm.k > 1040 ||
@@ -1045,29 +1047,34 @@ bool conv_depthwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const int64_t sh = p.stride_h, sw = p.stride_w, lanes = dw_lanes();
   const int64_t rows = (gm.oh - 1) * sh + (gm.kh - 1) * p.dilation_h + 1;
   const int64_t cols = ((gm.ow + 2 * lanes) * sw + (gm.kw - 1) * p.dilation_w + 1 + 15) / 16 * 16;
+  const int64_t c0 = std::max<int64_t>(0, p.pad_left),
+                c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
+  const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
+  // Every plane writes the same interior: the zeros around it are written once per thread and
+  // geometry.
+  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
   run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
     const auto plane = static_cast<int64_t>(t);
     const int64_t c = plane % gm.c;
-    thread_local Buffer pad_buf, code_buf;
+    thread_local Buffer pad_buf;
+    thread_local std::array<int64_t, 5> zeroed{};
     float* xp = pad_buf.get<float>(static_cast<size_t>(rows * cols));
-    uint16_t* codes = code_buf.get<uint16_t>(static_cast<size_t>(cols));
-    std::fill_n(xp, rows * cols, 0.0f);
-    const int64_t c0 = std::max<int64_t>(0, p.pad_left),
-                  c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
-    const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
+    if (zeroed != layout) {
+      std::fill_n(xp, rows * cols, 0.0f);
+      zeroed = layout;
+    }
     for (int64_t r = 0; r < rows && len > 0; ++r) {
       const int64_t ih = r - p.pad_top;
       if (ih < 0 || ih >= gm.h) continue;
       float* dst = xp + r * cols + c0;
-      const int64_t src = (plane * gm.h + ih) * gm.w + i0;
-      if (act == Format::kInt8) {
-        int8_decode_array(xq + src, dst, static_cast<size_t>(len), 1.0f);  // code · 1: exact
-      } else if (act == Format::kFp32) {
-        std::memcpy(dst, x + src, static_cast<size_t>(len) * sizeof(float));
-      } else {
-        encode_float_array(act, x + src, codes, static_cast<size_t>(len));
-        decode_float_array(act, codes, dst, static_cast<size_t>(len));
-      }
+      const float* src = x + (plane * gm.h + ih) * gm.w + i0;
+      const auto n = static_cast<size_t>(len);
+      if (act == Format::kInt8)
+        int8_round_array(src, dst, n, sx);
+      else if (act == Format::kFp32)
+        std::memcpy(dst, src, n * sizeof(float));
+      else
+        round_float_array(act, src, dst, n);
     }
     DwPlane dp;
     dp.xp = xp;
@@ -1188,12 +1195,15 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   thread_local Buffer xq_buf;
   XCodes q{xs, count, t, 1.0f, nullptr, &xq_buf};
   if (is_int(f)) {
-    // Where oneDNN's convolution is the first choice, only the scale now (its codes go straight
-    // into oneDNN's layout); else the codes too, in the same pass.
+    // Where oneDNN's convolution or the depthwise kernel is the first choice, only the scale now
+    // (their codes go straight into oneDNN's layout or the padded planes); else the codes too,
+    // in the same pass.
     const bool dnnl_first = f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
                                                    (impl == ConvImpl::kAuto && !is_depthwise(gm) &&
                                                     !is_pointwise(gm) && !amx_conv_applies(gm, f)));
-    if (dnnl_first)
+    const bool depthwise_first = f == Format::kInt8 && is_depthwise(gm) &&
+                                 (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
+    if (dnnl_first || depthwise_first)
       q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
     else
       q.get();
@@ -1211,10 +1221,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   const auto codes = [&] { return is_int(f) ? q.get() : nullptr; };
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, q, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, codes(), sx, w, bias, yd, t);
-  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, codes(), sx, w, bias, yd, t);
+  if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, sx, w, bias, yd, t);
   if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
-    if (is_depthwise(gm) && conv_depthwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
+    if (is_depthwise(gm) && conv_depthwise(gm, xs, sx, w, bias, yd, t)) return true;
     if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
     if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
