@@ -85,6 +85,23 @@ struct Layer {
 
 // ---- The monitor's shadow: sampled outputs recomputed in fp32 -----------------------------------
 
+// Asks for the cache lines of n floats at p.
+void prefetch_floats(const float* p, int64_t n) {
+  const auto* b = reinterpret_cast<const char*>(p);
+  for (int64_t off = 0; off < n * 4; off += 64) __builtin_prefetch(b + off);
+}
+
+// Σ x[j] · w[j] in double over eight partial sums (a single chain of dependent adds waits 4
+// cycles per term).
+double dot_f64(const float* x, const float* w, int64_t n) {
+  double s[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8)
+    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(x[j + q]) * w[j + q];
+  for (; j < n; ++j) s[j % 8] += static_cast<double>(x[j]) * w[j];
+  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 // Statistics of a strided sample of the layer input: amax, mean square, and for format f the
 // values that saturate its activation range or underflow to 0.
 struct InputStats {
@@ -802,7 +819,8 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   // needs is fetched once and reused from cache by the other channels (a 1x1 conv's column is C
   // values H·W apart: fetching it per sampled value cost more than the layer's 5 % budget).
   auto monitor_sample = [&](int64_t count, Layer& lay, QualityReport& r, const float* ydata,
-                            auto&& fn, int64_t channels = 1, int64_t plane = 1) {
+                            auto&& fn, int64_t channels = 1, int64_t plane = 1,
+                            const std::function<void(int64_t)>& prefetch = nullptr) {
     const auto m0 = std::chrono::steady_clock::now();
     const uint32_t s = sample_size(opts.monitor, count);
     std::vector<int64_t> pos(s);
@@ -825,6 +843,11 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
     }
     SampleStats st;
     const bool shadow = r.format != Format::kFp32;
+    // The shadow reads cold lines: the fp32 master weights, which the layer itself did not
+    // read, and a strided column of X per pixel. Asking for all of them first lets the misses
+    // overlap (one short row after another, the reads waited on each).
+    if (shadow && prefetch)
+      for (int64_t i : pos) prefetch(i);
     const size_t custom = shadow ? custom_metric_count() : 0;
     std::vector<float> refs, gots;
     for (int64_t i : pos) {
@@ -886,39 +909,54 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         const float* xd = x4.data_as<float>();
         const float* wf = l.w.data_as<float>();
         const float* yd = y.data_as<float>();
-        // The samples come pixel by pixel (monitor_sample): the taps of a pixel's receptive field
-        // inside the input (value, index in a weight row, in (ic, ky, kx) order) are gathered once
-        // and serve each sampled channel of its group.
-        std::vector<std::pair<float, int64_t>> taps;
-        int64_t taps_key = -1;
+        // The samples come pixel by pixel (monitor_sample): a pixel's receptive field in its
+        // group's input channels is copied once, in the weight rows' (ic, ky, kx) order with
+        // zeros for the padding, and each sampled channel of the group is then one contiguous
+        // dot product with its weight row.
+        const int64_t k = icg * kh * kw;
+        std::vector<float> column(static_cast<size_t>(k));
+        int64_t column_key = -1;
         monitor_sample(
             y.numel(), l, rep, y.data_as<float>(),
             [&](int64_t i) {
               const int64_t ox = i % ow, oy = (i / ow) % oh, c = (i / (ow * oh)) % oc,
                             b = i / (ow * oh * oc), g = c / ocg;
               const int64_t key = ((b * oh + oy) * ow + ox) * p.groups + g;
-              if (key != taps_key) {
-                taps.clear();
+              if (key != column_key) {
+                float* col = column.data();
                 for (int64_t ic = 0; ic < icg; ++ic) {
                   const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
                   for (int64_t ky = 0; ky < kh; ++ky) {
                     const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                    if (iy < 0 || iy >= h) continue;
                     for (int64_t kx = 0; kx < kw; ++kx) {
                       const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                      if (ix < 0 || ix >= wd) continue;
-                      taps.emplace_back(xp[iy * wd + ix], (ic * kh + ky) * kw + kx);
+                      *col++ = iy >= 0 && iy < h && ix >= 0 && ix < wd ? xp[iy * wd + ix] : 0.0f;
                     }
                   }
                 }
-                taps_key = key;
+                column_key = key;
               }
-              const float* wr = wf + c * icg * kh * kw;
-              double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
-              for (const auto& [v, k] : taps) acc += static_cast<double>(v) * wr[k];
+              const double acc = (l.b.empty() ? 0.0 : l.b.data_as<float>()[c]) +
+                                 dot_f64(column.data(), wf + c * k, k);
               return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
             },
-            oc, oh * ow);
+            oc, oh * ow,
+            [&, last_c = int64_t{-1}, last_px = int64_t{-1}](int64_t i) mutable {
+              const int64_t px = i % (oh * ow) + i / (oh * ow * oc) * (oh * ow);
+              const int64_t c = (i / (ow * oh)) % oc;
+              if (c != last_c) prefetch_floats(wf + c * k, k);
+              last_c = c;
+              if (px == last_px) return;
+              last_px = px;
+              const int64_t ox = i % ow, oy = (i / ow) % oh, b = i / (ow * oh * oc), g = c / ocg;
+              const int64_t ix = std::clamp<int64_t>(ox * p.stride_w - p.pad_left, 0, wd - 1);
+              for (int64_t ic = 0; ic < icg; ++ic)
+                for (int64_t ky = 0; ky < kh; ++ky) {
+                  const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                  if (iy >= 0 && iy < h)
+                    __builtin_prefetch(xd + ((b * x4.dim(1) + g * icg + ic) * h + iy) * wd + ix);
+                }
+            });
         monitor_weights(l, l.w.data_as<float>(), l.w.dim(0), l.w.numel() / l.w.dim(0));
         monitor_input = x4;
       }
@@ -1005,14 +1043,19 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         const float* yd = y.data_as<float>();
         const int64_t nn = w.n, kk = w.k;
         if (l.gemm_c.empty())
-          monitor_sample(y.numel(), l, rep, y.data_as<float>(), [&](int64_t i) {
-            const int64_t r = i / nn, c = i % nn;
-            double acc = l.b.empty() ? 0.0 : l.b.data_as<float>()[c];
-            const float* xr = ad + r * kk;
-            const float* wr = wf + c * kk;
-            for (int64_t j = 0; j < kk; ++j) acc += static_cast<double>(xr[j]) * wr[j];
-            return std::pair<float, float>(static_cast<float>(acc), yd[i]);
-          });
+          monitor_sample(
+              y.numel(), l, rep, y.data_as<float>(),
+              [&](int64_t i) {
+                const int64_t r = i / nn, c = i % nn;
+                const double acc = (l.b.empty() ? 0.0 : l.b.data_as<float>()[c]) +
+                                   dot_f64(ad + r * kk, wf + c * kk, kk);
+                return std::pair<float, float>(static_cast<float>(acc), yd[i]);
+              },
+              1, 1,
+              [&](int64_t i) {
+                prefetch_floats(ad + i / nn * kk, kk);
+                prefetch_floats(wf + i % nn * kk, kk);
+              });
         monitor_weights(l, wf, nn, kk);
         monitor_input = a;
       }
