@@ -80,7 +80,7 @@ struct CommonArgs {
     c->add_option("--tls-ca", tls_ca,
                   "CA certificate (PEM) to trust for a grpc:// device over TLS");
     c->add_option("--monitor-rate", monitor_rate,
-                  "share of each layer output the monitor samples (default 1/2048 with a policy, "
+                  "share of each layer output the monitor samples (default 1/4096 with a policy, "
                   "off for static runs; 0 turns it off)");
     c->add_option("--canary-rate", canary_rate,
                   "share of portions also run in fp32 to measure the output SQNR (default 0.25 "
