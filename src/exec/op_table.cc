@@ -156,56 +156,30 @@ decltype(auto) dispatch(DType dt, Fn&& fn) {
   }
 }
 
-enum class Bin : uint8_t { kAdd, kSub, kMul, kDiv, kPow, kMax, kMin, kEqual, kLess, kGreater };
-
-bool is_cmp(Bin op) { return op == Bin::kEqual || op == Bin::kLess || op == Bin::kGreater; }
-
-std::optional<BinaryOp> fast_op(Bin op) {
-  switch (op) {
-    case Bin::kAdd:
-      return BinaryOp::kAdd;
-    case Bin::kSub:
-      return BinaryOp::kSub;
-    case Bin::kMul:
-      return BinaryOp::kMul;
-    case Bin::kDiv:
-      return BinaryOp::kDiv;
-    case Bin::kPow:
-      return BinaryOp::kPow;
-    case Bin::kMax:
-      return BinaryOp::kMax;
-    case Bin::kMin:
-      return BinaryOp::kMin;
-    case Bin::kEqual:
-      return BinaryOp::kEqual;
-    case Bin::kLess:
-      return BinaryOp::kLess;
-    case Bin::kGreater:
-      return BinaryOp::kGreater;
-  }
-  return std::nullopt;
+bool is_cmp(BinaryOp op) {
+  return op == BinaryOp::kEqual || op == BinaryOp::kLess || op == BinaryOp::kGreater;
 }
 
 template <class T>
-T arith(const Node& n, Bin op, T a, T b) {
+T arith(const Node& n, BinaryOp op, T a, T b) {
   if constexpr (std::is_floating_point_v<T>) {
     switch (op) {
-      case Bin::kAdd:
+      case BinaryOp::kAdd:
         return a + b;
-      case Bin::kSub:
+      case BinaryOp::kSub:
         return a - b;
-      case Bin::kMul:
+      case BinaryOp::kMul:
         return a * b;
-      case Bin::kDiv:
+      case BinaryOp::kDiv:
         return a / b;
-      case Bin::kPow:  // squares and cubes as products, as ops_ref.cc (and onnxruntime)
+      case BinaryOp::kPow:  // squares and cubes as products, as ops_ref.cc (and onnxruntime)
         if (b == T(2)) return a * a;
         if (b == T(3)) return a * a * a;
         return static_cast<T>(std::pow(a, b));
-      case Bin::kMax:
+      case BinaryOp::kMax:
         if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
         return a < b ? b : a;
-      case Bin::kMin:
+      case BinaryOp::kMin:
         if (std::isnan(a) || std::isnan(b)) return std::numeric_limits<T>::quiet_NaN();
         return b < a ? b : a;
       default:
@@ -215,17 +189,17 @@ T arith(const Node& n, Bin op, T a, T b) {
     // Two's-complement wrapping through uint64 (no signed overflow, no int promotion traps).
     const auto ua = static_cast<uint64_t>(a), ub = static_cast<uint64_t>(b);
     switch (op) {
-      case Bin::kAdd:
+      case BinaryOp::kAdd:
         return static_cast<T>(ua + ub);
-      case Bin::kSub:
+      case BinaryOp::kSub:
         return static_cast<T>(ua - ub);
-      case Bin::kMul:
+      case BinaryOp::kMul:
         return static_cast<T>(ua * ub);
-      case Bin::kDiv:
+      case BinaryOp::kDiv:
         if (b == 0) bad(n, "integer division by zero");
         if (std::is_signed_v<T> && b == T(-1)) return static_cast<T>(uint64_t{0} - ua);
         return static_cast<T>(a / b);
-      case Bin::kPow: {
+      case BinaryOp::kPow: {
         const double p = std::pow(static_cast<double>(a), static_cast<double>(b));
         if (std::isnan(p)) return T{};
         if (p <= static_cast<double>(std::numeric_limits<T>::min()))
@@ -234,9 +208,9 @@ T arith(const Node& n, Bin op, T a, T b) {
           return std::numeric_limits<T>::max();
         return static_cast<T>(p);
       }
-      case Bin::kMax:
+      case BinaryOp::kMax:
         return a < b ? b : a;
-      case Bin::kMin:
+      case BinaryOp::kMin:
         return b < a ? b : a;
       default:
         return T{};
@@ -245,11 +219,11 @@ T arith(const Node& n, Bin op, T a, T b) {
 }
 
 template <class T>
-bool compare(Bin op, T a, T b) {
+bool compare(BinaryOp op, T a, T b) {
   switch (op) {
-    case Bin::kEqual:
+    case BinaryOp::kEqual:
       return a == b;
-    case Bin::kLess:
+    case BinaryOp::kLess:
       return a < b;
     default:
       return a > b;
@@ -258,20 +232,20 @@ bool compare(Bin op, T a, T b) {
 
 /// a `op` b with numpy broadcasting for any of f32, f64, f16, bf16, i8, u8, i16, i32, i64 (and
 /// bool for Equal); same dtypes. The float32/int32/int64 cases go through dynaprec::binary.
-Tensor ew_binary(const Node& n, Bin op, const Tensor& a, const Tensor& b) {
+Tensor ew_binary(const Node& n, BinaryOp op, const Tensor& a, const Tensor& b) {
   if (a.dtype() != b.dtype())
     bad(n, "inputs must have the same dtype, got " + std::string(dtype_name(a.dtype())) + " " +
                shape_str(a.shape()) + " and " + std::string(dtype_name(b.dtype())) + " " +
                shape_str(b.shape()));
   const DType dt = a.dtype();
-  if (dt == DType::kBool && op != Bin::kEqual)
+  if (dt == DType::kBool && op != BinaryOp::kEqual)
     bad(n, "bool inputs are only allowed for Equal, got " + shape_str(a.shape()));
   if (!is_float(dt) && !is_int(dt) && dt != DType::kBool)
     bad(n, "unsupported input dtype " + std::string(dtype_name(dt)));
   if (dt == DType::kF32 || dt == DType::kI32 || dt == DType::kI64 || dt == DType::kBool)
-    return binary(*fast_op(op), a, b);
+    return binary(op, a, b);
   if (dt == DType::kF16 || dt == DType::kBF16) {
-    Tensor y = binary(*fast_op(op), cast(a, DType::kF32), cast(b, DType::kF32));
+    Tensor y = binary(op, cast(a, DType::kF32), cast(b, DType::kF32));
     return is_cmp(op) ? y : cast(y, dt);
   }
   const Shape out = broadcast_shapes(a.shape(), b.shape(), n.op);
@@ -298,7 +272,7 @@ Tensor ew_binary(const Node& n, Bin op, const Tensor& a, const Tensor& b) {
 
 // ---- Elementwise ops --------------------------------------------------------------------------
 
-template <Bin B>
+template <BinaryOp B>
 Outputs op_binary(const Node& n, Inputs in) {
   check_inputs(n, in, 2, 2);
   return {ew_binary(n, B, *in[0], *in[1])};
@@ -308,17 +282,17 @@ Outputs op_pow(const Node& n, Inputs in) {
   check_inputs(n, in, 2, 2);
   const Tensor& a = *in[0];
   const Tensor& b = *in[1];
-  if (a.dtype() == b.dtype()) return {ew_binary(n, Bin::kPow, a, b)};
+  if (a.dtype() == b.dtype()) return {ew_binary(n, BinaryOp::kPow, a, b)};
   // Opset 12+: the exponent may have another numeric type; computed in double, result in a's.
   for (size_t i = 0; i < 2; ++i)
     if (!is_float(in[i]->dtype()) && !is_int(in[i]->dtype()))
       bad(n, in_name(n, i) + " must be numeric, got " + describe(n, i, *in[i]));
-  const Tensor y = ew_binary(n, Bin::kPow, cast(a, DType::kF64), cast(b, DType::kF64));
+  const Tensor y = ew_binary(n, BinaryOp::kPow, cast(a, DType::kF64), cast(b, DType::kF64));
   return {cast(y, a.dtype())};
 }
 
 /// Variadic Max/Min/Sum/Mean: folds the binary op over 1+ inputs.
-template <Bin B, bool kMean = false>
+template <BinaryOp B, bool kMean = false>
 Outputs op_variadic(const Node& n, Inputs in) {
   if (in.empty() || !in[0]) bad(n, "needs at least one input");
   for (size_t i = 0; i < in.size(); ++i)
@@ -329,7 +303,7 @@ Outputs op_variadic(const Node& n, Inputs in) {
     if (!is_float(acc.dtype())) bad(n, "inputs must be float, got " + describe(n, 0, *in[0]));
     Tensor d = Tensor::zeros({}, DType::kF64);
     d.data_as<double>()[0] = static_cast<double>(in.size());
-    acc = ew_binary(n, Bin::kDiv, acc, cast(d, acc.dtype()));
+    acc = ew_binary(n, BinaryOp::kDiv, acc, cast(d, acc.dtype()));
   }
   return {acc};
 }
@@ -1363,18 +1337,18 @@ using Table = std::map<std::string, std::vector<Entry>, std::less<>>;
 Table make_table() {
   Table t;
   auto add = [&](const char* op, int64_t since, OpFn fn) { t[op].push_back({since, fn}); };
-  add("Add", 7, &named<op_binary<Bin::kAdd>>);
-  add("Sub", 7, &named<op_binary<Bin::kSub>>);
-  add("Mul", 7, &named<op_binary<Bin::kMul>>);
-  add("Div", 7, &named<op_binary<Bin::kDiv>>);
+  add("Add", 7, &named<op_binary<BinaryOp::kAdd>>);
+  add("Sub", 7, &named<op_binary<BinaryOp::kSub>>);
+  add("Mul", 7, &named<op_binary<BinaryOp::kMul>>);
+  add("Div", 7, &named<op_binary<BinaryOp::kDiv>>);
   add("Pow", 7, &named<op_pow>);
-  add("Equal", 7, &named<op_binary<Bin::kEqual>>);
-  add("Less", 7, &named<op_binary<Bin::kLess>>);
-  add("Greater", 7, &named<op_binary<Bin::kGreater>>);
-  add("Max", 7, &named<op_variadic<Bin::kMax>>);
-  add("Min", 7, &named<op_variadic<Bin::kMin>>);
-  add("Sum", 7, &named<op_variadic<Bin::kAdd>>);
-  add("Mean", 7, &named<op_variadic<Bin::kAdd, true>>);
+  add("Equal", 7, &named<op_binary<BinaryOp::kEqual>>);
+  add("Less", 7, &named<op_binary<BinaryOp::kLess>>);
+  add("Greater", 7, &named<op_binary<BinaryOp::kGreater>>);
+  add("Max", 7, &named<op_variadic<BinaryOp::kMax>>);
+  add("Min", 7, &named<op_variadic<BinaryOp::kMin>>);
+  add("Sum", 7, &named<op_variadic<BinaryOp::kAdd>>);
+  add("Mean", 7, &named<op_variadic<BinaryOp::kAdd, true>>);
   add("Sqrt", 7, &named<op_unary<UnaryOp::kSqrt>>);
   add("Neg", 7, &named<op_unary<UnaryOp::kNeg>>);
   add("Abs", 7, &named<op_unary<UnaryOp::kAbs>>);
