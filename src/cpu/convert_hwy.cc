@@ -413,8 +413,8 @@ void RoundBf16(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n)
     const auto bits = hn::BitCast(du, hn::LoadU(df, p));
     const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
     const auto rounded = hn::And(hn::Add(hn::Add(bits, bias), lsb), upper);
-    const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)),
-                               hn::Set(di, int32_t{0x7F800000}));
+    const auto is_nan =
+        hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)), hn::Set(di, int32_t{0x7F800000}));
     const auto nan = hn::Or(hn::And(bits, upper), quiet);
     return hn::BitCast(df, hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded));
   });

@@ -61,6 +61,7 @@
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/pwconv_vnni.h"
+#include "kernels/cpu/scratch_buffer.h"
 
 namespace dynaprec {
 namespace cpu {
@@ -91,23 +92,6 @@ void run_tasks(size_t tasks, int threads, Fn&& fn) {
   }
   ThreadPool::default_pool().parallel_for(tasks, fn);
 }
-
-// A grow-only buffer (thread_local below): per-call temporaries of megabytes would otherwise
-// be allocated, and page-faulted, on every call. 64-byte aligned for oneDNN's memory.
-struct Buffer {
-  std::unique_ptr<std::byte, decltype(&std::free)> p{nullptr, &std::free};
-  size_t cap = 0;
-  template <class T>
-  T* get(size_t count) {
-    const size_t bytes = (count * sizeof(T) + 63) / 64 * 64;
-    if (bytes > cap) {
-      p.reset(static_cast<std::byte*>(std::aligned_alloc(64, bytes)));
-      if (!p) throw std::bad_alloc();
-      cap = bytes;
-    }
-    return reinterpret_cast<T*>(p.get());
-  }
-};
 
 // --- per-weights state: group slices and oneDNN plans ------------------------------------------
 
@@ -328,7 +312,7 @@ const void* plain_gemm_x(Format f, const float* x, const int8_t* xq, size_t coun
   if (types->first == dt::s8) return xq;
   const Format x_format = is_fp8(f) ? Format::kBf16 : f;
   if (x_format == Format::kFp32) return x;
-  thread_local Buffer x16, xr;
+  thread_local ScratchBuffer x16, xr;
   uint16_t* codes = x16.get<uint16_t>(count);
   encode_float_array(x_format, x, codes, count);
   if (types->first == dt::bf16) return codes;
@@ -396,7 +380,7 @@ bool plain_gemm(PlainGemmCache& cache, const MatmulWeights& w, const void* x_use
       throw Error(ErrorKind::kInternal, std::string("oneDNN matmul failed: ") + e.what());
     return false;
   }
-  thread_local Buffer scratch_buf;
+  thread_local ScratchBuffer scratch_buf;
   const dnnl::engine& eng = onednn_engine();
   dnnl::stream& s = onednn_stream();
   const void* wc = codes->empty() ? w.data.data() : codes->data();
@@ -588,7 +572,7 @@ struct XCodes {
   int threads = 1;
   float sx = 1.0f;
   int8_t* codes = nullptr;
-  Buffer* buf = nullptr;
+  ScratchBuffer* buf = nullptr;
   const int8_t* get() {
     if (!codes) {
       codes = buf->get<int8_t>(count);
@@ -650,7 +634,7 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
   const dt out = plan->scaled ? dt::f32 : s8_out;
 
   // X as the format uses it: int8 codes, bf16 codes, or the rounded values as f32.
-  thread_local Buffer x16, xr, src_buf, dst_buf, acc_buf, scratch_buf;
+  thread_local ScratchBuffer x16, xr, src_buf, dst_buf, acc_buf, scratch_buf;
   const auto count = static_cast<size_t>(gm.n * gm.c * gm.h * gm.w);
   const Format x_format = is_fp8(f) ? Format::kBf16 : f;
   const void* x_used = x;
@@ -829,7 +813,7 @@ void conv_im2col_float(const Geom& gm, const float* x, const ConvWeights& w, con
     const int64_t n = plane / gm.groups, g = plane % gm.groups;
     const int64_t r0 = static_cast<int64_t>(t) % per_plane * block;
     const int64_t r1 = std::min(gm.pixels, r0 + block);
-    thread_local Buffer patches, out;
+    thread_local ScratchBuffer patches, out;
     float* pm = patches.get<float>(static_cast<size_t>((r1 - r0) * gm.k));
     float* om = out.get<float>(static_cast<size_t>((r1 - r0) * gm.ocg));
     im2col(gm, x + n * gm.c * gm.h * gm.w, g, r0, r1, pm);
@@ -860,7 +844,7 @@ void conv_im2col_int(const Geom& gm, const int8_t* xq, float sx, const ConvWeigh
     const int64_t n = plane / gm.groups, g = plane % gm.groups;
     const int64_t r0 = static_cast<int64_t>(t) % per_plane * block;
     const int64_t r1 = std::min(gm.pixels, r0 + block);
-    thread_local Buffer patches, acc, part;
+    thread_local ScratchBuffer patches, acc, part;
     int8_t* pm = patches.get<int8_t>(static_cast<size_t>(r1 - r0) * k);
     int32_t* am = acc.get<int32_t>(ocg);
     float* fm = part.get<float>(ocg);
@@ -988,7 +972,7 @@ bool conv_direct(const Geom& gm, const float* x, const int8_t* xq, float sx, con
     const int64_t n = noc / gm.oc, oc = noc % gm.oc, g = oc / gm.ocg;
     const int64_t oh0 = b * rows_per, oh1 = std::min(gm.oh, oh0 + rows_per);
     const auto pix = static_cast<size_t>((oh1 - oh0) * gm.ow);
-    thread_local Buffer sum_buf, acc_buf;
+    thread_local ScratchBuffer sum_buf, acc_buf;
     float* sum = sum_buf.get<float>(pix);
     int32_t* acc = acc_buf.get<int32_t>(pix);
     std::fill_n(sum, pix, 0.0f);
@@ -1056,7 +1040,7 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
   run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
     const auto plane = static_cast<int64_t>(t);
     const int64_t c = plane % gm.c;
-    thread_local Buffer pad_buf;
+    thread_local ScratchBuffer pad_buf;
     thread_local std::array<int64_t, 5> zeroed{};
     float* xp = pad_buf.get<float>(static_cast<size_t>(rows * cols));
     if (zeroed != layout) {
@@ -1192,7 +1176,7 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   // int formats: X quantized once with one scale over all of it (conv.h); the vectorized amax
   // and encoder are bit-identical to the reference's by contract.
   const auto count = static_cast<size_t>(xc.numel());
-  thread_local Buffer xq_buf;
+  thread_local ScratchBuffer xq_buf;
   XCodes q{xs, count, t, 1.0f, nullptr, &xq_buf};
   if (is_int(f)) {
     // Where oneDNN's convolution or the depthwise kernel is the first choice, only the scale now

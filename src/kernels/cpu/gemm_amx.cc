@@ -48,6 +48,7 @@
 #include "dynaprec/error.h"
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/matmul_dnnl.h"
+#include "kernels/cpu/scratch_buffer.h"
 
 #define DYNAPREC_AMX_GEMM                                                     \
   __attribute__((                                                             \
@@ -65,34 +66,14 @@ constexpr int64_t kChunk = 8;               // K steps per pass over a panel
 
 enum class Kind : uint8_t { kBf16, kInt8 };
 
-struct FreeDeleter {
-  void operator()(void* p) const { std::free(p); }
-};
-using Bytes = std::unique_ptr<uint8_t[], FreeDeleter>;
-
-Bytes aligned_bytes(size_t n) {
-  auto* p = static_cast<uint8_t*>(std::aligned_alloc(64, (n + 63) / 64 * 64));
-  if (!p) throw std::bad_alloc();
-  return Bytes(p);
-}
-
-// A per-thread, grow-only, 64-byte-aligned buffer (a fresh multi-megabyte buffer per call would
-// page-fault on every call).
-uint8_t* scratch(Bytes& buf, size_t& cap, size_t n) {
-  if (n > cap) {
-    buf = aligned_bytes(n);
-    cap = n;
-  }
-  return buf.get();
-}
-
 int64_t round_up(int64_t v, int64_t m) { return (v + m - 1) / m * m; }
 
 // W packed as B tiles (see the top), kept in MatmulWeights::prepared.
 struct Packed {
   int64_t n16 = 0;    ///< 16-column groups, even
   int64_t steps = 0;  ///< K steps of 64 bytes
-  Bytes b;
+  ScratchBuffer storage;
+  uint8_t* tiles = nullptr;  ///< in storage
   std::vector<float> scale;  ///< per column (int8: sw[n]; fp8: s; bf16: empty), padded with 0
 };
 
@@ -105,29 +86,32 @@ std::shared_ptr<Packed> pack_weights(const MatmulWeights& w) {
   const int64_t n = w.n, k = w.k;
   pk->n16 = round_up(n, 32) / 16;
   pk->steps = (k + per_step - 1) / per_step;
-  pk->b = aligned_bytes(static_cast<size_t>(pk->n16 * pk->steps * kTile));
+  pk->tiles = pk->storage.get<uint8_t>(static_cast<size_t>(pk->n16 * pk->steps * kTile));
   // W's rows as 64-byte steps of 16 four-byte lanes (a quad of int8 codes or a pair of bf16
   // codes), zero-padded: row j's lane q of step s at words[(j · steps + s) · 16 + q].
   const int64_t row_words = pk->steps * 16;
   std::vector<uint32_t> words(static_cast<size_t>(pk->n16 * 16 * row_words), 0);
   auto* wb = reinterpret_cast<uint8_t*>(words.data());
   const QuantParams& qp = w.data.quant();
+  std::vector<float> values;  // fp8: a row's values, each exactly a bf16 value
   for (int64_t j = 0; j < n; ++j) {
     uint8_t* dst = wb + j * row_words * 4;
     if (w.format == Format::kInt8 || w.format == Format::kBf16) {
       const size_t row_bytes = static_cast<size_t>(k) * (w.format == Format::kInt8 ? 1 : 2);
       std::memcpy(dst, static_cast<const uint8_t*>(w.data.data()) + j * row_bytes, row_bytes);
-    } else {  // fp8: the exact value's bf16 code
-      const auto* codes = w.data.data_as<uint8_t>() + j * k;
+    } else {  // fp8: the values' bf16 codes (their upper halves)
+      values.resize(static_cast<size_t>(k));
+      decode_float_array(w.format, w.data.data_as<uint8_t>() + j * k, values.data(),
+                         static_cast<size_t>(k));
       for (int64_t p = 0; p < k; ++p) {
-        const auto code = static_cast<uint16_t>(
-            std::bit_cast<uint32_t>(ref::decode_float(w.format, codes[p])) >> 16);
+        const auto code =
+            static_cast<uint16_t>(std::bit_cast<uint32_t>(values[static_cast<size_t>(p)]) >> 16);
         std::memcpy(dst + p * 2, &code, 2);
       }
     }
   }
   // Tile (column block, step): its row r, column c = lane r of step s of W's row 16 · block + c.
-  auto* b = reinterpret_cast<uint32_t*>(pk->b.get());
+  auto* b = reinterpret_cast<uint32_t*>(pk->tiles);
   for (int64_t j16 = 0; j16 < pk->n16; ++j16)
     for (int64_t s = 0; s < pk->steps; ++s) {
       uint32_t* tile = b + ((j16 / 2 * pk->steps + s) * 2 + j16 % 2) * 256;
@@ -177,15 +161,17 @@ DYNAPREC_AMX_GEMM void pack_x_bf16(const float* x, int64_t m, int64_t k, int64_t
   }
 }
 
+// (row: steps · 64 bytes of the calling thread's.)
 void pack_x_int8(const float* x, int64_t m, int64_t k, int64_t steps, float sx, int64_t r0,
-                 int64_t r1, uint8_t* a) {
-  thread_local std::vector<int8_t> row;
-  row.assign(static_cast<size_t>(steps * 64), 0);
+                 int64_t r1, uint8_t* a, int8_t* row) {
+  std::memset(row, 0, static_cast<size_t>(steps * 64));  // K's padding stays zero
   for (int64_t i = r0; i < r1; ++i) {
     uint8_t* dst = a + (((i - r0) / 32 * steps * 2 + i / 16 % 2) * 16 + i % 16) * 64;
-    if (i < m) int8_encode_fast(x + i * k, row.data(), static_cast<size_t>(k), sx);
-    if (i == m) std::fill(row.begin(), row.end(), 0);
-    for (int64_t s = 0; s < steps; ++s) std::memcpy(dst + s * 2 * kTile, row.data() + s * 64, 64);
+    if (i < m)
+      int8_encode_fast(x + i * k, row, static_cast<size_t>(k), sx);
+    else if (i == m)
+      std::memset(row, 0, static_cast<size_t>(k));
+    for (int64_t s = 0; s < steps; ++s) std::memcpy(dst + s * 2 * kTile, row + s * 64, 64);
   }
 }
 
@@ -238,6 +224,17 @@ DYNAPREC_AMX_GEMM void epilogue(const void* acc, int rows, int cols, const float
     }
   }
 }
+
+// A GEMM thread's buffers (kept by the calling thread, one per team member): its A tiles, its
+// accumulators between K chunks, and a row of X's codes; and their addresses for one call.
+struct ThreadBuffers {
+  ScratchBuffer a, acc, row;
+};
+struct Pointers {
+  uint8_t* a;
+  uint8_t* acc;
+  int8_t* row;
+};
 
 struct Call {
   int64_t m, n, steps;
@@ -297,7 +294,7 @@ void run_gemm(const MatmulProblem& p, const char* name) {
     if (p.bias) bias[j] = p.bias[j];
     if (scale) scale[j] = K == Kind::kInt8 ? sx * pk.scale[jj] : pk.scale[jj];
   }
-  const Call c{m, n, pk.steps, pk.b.get(), scale, bias, p.y};
+  const Call c{m, n, pk.steps, pk.tiles, scale, bias, p.y};
 
   // Tasks: groups of row blocks (their A tiles, packed by the task, stay in L2: up to
   // kGroupBytes) x parts of the columns. Rows split over the threads where there are enough.
@@ -311,25 +308,23 @@ void run_gemm(const MatmulProblem& p, const char* name) {
     n_parts = std::min<int64_t>(nbs, threads);
   const int64_t group = (mbs + groups - 1) / groups, tasks = groups * n_parts;
   const int team = static_cast<int>(std::min<int64_t>(threads, tasks));
-  // Each thread's A tiles and accumulator buffer, made here (an allocation failure inside the
-  // parallel region could not be thrown).
-  struct ThreadBuffers {
-    Bytes a, acc;
-    size_t a_cap = 0, acc_cap = 0;
-  };
+  // Each thread's A tiles, accumulators and row of codes, made here (an allocation failure
+  // inside the parallel region could not be thrown).
   thread_local std::vector<ThreadBuffers> caller_bufs;  // the calling thread's
   if (caller_bufs.size() < static_cast<size_t>(team)) caller_bufs.resize(static_cast<size_t>(team));
-  ThreadBuffers* bufs = caller_bufs.data();  // (in the region, thread_local is each thread's own)
+  std::vector<Pointers> ptrs;
   for (int t = 0; t < team; ++t) {
-    ThreadBuffers& tb = bufs[t];
-    scratch(tb.a, tb.a_cap, static_cast<size_t>(group * block_bytes));
-    scratch(tb.acc, tb.acc_cap, static_cast<size_t>(group * kPanel * 4096));
+    ThreadBuffers& tb = caller_bufs[static_cast<size_t>(t)];
+    ptrs.push_back({tb.a.get<uint8_t>(static_cast<size_t>(group * block_bytes)),
+                    tb.acc.get<uint8_t>(static_cast<size_t>(group * kPanel * 4096)),
+                    tb.row.get<int8_t>(static_cast<size_t>(pk.steps * 64))});
   }
 #pragma omp parallel num_threads(team) if (team > 1)
   {
     const int t = omp_get_thread_num(), nt = omp_get_num_threads();
-    uint8_t* a = bufs[t].a.get();
-    uint8_t* cacc = bufs[t].acc.get();
+    const Pointers& tp = ptrs[static_cast<size_t>(t)];
+    uint8_t* a = tp.a;
+    uint8_t* cacc = tp.acc;
     int64_t packed_group = -1;
     amx_begin();
     for (int64_t task = tasks * t / nt; task < tasks * (t + 1) / nt; ++task) {
@@ -338,7 +333,7 @@ void run_gemm(const MatmulProblem& p, const char* name) {
       if (mb0 == mb1) continue;
       if (g != packed_group) {
         if constexpr (K == Kind::kInt8)
-          pack_x_int8(p.x, m, k, pk.steps, sx, mb0 * 32, mb1 * 32, a);
+          pack_x_int8(p.x, m, k, pk.steps, sx, mb0 * 32, mb1 * 32, a, tp.row);
         else
           pack_x_bf16(p.x, m, k, pk.steps, mb0 * 32, mb1 * 32, a);
         packed_group = g;

@@ -59,6 +59,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "kernels/cpu/dnnl_common.h"
+#include "kernels/cpu/scratch_buffer.h"
 
 namespace dynaprec::cpu {
 namespace {
@@ -90,28 +91,6 @@ constexpr Spec kSpecs[] = {
 constexpr int64_t kMaxInt8K = 65536;
 
 // --- oneDNN setup ---------------------------------------------------------------------------
-
-// A per-thread, grow-only, 64-byte-aligned buffer: activations, scales and the scratchpad are
-// remade on every call, and a fresh multi-megabyte allocation would page-fault each time.
-class Buffer {
- public:
-  void* get(size_t bytes) {
-    if (bytes > cap_) {
-      const size_t rounded = (bytes + 63) / 64 * 64;
-      p_.reset(std::aligned_alloc(64, rounded));
-      cap_ = p_ ? rounded : 0;
-      if (!p_) throw std::bad_alloc();
-    }
-    return p_.get();
-  }
-
- private:
-  struct Free {
-    void operator()(void* p) const { std::free(p); }
-  };
-  std::unique_ptr<void, Free> p_;
-  size_t cap_ = 0;
-};
 
 // Runs body(begin, end) over [0, count) in chunks on `threads` OpenMP threads. The per-call
 // passes over X (amax, quantize, round) are memory-bound and as long as a small GEMM.
@@ -467,11 +446,11 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
   const memory wei = weights_for(s, w, plan->wei, threads);
 
   const auto count = static_cast<size_t>(p.m * w.k);
-  thread_local Buffer act_buf, scale_buf, scratch_buf;
+  thread_local ScratchBuffer act_buf, scale_buf, scratch_buf;
   void* act = const_cast<float*>(p.x);
-  auto* scales = static_cast<float*>(scale_buf.get(sizeof(float) * static_cast<size_t>(w.n)));
+  float* scales = scale_buf.get<float>(static_cast<size_t>(w.n));
   if (s.format == Format::kFp16) {  // X rounded to fp16, used as f32 (matmul.h)
-    act = act_buf.get(count * sizeof(float));
+    act = act_buf.get<std::byte>(count * sizeof(float));
     auto* out = static_cast<float*>(act);
     parallel_chunks(count, threads, [&](size_t b, size_t e) {
       uint16_t tmp[1024];
@@ -482,13 +461,13 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
       }
     });
   } else if (s.act == dt::bf16) {
-    act = act_buf.get(count * sizeof(uint16_t));
+    act = act_buf.get<std::byte>(count * sizeof(uint16_t));
     auto* out = static_cast<uint16_t*>(act);
     parallel_chunks(count, threads, [&](size_t b, size_t e) {
       encode_float_array(Format::kBf16, p.x + b, out + b, e - b);
     });
   } else if (s.act == dt::s8) {
-    act = act_buf.get(count);
+    act = act_buf.get<std::byte>(count);
     auto* out = static_cast<int8_t*>(act);
     const float sx = quantize_x_int8(p.x, count, out, threads, "matmul activations");
     const std::vector<float>& sw = w.data.quant().scales;
@@ -515,7 +494,7 @@ void run_impl(const Spec& s, const MatmulProblem& p) {
       args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(1) | DNNL_ARG_SRC_1, memory(row, eng, bias));
   }
   if (const size_t pad = plan->scratch.get_size(); pad > 0)
-    args.emplace(DNNL_ARG_SCRATCHPAD, memory(plan->scratch, eng, scratch_buf.get(pad)));
+    args.emplace(DNNL_ARG_SCRATCHPAD, memory(plan->scratch, eng, scratch_buf.get<std::byte>(pad)));
   plan->prim.execute(onednn_stream(), args);
   onednn_stream().wait();
 
