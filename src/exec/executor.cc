@@ -967,7 +967,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
     case LayerKind::kConvTranspose: {
       if (x.rank() != 4) bad(n, "input X must be [N, C, H, W], got " + shape_str(x.shape()));
       const ConvTransposeWeights& w = cached<ConvTransposeWeights>(l, f, make_convt);
-      Tensor y = Tensor::zeros(conv_transpose_output_shape(x.shape(), w, l.convt), DType::kF32);
+      Tensor y = Tensor::empty(conv_transpose_output_shape(x.shape(), w, l.convt), DType::kF32);
       conv_transpose2d(x, w, l.b.empty() ? nullptr : l.b.data_as<float>(), l.convt, y,
                        opts.threads);
       if (monitor) {

@@ -11,7 +11,9 @@
 // reference, int4 up to the kernels' fp32 order of the group sums.
 //
 // Non-overlapping taps (kernel <= stride, dilation 1: the 2x2 stride-2 upsampling of DB heads)
-// skip all of that: conv_transpose_plain below (a GEMM on the NCHW planes, then strided stores).
+// skip all of that. kernel == stride (every output reached by exactly one tap):
+// conv_transpose_direct, each input row's output rows computed in registers (convt_hwy.h).
+// Otherwise conv_transpose_plain (a GEMM on the NCHW planes, then strided stores).
 //
 // Threads: with at least as many groups as threads (depthwise-like layers), one task per group
 // (images in order inside it), everything inside single-threaded; a task's matmul calls use its
@@ -32,6 +34,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/convt_hwy.h"
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
@@ -56,6 +59,8 @@ struct State {
   Tensor storage;  // keeps the codes the slices point into alive
   std::vector<MatmulWeights> slices;
   cpu::PlainGemmCache gemm;  // the non-overlapping fast path's oneDNN matmuls
+  std::vector<float> wpat;   // conv_transpose_direct's weight lane patterns (for wpat_lanes)
+  int64_t wpat_lanes = 0;
 };
 
 State& state(const ConvTransposeWeights& w) {
@@ -177,6 +182,121 @@ void run_plane(const Geom& g, const ConvTransposeWeights& w, const MatmulWeights
 // times (sx · sw[row]), bit-identical; floats: the GEMM's summation order). Outputs no tap
 // reaches (kernel < stride, cropping pads) get apply_activation(0 + bias) first. false where it
 // does not apply (nothing written).
+// kernel == stride (dilation 1, and pads that crop only: every output reached by exactly one
+// tap): per input row, its output rows straight from NCHW to NCHW (convt_hwy.h), no column
+// matrix and no scatter. The input row, rounded to the format's activations (int8: its codes),
+// is upsampled to the output columns once; each output is then a dot product over the input
+// channels with its tap's weights, which the kernel takes as lane patterns (made once per layer
+// for the dispatched target's width). Measured on the detector's 2x2 stride-2 layers (docs).
+bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
+                           const ConvTransposeParams& p, const float* xs, const int8_t* xq,
+                           float sx, const float* bias, float* yd, int threads) {
+  const Format f = w.matrix.format;
+  if (f == Format::kInt4 || g.dh != 1 || g.dw != 1 || g.kh != g.sh || g.kw != g.sw || g.sw > 4 ||
+      g.pt < 0 || g.pl < 0 || g.h * g.sh - g.pt < g.oh || g.w * g.sw - g.pl < g.ow || g.cg > 1040)
+    return false;
+  const int64_t lanes = cpu::convt_lanes(), sw = g.sw, taps = g.kh * g.kw;
+  const int64_t total_rows = w.groups * g.rows;
+  // The patterns: every matrix row's cg weights, sw phases of `lanes` each (bounded: 4 MiB).
+  if (total_rows * g.cg * sw * lanes > (int64_t{1} << 20)) return false;
+  const QuantParams& qp = w.matrix.data.quant();
+  State& st = state(w);
+  const float* wpat = nullptr;
+  {
+    std::lock_guard lock(st.mu);
+    if (st.wpat_lanes != lanes) {
+      const auto count = static_cast<size_t>(total_rows * g.cg);
+      std::vector<float> wf(count);
+      if (f == Format::kInt8)
+        int8_decode_array(w.matrix.data.data_as<int8_t>(), wf.data(), count, 1.0f);  // the codes
+      else
+        decode_float_array(f, w.matrix.data.data(), wf.data(), count);
+      st.wpat.assign(count * static_cast<size_t>(sw * lanes), 0.0f);
+      // Row (grp, ocl, kh, kw) of the matrix is grp·rows + ocl·taps + kh·kw_n + kw.
+      for (int64_t grp = 0; grp < w.groups; ++grp)
+        for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
+          for (int64_t kh = 0; kh < g.kh; ++kh)
+            for (int64_t ci = 0; ci < g.cg; ++ci)
+              for (int64_t ph = 0; ph < sw; ++ph)
+                for (int64_t j = 0; j < lanes; ++j) {
+                  const int64_t kw = (ph + j) % sw;
+                  const int64_t row = grp * g.rows + ocl * taps + kh * g.kw + kw;
+                  const int64_t at =
+                      ((((grp * g.ocg + ocl) * g.kh + kh) * g.cg + ci) * sw + ph) * lanes + j;
+                  st.wpat[static_cast<size_t>(at)] = wf[static_cast<size_t>(row * g.cg + ci)];
+                }
+      st.wpat_lanes = lanes;
+    }
+    wpat = st.wpat.data();
+  }
+  // The scale of each lane's tap: int8 sx · the row's scale (the reference's float product);
+  // fp8 the tensor scale; else 1.
+  const bool fp8 = f == Format::kFp8E4M3 || f == Format::kFp8E5M2;
+  std::vector<float> spat(static_cast<size_t>(total_rows / g.kw * sw * lanes));
+  for (int64_t grp = 0; grp < w.groups; ++grp)
+    for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
+      for (int64_t kh = 0; kh < g.kh; ++kh)
+        for (int64_t ph = 0; ph < sw; ++ph)
+          for (int64_t j = 0; j < lanes; ++j) {
+            const int64_t row = grp * g.rows + ocl * taps + kh * g.kw + (ph + j) % sw;
+            const float s = f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row)]
+                            : fp8              ? qp.scales.at(0)
+                                               : 1.0f;
+            spat[static_cast<size_t>(((((grp * g.ocg + ocl) * g.kh + kh) * sw + ph) * lanes) + j)] =
+                s;
+          }
+  const Format act_format = f == Format::kInt8 ? Format::kInt8 : fp8 ? Format::kBf16 : f;
+  const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
+  const int64_t stride = (g.w + 5 * lanes + 15) / 16 * 16;  // the row and the kernel's slack
+  Conv2dParams act;
+  act.activation = p.activation;
+  act.clip_min = p.clip_min;
+  act.clip_max = p.clip_max;
+  const int64_t pattern_group = g.ocg * g.kh * g.cg * sw * lanes,
+                scale_group = g.ocg * g.kh * sw * lanes;
+  run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
+    const auto task = static_cast<int64_t>(t);
+    const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
+    thread_local std::vector<float> rows;
+    if (rows.size() != static_cast<size_t>(g.cg * stride))
+      rows.assign(static_cast<size_t>(g.cg * stride), 0.0f);  // the slack stays 0
+    for (int64_t ci = 0; ci < g.cg; ++ci) {
+      const int64_t at = (n * g.c + grp * g.cg + ci) * pixels + ih * g.w;
+      float* dst = rows.data() + ci * stride;
+      if (f == Format::kInt8)
+        for (int64_t i = 0; i < g.w; ++i) dst[i] = xq[at + i];
+      else if (act_format == Format::kFp32)
+        std::copy_n(xs + at, g.w, dst);
+      else
+        round_float_array(act_format, xs + at, dst, static_cast<size_t>(g.w));
+    }
+    cpu::ConvtRows r;
+    r.x = rows.data();
+    r.x_stride = stride;
+    r.cg = g.cg;
+    r.wpat = wpat + grp * pattern_group;
+    r.spat = spat.data() + grp * scale_group;
+    r.bias = bias ? bias + grp * g.ocg : nullptr;
+    r.ocg = g.ocg;
+    r.kh_n = g.kh;
+    r.sw = sw;
+    r.pl = g.pl;
+    r.oh0 = ih * g.sh - g.pt;
+    r.oh_n = g.oh;
+    r.ow = g.ow;
+    r.y = yd + (n * g.oc + grp * g.ocg) * out_plane;
+    r.plane = out_plane;
+    cpu::convt_rows(r);
+    if (act.activation == Activation::kNone) return;
+    for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
+      for (int64_t kh = 0; kh < g.kh; ++kh) {
+        const int64_t oh = r.oh0 + kh;
+        if (oh >= 0 && oh < g.oh) apply_activation_n(r.y + ocl * out_plane + oh * g.ow, g.ow, act);
+      }
+  });
+  return true;
+}
+
 bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
                           const ConvTransposeParams& p, const float* xs, const int8_t* xq, float sx,
                           const float* bias, float* yd, int threads) {
@@ -289,6 +409,7 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
     xq.resize(count);
     sx = cpu::quantize_x_int8(xs, count, xq.data(), t, "ConvTranspose: inputs");
   }
+  if (conv_transpose_direct(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   if (conv_transpose_plain(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   const std::vector<MatmulWeights>& slices = group_slices(w);
   std::fill_n(yd, y.numel(), 0.0f);

@@ -1,0 +1,116 @@
+// Non-overlapping ConvTranspose rows (convt_hwy.h). Blocks of up to 4 output channels by 4
+// vectors of output columns are held in registers while the input channels run: per input
+// channel, 4 loads of the input row (each upsampled to output columns by one lane permute) and,
+// with one lane phase per block, one load of each channel's weight pattern feed 16 fused
+// multiply-adds.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/cpu/convt_hwy.cc"
+#include <hwy/foreach_target.h>  // IWYU pragma: keep
+// clang-format off
+#include <hwy/highway.h>
+// clang-format on
+
+#include <algorithm>
+
+#include "kernels/cpu/convt_hwy.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace dynaprec::cpu::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// R output channels (from ocl) by V vectors of columns (from ox0) of output row kh.
+template <int R, int V>
+HWY_INLINE void Block(const ConvtRows& p, int64_t ocl, int64_t kh, int64_t ox0) {
+  const hn::ScalableTag<float> d;
+  const auto n = static_cast<int64_t>(hn::Lanes(d));
+  int64_t ph[V];
+  bool one_phase = true;
+  for (int v = 0; v < V; ++v) {
+    ph[v] = (ox0 + v * n + p.pl) % p.sw;
+    one_phase = one_phase && ph[v] == ph[0];
+  }
+  // Lane j of vector v reads input column base[v] + idx[ph[v]][j]: the row upsampled in
+  // registers (idx = (ph + j) / sw).
+  int64_t base[V];
+  for (int v = 0; v < V; ++v) base[v] = (ox0 + v * n + p.pl) / p.sw;
+  HWY_ALIGN int32_t idx[4][hn::MaxLanes(d)];
+  for (int64_t ph = 0; ph < p.sw; ++ph)
+    for (int64_t j = 0; j < n; ++j) idx[ph][j] = static_cast<int32_t>((ph + j) / p.sw);
+  decltype(hn::SetTableIndices(d, idx[0])) tbl[V];
+  for (int v = 0; v < V; ++v) tbl[v] = hn::SetTableIndices(d, idx[ph[v]]);
+  hn::Vec<decltype(d)> acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = hn::Zero(d);
+  const int64_t wstep = p.sw * n;  // one input channel of a pattern
+  const float* wbase[R];
+  for (int r = 0; r < R; ++r) wbase[r] = p.wpat + ((ocl + r) * p.kh_n + kh) * p.cg * wstep;
+  for (int64_t ci = 0; ci < p.cg; ++ci) {
+    const float* xr = p.x + ci * p.x_stride;
+    hn::Vec<decltype(d)> xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = hn::TableLookupLanes(hn::LoadU(d, xr + base[v]), tbl[v]);
+    if (one_phase) {
+      for (int r = 0; r < R; ++r) {
+        const auto wv = hn::LoadU(d, wbase[r] + ci * wstep + ph[0] * n);
+        for (int v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(xv[v], wv, acc[r][v]);
+      }
+    } else {
+      for (int r = 0; r < R; ++r)
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = hn::MulAdd(xv[v], hn::LoadU(d, wbase[r] + ci * wstep + ph[v] * n), acc[r][v]);
+    }
+  }
+  const int64_t oh = p.oh0 + kh;
+  for (int r = 0; r < R; ++r) {
+    const auto b = hn::Set(d, p.bias ? p.bias[ocl + r] : 0.0f);
+    const float* s = p.spat + ((ocl + r) * p.kh_n + kh) * wstep;
+    float* yr = p.y + (ocl + r) * p.plane + oh * p.ow + ox0;
+    for (int v = 0; v < V; ++v) {
+      const auto out =
+          hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][v], hn::LoadU(d, s + ph[v] * n))), b);
+      const int64_t left = p.ow - ox0 - v * n;
+      if (left >= n)
+        hn::StoreU(out, d, yr + v * n);
+      else if (left > 0)
+        hn::BlendedStore(out, hn::FirstN(d, static_cast<size_t>(left)), d, yr + v * n);
+    }
+  }
+}
+
+template <int R>
+HWY_INLINE void Channels(const ConvtRows& p, int64_t ocl, int64_t kh) {
+  const auto n = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+  int64_t ox0 = 0;
+  for (; ox0 + 3 * n < p.ow; ox0 += 4 * n) Block<R, 4>(p, ocl, kh, ox0);
+  if (ox0 + n >= p.ow)
+    Block<R, 1>(p, ocl, kh, ox0);
+  else if (ox0 + 2 * n >= p.ow)
+    Block<R, 2>(p, ocl, kh, ox0);
+  else if (ox0 < p.ow)
+    Block<R, 3>(p, ocl, kh, ox0);
+}
+
+void ConvtRowsImpl(const ConvtRows& p) {
+  for (int64_t kh = 0; kh < p.kh_n; ++kh) {
+    const int64_t oh = p.oh0 + kh;
+    if (oh < 0 || oh >= p.oh_n) continue;
+    int64_t ocl = 0;
+    for (; ocl + 4 <= p.ocg; ocl += 4) Channels<4>(p, ocl, kh);
+    for (; ocl < p.ocg; ++ocl) Channels<1>(p, ocl, kh);
+  }
+}
+
+int64_t ConvtLanesImpl() { return static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())); }
+
+}  // namespace dynaprec::cpu::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace dynaprec::cpu {
+HWY_EXPORT(ConvtRowsImpl);
+HWY_EXPORT(ConvtLanesImpl);
+
+void convt_rows(const ConvtRows& p) { HWY_DYNAMIC_DISPATCH(ConvtRowsImpl)(p); }
+int64_t convt_lanes() { return HWY_DYNAMIC_DISPATCH(ConvtLanesImpl)(); }
+
+}  // namespace dynaprec::cpu
+#endif
