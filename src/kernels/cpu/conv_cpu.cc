@@ -1074,9 +1074,10 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
     dp.ow_n = gm.ow;
     dp.scale = f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(c)] : tensor_scale;
     dp.bias = bias ? bias[c] : 0.0f;
+    dp.act = &p;
     dp.y = y + plane * gm.pixels;
     dw_plane(dp);
-    apply_activation_n(dp.y, gm.pixels, p);
+    if (!dw_plane_activates(p)) apply_activation_n(dp.y, gm.pixels, p);
   });
   return true;
 }

@@ -1,7 +1,7 @@
 // Depthwise convolution, one channel plane at a time (dwconv_hwy.h). Output rows are held in
 // registers, two rows by up to four vectors at a time, while the kh·kw taps run over the padded
-// input rows: the
-// input plane and the row stay in L1, and nothing but the output is written. Stride 2 along the
+// input rows: the input plane and the row stay in L1, and nothing but the output is written
+// (the activation applied on the way, except sigmoid). Stride 2 along the
 // row takes the even lanes of two loads. The taps are summed in the reference's order with
 // fused multiply-adds (twice the throughput of separate ones, which this compute-bound kernel
 // needs): floats differ from the reference by FMA rounding only; int8's integer-valued sums are
@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/dwconv_hwy.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -64,11 +65,17 @@ HWY_INLINE void Block(const DwPlane& p, int64_t oh, int64_t ow) {
     }
   }
   const auto vscale = hn::Set(d, p.scale), vbias = hn::Set(d, p.bias);
+  const bool act = p.act && dw_plane_activates(*p.act);
+  const Conv2dParams none;
+  const Conv2dParams& a = act ? *p.act : none;
+  const VecActivation<decltype(d)> activate(d, a.activation, a.clip_min, a.clip_max, a.post_affine,
+                                            a.post_scale, a.post_shift);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     float* yr = p.y + (oh + r) * p.ow_n + ow;
     for (int v = 0; v < V; ++v) {
-      const auto out = hn::Add(hn::Mul(acc[r][v], vscale), vbias);
+      auto out = hn::Add(hn::Mul(acc[r][v], vscale), vbias);
+      if (act) out = activate(out);
       const int64_t left = p.ow_n - ow - v * n;
       if (left >= n)
         hn::StoreU(out, d, yr + v * n);

@@ -48,6 +48,7 @@
 #include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/ops_hwy.h"
 #include "kernels/ref/ops_ref_util.h"
 
@@ -400,41 +401,16 @@ void BatchNormF32(const float* x, float* y, size_t batch, size_t channels, size_
 
 // ---- Conv activations (apply_activation_n) --------------------------------------------------
 
-// apply_activation's expressions lane by lane, bit for bit: std::max(a, b) is a < b ? b : a and
-// std::min(a, b) is b < a ? b : a (compare + select, so that NaN and ±0 follow the scalar code);
-// sigmoid's exp stays the scalar libm call. One row, on the caller's thread.
+// apply_activation's expressions lane by lane, bit for bit (activation_hwy-inl.h); sigmoid's exp
+// stays the scalar libm call. One row, on the caller's thread.
 void ActivationRowF32(float* y, size_t n, Activation act, float lo, float hi, bool affine,
                       float scale, float shift) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
-  const VF zero = hn::Zero(d), three = hn::Set(d, 3.0f), six = hn::Set(d, 6.0f);
-  const VF vlo = hn::Set(d, lo), vhi = hn::Set(d, hi), va = hn::Set(d, scale),
-           vb = hn::Set(d, shift);
-  const auto activate = [&](VF v) -> VF {
-    switch (act) {
-      case Activation::kRelu:
-        return hn::IfThenElse(hn::Lt(v, zero), zero, v);
-      case Activation::kClip: {
-        const VF t = hn::IfThenElse(hn::Lt(v, vlo), vlo, v);
-        return hn::IfThenElse(hn::Lt(vhi, t), vhi, t);
-      }
-      case Activation::kHardSwish: {
-        VF t = hn::Add(v, three);
-        t = hn::IfThenElse(hn::Lt(t, zero), zero, t);
-        t = hn::IfThenElse(hn::Lt(six, t), six, t);
-        return hn::Div(hn::Mul(v, t), six);
-      }
-      default:
-        return v;
-    }
-  };
+  const VecActivation<DF> activate(d, act, lo, hi, affine, scale, shift);
   size_t i = 0;
   if (act != Activation::kSigmoid) {
-    for (; i + lanes <= n; i += lanes) {
-      VF v = activate(hn::LoadU(d, y + i));
-      if (affine) v = hn::Add(hn::Mul(v, va), vb);
-      hn::StoreU(v, d, y + i);
-    }
+    for (; i + lanes <= n; i += lanes) hn::StoreU(activate(hn::LoadU(d, y + i)), d, y + i);
   }
   Conv2dParams p;
   p.activation = act;
