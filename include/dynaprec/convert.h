@@ -65,6 +65,12 @@ void int8_decode_array(const int8_t* src, float* dst, size_t n, float s);
 void round_float_array(Format f, const float* src, float* dst, size_t n);
 /// The int8 codes of src with scale s (int8_encode_array's), as floats, in one pass.
 void int8_round_array(const float* src, float* dst, size_t n, float s);
+/// round_float_array and int8_round_array over `rows` rows of n values (row r from
+/// src + r·src_stride to dst + r·dst_stride), in one dispatched call.
+void round_float_rows(Format f, const float* src, size_t src_stride, float* dst, size_t dst_stride,
+                      size_t rows, size_t n);
+void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst_stride,
+                     size_t rows, size_t n, float s);
 void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales);
 /// `rows` rows of k values, each as ref::int4_encode_row: row r's bytes start at
 /// packed + r * ceil(k/2), its scales at scales + r * ceil(k/32).

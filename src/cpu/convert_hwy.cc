@@ -445,6 +445,17 @@ void RoundFloat(uint8_t format, const float* HWY_RESTRICT src, float* HWY_RESTRI
   }
 }
 
+// Rows of both (a depthwise plane's rows into its padded buffer: one call per plane).
+void RoundFloatRows(uint8_t format, const float* src, size_t src_stride, float* dst,
+                    size_t dst_stride, size_t rows, size_t n) {
+  for (size_t r = 0; r < rows; ++r)
+    RoundFloat(format, src + r * src_stride, dst + r * dst_stride, n);
+}
+void Int8RoundRows(const float* src, size_t src_stride, float* dst, size_t dst_stride, size_t rows,
+                   size_t n, float s) {
+  for (size_t r = 0; r < rows; ++r) Int8Round(src + r * src_stride, dst + r * dst_stride, n, s);
+}
+
 void Int8Encode(const float* HWY_RESTRICT src, int8_t* HWY_RESTRICT dst, size_t n, float s) {
   Int8EncodeImpl(src, dst, n, s, n >= kStreamMinBytes);
   hwy::FlushStream();
@@ -836,6 +847,8 @@ HWY_EXPORT(Int8EncodeScales);
 HWY_EXPORT(Int8Decode);
 HWY_EXPORT(Int8Round);
 HWY_EXPORT(RoundFloat);
+HWY_EXPORT(RoundFloatRows);
+HWY_EXPORT(Int8RoundRows);
 HWY_EXPORT(Int4EncodeRows);
 HWY_EXPORT(Int8EncodeRows);
 HWY_EXPORT(Int4DecodeRow);
@@ -866,6 +879,17 @@ void int8_decode_array(const int8_t* src, float* dst, size_t n, float s) {
 }
 void int8_round_array(const float* src, float* dst, size_t n, float s) {
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::Int8Round)(src, dst, n, s);
+}
+void round_float_rows(Format f, const float* src, size_t src_stride, float* dst, size_t dst_stride,
+                      size_t rows, size_t n) {
+  DP_CHECK(is_float_format(f), "round_float_rows needs a float format");
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(cpu::RoundFloatRows)(
+                            static_cast<uint8_t>(f), src, src_stride, dst, dst_stride, rows, n);
+}
+void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst_stride,
+                     size_t rows, size_t n, float s) {
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::Int8RoundRows)(src, src_stride, dst, dst_stride, rows, n, s);
 }
 void round_float_array(Format f, const float* src, float* dst, size_t n) {
   DP_CHECK(is_float_format(f), "round_float_array needs a float format");

@@ -349,6 +349,32 @@ TEST(ConvertVectorized, FusedRoundingIsEncodeThenDecode) {
   }
 }
 
+// The row forms: each row as the one-array call gives it, nothing written between the rows.
+TEST(ConvertVectorized, RowFormsAreThePerRowCalls) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> d(0.f, 2.f);
+  constexpr size_t kRows = 7, kN = 37, kSrcStride = 41, kDstStride = 53;
+  std::vector<float> x(kRows * kSrcStride);
+  for (float& v : x) v = d(rng);
+  x[3] = NAN;
+  x[kSrcStride + 5] = 1e30f;
+  test::for_each_simd_target([&](const std::string& target) {
+    for (Format f : kFloatFormats) {
+      std::vector<float> got(kRows * kDstStride, 7.0f), want(kRows * kDstStride, 7.0f);
+      round_float_rows(f, x.data(), kSrcStride, got.data(), kDstStride, kRows, kN);
+      for (size_t r = 0; r < kRows; ++r)
+        round_float_array(f, x.data() + r * kSrcStride, want.data() + r * kDstStride, kN);
+      ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0)
+          << format_name(f) << " on " << target;
+    }
+    std::vector<float> got(kRows * kDstStride, 7.0f), want(kRows * kDstStride, 7.0f);
+    int8_round_rows(x.data(), kSrcStride, got.data(), kDstStride, kRows, kN, 0.02f);
+    for (size_t r = 0; r < kRows; ++r)
+      int8_round_array(x.data() + r * kSrcStride, want.data() + r * kDstStride, kN, 0.02f);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << "int8 on " << target;
+  });
+}
+
 TEST(ConvertVectorized, TailLengthsOnEveryTarget) {
   std::mt19937 rng(5);
   std::normal_distribution<float> d(0.f, 100.f);

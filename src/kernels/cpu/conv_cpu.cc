@@ -1047,18 +1047,21 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
       std::fill_n(xp, rows * cols, 0.0f);
       zeroed = layout;
     }
-    for (int64_t r = 0; r < rows && len > 0; ++r) {
-      const int64_t ih = r - p.pad_top;
-      if (ih < 0 || ih >= gm.h) continue;
-      float* dst = xp + r * cols + c0;
-      const float* src = x + (plane * gm.h + ih) * gm.w + i0;
-      const auto n = static_cast<size_t>(len);
+    // The plane's rows that exist, r in [r0, r1) (input rows r - pad_top), in one call.
+    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
+                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
+    if (len > 0 && r1 > r0) {
+      float* dst = xp + r0 * cols + c0;
+      const float* src = x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0;
+      const auto n = static_cast<size_t>(len), nrows = static_cast<size_t>(r1 - r0);
+      const auto ss = static_cast<size_t>(gm.w), ds = static_cast<size_t>(cols);
       if (act == Format::kInt8)
-        int8_round_array(src, dst, n, sx);
+        int8_round_rows(src, ss, dst, ds, nrows, n, sx);
       else if (act == Format::kFp32)
-        std::memcpy(dst, src, n * sizeof(float));
+        for (size_t r = 0; r < nrows; ++r)
+          std::memcpy(dst + r * ds, src + r * ss, n * sizeof(float));
       else
-        round_float_array(act, src, dst, n);
+        round_float_rows(act, src, ss, dst, ds, nrows, n);
     }
     DwPlane dp;
     dp.xp = xp;
