@@ -266,16 +266,16 @@ DYNAPREC_AMX_BF16 void pack_pair_bf16(const float* row0, const float* row1, int6
   }
 }
 
-// acc[32][32] = W[32 rows, c32] · X[c32, 32 pixels] in fp32 (w: bf16 codes, rows of c32; X
-// blocked: each B tile's 1 KiB in a row at xs, the next 16 pixels' at xs + chunk_bytes).
+// acc[32][32] = W[32 rows, c32] · X[c32, 32 pixels] in fp32 (w: the block's first row tile of
+// PwBf16Weights::w, the second c32 · 16 codes on; X blocked: each B tile's 1 KiB in a row at
+// xs, the next 16 pixels' at xs + chunk_bytes).
 DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint8_t* xs,
                                       int64_t chunk_bytes, float* acc) {
   amx_zero_acc();
-  const int64_t w_stride = c32 * 2;
   for (int64_t k = 0; k < c32; k += 32) {
     const uint8_t* xk = xs + k / 2 * 64;
-    _tile_loadd(4, w + k, w_stride);
-    _tile_loadd(5, w + 16 * c32 + k, w_stride);
+    _tile_loadd(4, w + k * 16, 64);
+    _tile_loadd(5, w + 16 * c32 + k * 16, 64);
     _tile_loadd(6, xk, 64);
     _tile_loadd(7, xk + chunk_bytes, 64);
     _tile_dpbf16ps(0, 4, 6);
@@ -345,7 +345,12 @@ PwBf16Weights pwconv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c) {
   p.c32 = (c + 31) / 32 * 32;
   p.oc32 = (oc + 31) / 32 * 32;
   p.w.assign(static_cast<size_t>(p.oc32 * p.c32), 0);
-  for (int64_t o = 0; o < oc; ++o) std::copy_n(w + o * c, c, p.w.begin() + o * p.c32);
+  // Row o, channel i -> tile (o / 16, i / 32), its row o % 16, column i % 32.
+  const int64_t ksteps = p.c32 / 32;
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t i = 0; i < c; ++i)
+      p.w[static_cast<size_t>(((o / 16 * ksteps + i / 32) * 16 + o % 16) * 32 + i % 32)] =
+          w[o * c + i];
   return p;
 }
 
