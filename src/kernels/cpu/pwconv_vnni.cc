@@ -288,9 +288,17 @@ DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint
 
 // ---- int8 on AMX: an implicit GEMM over the taps (pointwise: one tap) -------------------------
 
+// Where row o, channel ch of an int8 W with c64 channels per row goes when W is kept as AMX A
+// tiles, each 16 rows x 64 channels in one 1 KiB run: tile (o / 16, ch / 64). A block's rows
+// o0.. start at o0 · c64 as in the plain layout.
+int64_t amx_a_offset(int64_t o, int64_t ch, int64_t c64) {
+  return ((o / 16 * (c64 / 64) + ch / 64) * 16 + o % 16) * 64 + ch % 64;
+}
+
 // acc[32][32] for 32 output channels x 32 pixels: per tap and 64 channels, A from that tap's W
-// (rows of c64, taps tap_stride apart), B straight from X's packed codes (xs[t]: the tap's
-// first pixel of group 0, group_step bytes between groups, the next 16 pixels 64 bytes on).
+// (tiles as amx_a_offset lays them, taps tap_stride apart), B straight from X's packed codes
+// (xs[t]: the tap's first pixel of group 0, group_step bytes between groups, the next 16 pixels 64
+// bytes on).
 DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_stride, int64_t taps,
                                  const uint8_t* const* xs, int64_t group_step, int32_t* acc) {
   amx_zero_acc();
@@ -298,8 +306,8 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
     const int8_t* wt = w + t * tap_stride;
     for (int64_t k = 0; k < c64; k += 64) {
       const uint8_t* xk = xs[t] + k / 4 * group_step;
-      _tile_loadd(4, wt + k, c64);
-      _tile_loadd(5, wt + 16 * c64 + k, c64);
+      _tile_loadd(4, wt + k * 16, 64);
+      _tile_loadd(5, wt + 16 * c64 + k * 16, 64);
       _tile_loadd(6, xk, group_step);
       _tile_loadd(7, xk + 64, group_step);
       _tile_dpbssd(0, 4, 6);
@@ -332,7 +340,7 @@ PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c) {
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t k = 0; k < c; ++k) {
       p.w[static_cast<size_t>(o * p.c4 + k)] = w[o * c + k];
-      p.w64[static_cast<size_t>(o * p.c64 + k)] = w[o * c + k];
+      p.w64[static_cast<size_t>(amx_a_offset(o, k, p.c64))] = w[o * c + k];
       p.comp[static_cast<size_t>(o)] += 128 * w[o * c + k];
     }
   return p;
@@ -400,7 +408,8 @@ ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c,
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t t = 0; t < taps; ++t)
-        p.w[static_cast<size_t>((t * p.oc32 + o) * p.c64 + ch)] = w[(o * c + ch) * taps + t];
+        p.w[static_cast<size_t>(t * p.oc32 * p.c64 + amx_a_offset(o, ch, p.c64))] =
+            w[(o * c + ch) * taps + t];
   return p;
 }
 

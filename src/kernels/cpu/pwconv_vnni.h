@@ -19,7 +19,7 @@ struct PwInt8Weights {
   int64_t oc = 0, c = 0, c4 = 0, c64 = 0, oc32 = 0;
   std::vector<int8_t> w;      ///< [oc][c4]
   std::vector<int32_t> comp;  ///< [oc]
-  std::vector<int8_t> w64;    ///< [oc32][c64]
+  std::vector<int8_t> w64;    ///< [oc32][c64] as AMX A tiles (pwconv_vnni.cc amx_a_offset)
 };
 PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c);
 
@@ -60,7 +60,7 @@ void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const f
 /// four channels per 32-bit lane). W per tap: [taps][oc32][c64] codes.
 struct ConvInt8AmxWeights {
   int64_t oc = 0, c = 0, kh = 0, kw = 0, c64 = 0, oc32 = 0;
-  std::vector<int8_t> w;
+  std::vector<int8_t> w;  ///< per tap [oc32][c64] as AMX A tiles (pwconv_vnni.cc amx_a_offset)
 };
 ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
                                          int64_t kw);
