@@ -173,6 +173,16 @@ TEST_F(Cli, BenchConvertReportsBothFigures) {
   expect_usage_error(run("bench convert --format int9"), "int9");
 }
 
+TEST_F(Cli, BenchConvTakesAnActivation) {
+  const CliResult r = run(
+      "bench conv --precision bf16 --channels 8 --height 12 --width 10 --out-channels 8 --kernel 3 "
+      "--groups 8 --activation hardswish --runs 2 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"activation\": \"hardswish\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"time_us\""), std::string::npos);
+  expect_usage_error(run("bench conv --activation swish"), "swish");
+}
+
 TEST_F(Cli, InspectRefusesBadModelsAndDescribesRealOnes) {
   write_bytes("bad.onnx", "this is not an onnx model");
   expect_usage_error(run("inspect " + path("bad.onnx")), "bad.onnx");

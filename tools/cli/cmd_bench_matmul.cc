@@ -206,9 +206,20 @@ struct ConvOpts {
   std::string precision = "fp32";
   int64_t batch = 1, channels = 64, height = 160, width = 160, out_channels = 64, kernel = 3;
   int64_t stride = 1, pad = -1, groups = 1;
+  std::string activation = "none";
   int threads = 0, runs = 10, warmup = 2;
   bool json = false;
 };
+
+Activation parse_activation(const std::string& name) {
+  if (name == "none") return Activation::kNone;
+  if (name == "relu") return Activation::kRelu;
+  if (name == "clip") return Activation::kClip;  // to [0, 6]
+  if (name == "sigmoid") return Activation::kSigmoid;
+  if (name == "hardswish") return Activation::kHardSwish;
+  throw Error(ErrorKind::kUsage,
+              "--activation must be none, relu, clip, sigmoid or hardswish, got '" + name + "'");
+}
 
 void bench_conv(const ConvOpts& o) {
   const Format f = parse_format(o.precision);
@@ -228,6 +239,9 @@ void bench_conv(const ConvOpts& o) {
   p.stride_h = p.stride_w = o.stride;
   p.pad_top = p.pad_left = p.pad_bottom = p.pad_right = o.pad >= 0 ? o.pad : o.kernel / 2;
   p.groups = o.groups;
+  p.activation = parse_activation(o.activation);
+  p.clip_min = 0.0f;
+  p.clip_max = 6.0f;
   Tensor y = Tensor::zeros(conv2d_output_shape(x4.shape(), w, p), DType::kF32);
   for (int i = 0; i < o.warmup; ++i) conv2d(x4, w, nullptr, p, y, threads);
   std::vector<double> times;
@@ -249,6 +263,7 @@ void bench_conv(const ConvOpts& o) {
                       {"kernel", o.kernel},
                       {"stride", o.stride},
                       {"groups", o.groups},
+                      {"activation", o.activation},
                       {"threads", threads},
                       {"time_us", t * 1e6},
                       {"gbps", bytes / t / 1e9},
@@ -280,6 +295,8 @@ void register_bench_matmul(CLI::App& bench) {
     cmd->add_option("--stride", o->stride, "stride (default 1)");
     cmd->add_option("--pad", o->pad, "padding on every side (default kernel/2)");
     cmd->add_option("--groups", o->groups, "groups (default 1; = channels for depthwise)");
+    cmd->add_option("--activation", o->activation,
+                    "fused activation: none (default), relu, clip (to [0, 6]), sigmoid, hardswish");
     cmd->add_option("--threads", o->threads, "threads (default: all cores)");
     cmd->add_option("--runs", o->runs, "timed calls, the median is reported (default 10)")
         ->check(CLI::Range(1, 100000));
