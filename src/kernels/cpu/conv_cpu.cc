@@ -1091,7 +1091,10 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   if (!is_pointwise(gm)) return false;
   ConvState& st = state(w);
   if (w.matrix.format == Format::kBf16) {
-    if (!pwconv_bf16_available()) return false;
+    // Fewer than 32 input channels fill less than one K step of the tiles (tdpbf16ps takes 32):
+    // oneDNN's convolution is faster there (measured 1x16x320x320 -> 32: 1.21-1.25 against
+    // 0.91-0.94 ms; 12 -> 96 and 24 -> 96 at 160x160: 0.58-0.59 against 0.43-0.53 ms).
+    if (!pwconv_bf16_available() || gm.c < 32) return false;
     const PwBf16Weights* pw = nullptr;
     {
       std::lock_guard lock(st.mu);
