@@ -1300,7 +1300,7 @@ Outputs op_conv_transpose(const Node& n, Inputs in) {
     if (bias.numel() != cw.oc_per_group * groups)
       bad(n, "B must have one value per output channel, got " + describe(n, 2, *in[2]));
   }
-  Tensor y = Tensor::zeros(conv_transpose_output_shape(x.shape(), cw, p), DType::kF32);
+  Tensor y = Tensor::empty(conv_transpose_output_shape(x.shape(), cw, p), DType::kF32);
   conv_transpose2d(x, cw, opt_in(in, 2) ? bias.data_as<float>() : nullptr, p, y);
   if (one_d) y = reshape(y, {y.dim(0), y.dim(1), y.dim(3)});
   return {back_to(y, in[0]->dtype())};
