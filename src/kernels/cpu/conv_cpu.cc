@@ -226,10 +226,7 @@ const float* weights_as_floats(const ConvWeights& w) {
   const auto n = static_cast<size_t>(w.matrix.n * w.matrix.k);
   if (st.w_float.size() != n) {
     st.w_float.resize(n);
-    if (w.matrix.format == Format::kInt8)
-      int8_decode_array(w.matrix.data.data_as<int8_t>(), st.w_float.data(), n, 1.0f);
-    else
-      decode_float_array(w.matrix.format, w.matrix.data.data(), st.w_float.data(), n);
+    codes_as_floats(w.matrix, st.w_float.data());
   }
   return st.w_float.data();
 }
@@ -300,6 +297,16 @@ MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows) {
     sq.scales = q.scales;
   }
   return s;
+}
+
+// (matmul_kernels.h)
+void codes_as_floats(const MatmulWeights& m, float* out) {
+  const auto n = static_cast<size_t>(m.n * m.k);
+  DP_CHECK(m.format != Format::kInt4, "codes_as_floats: int4 is not taken");
+  if (m.format == Format::kInt8)
+    int8_decode_array(m.data.data_as<int8_t>(), out, n, 1.0f);
+  else
+    decode_float_array(m.format, m.data.data(), out, n);
 }
 
 bool plain_gemm_supported(Format f) { return dnnl_types(f).has_value(); }
@@ -1068,10 +1075,7 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
       const auto ss = static_cast<size_t>(gm.w), ds = static_cast<size_t>(cols);
       if (act == Format::kInt8)
         int8_round_rows(src, ss, dst, ds, nrows, n, sx);
-      else if (act == Format::kFp32)
-        for (size_t r = 0; r < nrows; ++r)
-          std::memcpy(dst + r * ds, src + r * ss, n * sizeof(float));
-      else
+      else  // fp32: copied as it is
         round_float_rows(act, src, ss, dst, ds, nrows, n);
     }
     DwPlane dp;

@@ -174,18 +174,10 @@ void run_plane(const Geom& g, const ConvTransposeWeights& w, const MatmulWeights
   }
 }
 
-// Non-overlapping taps (kernel <= stride, dilation 1, e.g. the 2x2 stride-2 upsampling of
-// FPN/DB heads), where the reference adds at most one contribution to each output: per (image,
-// group) the plain GEMM col[OCg·KH·KW, H·W] = W_g · X_g on NCHW planes (oneDNN, no transposes),
-// then each column row, a plane of the tap (oc, kh, kw), lands strided in its output plane as
-// apply_activation((0 + contribution) + bias), the reference's expressions (int8: the s32 sum
-// times (sx · sw[row]), bit-identical; floats: the GEMM's summation order). Outputs no tap
-// reaches (kernel < stride, cropping pads) get apply_activation(0 + bias) first. false where it
-// does not apply (nothing written).
 // kernel == stride (dilation 1, and pads that crop only: every output reached by exactly one
 // tap): per input row, its output rows straight from NCHW to NCHW (convt_hwy.h), no column
 // matrix and no scatter. The input row, rounded to the format's activations (int8: its codes),
-// is upsampled to the output columns once; each output is then a dot product over the input
+// is upsampled to the output columns in registers; each output is a dot product over the input
 // channels with its tap's weights, which the kernel takes as lane patterns (made once per layer
 // for the dispatched target's width). Measured on the detector's 2x2 stride-2 layers (docs).
 bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
@@ -207,10 +199,7 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
     if (st.wpat_lanes != lanes) {
       const auto count = static_cast<size_t>(total_rows * g.cg);
       std::vector<float> wf(count);
-      if (f == Format::kInt8)
-        int8_decode_array(w.matrix.data.data_as<int8_t>(), wf.data(), count, 1.0f);  // the codes
-      else
-        decode_float_array(f, w.matrix.data.data(), wf.data(), count);
+      cpu::codes_as_floats(w.matrix, wf.data());
       st.wpat.assign(count * static_cast<size_t>(sw * lanes), 0.0f);
       // Row (grp, ocl, kh, kw) of the matrix is grp·rows + ocl·taps + kh·kw_n + kw.
       for (int64_t grp = 0; grp < w.groups; ++grp)
@@ -248,10 +237,6 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   const Format act_format = f == Format::kInt8 ? Format::kInt8 : fp8 ? Format::kBf16 : f;
   const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
   const int64_t stride = (g.w + 5 * lanes + 15) / 16 * 16;  // the row and the kernel's slack
-  Conv2dParams act;
-  act.activation = p.activation;
-  act.clip_min = p.clip_min;
-  act.clip_max = p.clip_max;
   const int64_t pattern_group = g.ocg * g.kh * g.cg * sw * lanes,
                 scale_group = g.ocg * g.kh * sw * lanes;
   run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
@@ -287,16 +272,24 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
     r.y = yd + (n * g.oc + grp * g.ocg) * out_plane;
     r.plane = out_plane;
     cpu::convt_rows(r);
-    if (act.activation == Activation::kNone) return;
+    if (p.activation == Activation::kNone) return;
     for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
       for (int64_t kh = 0; kh < g.kh; ++kh) {
         const int64_t oh = r.oh0 + kh;
-        if (oh >= 0 && oh < g.oh) apply_activation_n(r.y + ocl * out_plane + oh * g.ow, g.ow, act);
+        if (oh >= 0 && oh < g.oh) apply_activation_n(r.y + ocl * out_plane + oh * g.ow, g.ow, p);
       }
   });
   return true;
 }
 
+// Non-overlapping taps (kernel <= stride, dilation 1, e.g. the 2x2 stride-2 upsampling of
+// FPN/DB heads), where the reference adds at most one contribution to each output: per (image,
+// group) the plain GEMM col[OCg·KH·KW, H·W] = W_g · X_g on NCHW planes (oneDNN, no transposes),
+// then each column row, a plane of the tap (oc, kh, kw), lands strided in its output plane as
+// apply_activation((0 + contribution) + bias), the reference's expressions (int8: the s32 sum
+// times (sx · sw[row]), bit-identical; floats: the GEMM's summation order). Outputs no tap
+// reaches (kernel < stride, cropping pads) get apply_activation(0 + bias) first. false where it
+// does not apply (nothing written).
 bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
                           const ConvTransposeParams& p, const float* xs, const int8_t* xq, float sx,
                           const float* bias, float* yd, int threads) {
@@ -320,10 +313,6 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
   // Every output reached by exactly one tap: no prefill needed.
   const bool covered =
       g.kh == g.sh && g.kw == g.sw && g.h * g.sh - g.pt >= g.oh && g.w * g.sw - g.pl >= g.ow;
-  Conv2dParams act;
-  act.activation = p.activation;
-  act.clip_min = p.clip_min;
-  act.clip_max = p.clip_max;
   for (int64_t n = 0; n < g.n; ++n)
     for (int64_t grp = 0; grp < w.groups; ++grp) {
       const MatmulWeights& mw = w.groups == 1 ? w.matrix : slices[static_cast<size_t>(grp)];
@@ -367,7 +356,7 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
               }
             }
           }
-        apply_activation_n(yp, out_plane, act);
+        apply_activation_n(yp, out_plane, p);
       }
     }
   return true;

@@ -14,6 +14,7 @@
 // clang-format on
 
 #include <algorithm>
+#include <optional>
 
 #include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/dwconv_hwy.h"
@@ -21,6 +22,8 @@
 HWY_BEFORE_NAMESPACE();
 namespace dynaprec::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
+// The activation the blocks apply before they store (null: none; made once per plane).
+using Act = VecActivation<hn::ScalableTag<float>>;
 
 // N lanes of the row starting at input column c (stride sw along the row).
 template <int SW, class D>
@@ -42,7 +45,7 @@ HWY_INLINE hn::Vec<D> LoadCols(D d, const float* row, int64_t c) {
 // row's last vector may be partial: it is computed whole (its loads stay in the slack) and
 // stored under a mask.
 template <int SW, int R, int V>
-HWY_INLINE void Block(const DwPlane& p, int64_t oh, int64_t ow) {
+HWY_INLINE void Block(const DwPlane& p, const Act* act, int64_t oh, int64_t ow) {
   const hn::ScalableTag<float> d;
   const int64_t n = static_cast<int64_t>(hn::Lanes(d));
   hn::Vec<decltype(d)> acc[R][V];
@@ -65,17 +68,12 @@ HWY_INLINE void Block(const DwPlane& p, int64_t oh, int64_t ow) {
     }
   }
   const auto vscale = hn::Set(d, p.scale), vbias = hn::Set(d, p.bias);
-  const bool act = p.act && dw_plane_activates(*p.act);
-  const Conv2dParams none;
-  const Conv2dParams& a = act ? *p.act : none;
-  const VecActivation<decltype(d)> activate(d, a.activation, a.clip_min, a.clip_max, a.post_affine,
-                                            a.post_scale, a.post_shift);
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     float* yr = p.y + (oh + r) * p.ow_n + ow;
     for (int v = 0; v < V; ++v) {
       auto out = hn::Add(hn::Mul(acc[r][v], vscale), vbias);
-      if (act) out = activate(out);
+      if (act) out = (*act)(out);
       const int64_t left = p.ow_n - ow - v * n;
       if (left >= n)
         hn::StoreU(out, d, yr + v * n);
@@ -86,29 +84,29 @@ HWY_INLINE void Block(const DwPlane& p, int64_t oh, int64_t ow) {
 }
 
 template <int SW, int R>
-HWY_INLINE void Rows(const DwPlane& p, int64_t oh) {
+HWY_INLINE void Rows(const DwPlane& p, const Act* act, int64_t oh) {
   const int64_t n = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
   const int64_t vectors = (p.ow_n + n - 1) / n;
   int64_t v = 0;
   // Blocks of four vectors, but never a last block of one (five vectors: three and two).
   for (; vectors - v > 4; v += vectors - v == 5 ? 3 : 4) {
     if (vectors - v == 5)
-      Block<SW, R, 3>(p, oh, v * n);
+      Block<SW, R, 3>(p, act, oh, v * n);
     else
-      Block<SW, R, 4>(p, oh, v * n);
+      Block<SW, R, 4>(p, act, oh, v * n);
   }
   switch (vectors - v) {
     case 4:
-      Block<SW, R, 4>(p, oh, v * n);
+      Block<SW, R, 4>(p, act, oh, v * n);
       break;
     case 3:
-      Block<SW, R, 3>(p, oh, v * n);
+      Block<SW, R, 3>(p, act, oh, v * n);
       break;
     case 2:
-      Block<SW, R, 2>(p, oh, v * n);
+      Block<SW, R, 2>(p, act, oh, v * n);
       break;
     case 1:
-      Block<SW, R, 1>(p, oh, v * n);
+      Block<SW, R, 1>(p, act, oh, v * n);
       break;
     default:
       break;
@@ -116,17 +114,22 @@ HWY_INLINE void Rows(const DwPlane& p, int64_t oh) {
 }
 
 template <int SW>
-void DwPlaneT(const DwPlane& p) {
+void DwPlaneT(const DwPlane& p, const Act* act) {
   int64_t oh = 0;
-  for (; oh + 2 <= p.oh_n; oh += 2) Rows<SW, 2>(p, oh);
-  if (oh < p.oh_n) Rows<SW, 1>(p, oh);
+  for (; oh + 2 <= p.oh_n; oh += 2) Rows<SW, 2>(p, act, oh);
+  if (oh < p.oh_n) Rows<SW, 1>(p, act, oh);
 }
 
 void DwPlaneImpl(const DwPlane& p) {
+  std::optional<Act> act;
+  if (p.act && dw_plane_activates(*p.act))
+    act.emplace(hn::ScalableTag<float>(), p.act->activation, p.act->clip_min, p.act->clip_max,
+                p.act->post_affine, p.act->post_scale, p.act->post_shift);
+  const Act* a = act ? &*act : nullptr;
   if (p.sw == 1)
-    DwPlaneT<1>(p);
+    DwPlaneT<1>(p, a);
   else
-    DwPlaneT<2>(p);
+    DwPlaneT<2>(p, a);
 }
 
 int64_t DwLanesImpl() { return static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())); }

@@ -44,4 +44,8 @@ const MatmulKernel& matmul_select(Format f, int64_t m, int64_t n, int64_t k);
 /// conv or conv-transpose (src/kernels/cpu/conv_cpu.cc).
 MatmulWeights slice_rows(const MatmulWeights& m, int64_t j0, int64_t rows);
 
+/// The matrix's n·k weights as floats: int8 its codes (unscaled), every float format its values
+/// decoded exactly (fp8 without its tensor scale). int4 is not taken.
+void codes_as_floats(const MatmulWeights& m, float* out);
+
 }  // namespace dynaprec::cpu

@@ -247,6 +247,14 @@ DYNAPREC_VNNI void amx_epilogue(const void* acc, int rows, int valid, const floa
   }
 }
 
+// Where element (row o, channel ch) of W goes when W is kept as AMX A tiles, each 16 rows x 64
+// bytes (`cols` elements: 64 int8, 32 bf16) in one contiguous 1 KiB, for rows of `padded`
+// channels (a multiple of cols): tile (o / 16, ch / cols). A block's rows o0.. (o0 a multiple
+// of 16) start at o0 · padded, as in the plain row-major layout.
+int64_t amx_a_offset(int64_t o, int64_t ch, int64_t padded, int64_t cols) {
+  return ((o / 16 * (padded / cols) + ch / cols) * 16 + o % 16) * cols + ch % cols;
+}
+
 // ---- bf16 on AMX: the same blocks with tdpbf16ps, K in steps of 32 (pairs of channels) --------
 
 // Channels 2q, 2q + 1 of X (rows of `pixels` floats, null past C) rounded to bf16 and interleaved,
@@ -288,15 +296,8 @@ DYNAPREC_AMX_BF16 void amx_block_bf16(const uint16_t* w, int64_t c32, const uint
 
 // ---- int8 on AMX: an implicit GEMM over the taps (pointwise: one tap) -------------------------
 
-// Where row o, channel ch of an int8 W with c64 channels per row goes when W is kept as AMX A
-// tiles, each 16 rows x 64 channels in one 1 KiB run: tile (o / 16, ch / 64). A block's rows
-// o0.. start at o0 · c64 as in the plain layout.
-int64_t amx_a_offset(int64_t o, int64_t ch, int64_t c64) {
-  return ((o / 16 * (c64 / 64) + ch / 64) * 16 + o % 16) * 64 + ch % 64;
-}
-
 // acc[32][32] for 32 output channels x 32 pixels: per tap and 64 channels, A from that tap's W
-// (tiles as amx_a_offset lays them, taps tap_stride apart), B straight from X's packed codes
+// (amx_a_offset's tiles, taps tap_stride apart), B straight from X's packed codes
 // (xs[t]: the tap's first pixel of group 0, group_step bytes between groups, the next 16 pixels 64
 // bytes on).
 DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_stride, int64_t taps,
@@ -340,7 +341,7 @@ PwInt8Weights pwconv_int8_prepare(const int8_t* w, int64_t oc, int64_t c) {
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t k = 0; k < c; ++k) {
       p.w[static_cast<size_t>(o * p.c4 + k)] = w[o * c + k];
-      p.w64[static_cast<size_t>(amx_a_offset(o, k, p.c64))] = w[o * c + k];
+      p.w64[static_cast<size_t>(amx_a_offset(o, k, p.c64, 64))] = w[o * c + k];
       p.comp[static_cast<size_t>(o)] += 128 * w[o * c + k];
     }
   return p;
@@ -353,12 +354,9 @@ PwBf16Weights pwconv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c) {
   p.c32 = (c + 31) / 32 * 32;
   p.oc32 = (oc + 31) / 32 * 32;
   p.w.assign(static_cast<size_t>(p.oc32 * p.c32), 0);
-  // Row o, channel i -> tile (o / 16, i / 32), its row o % 16, column i % 32.
-  const int64_t ksteps = p.c32 / 32;
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t i = 0; i < c; ++i)
-      p.w[static_cast<size_t>(((o / 16 * ksteps + i / 32) * 16 + o % 16) * 32 + i % 32)] =
-          w[o * c + i];
+      p.w[static_cast<size_t>(amx_a_offset(o, i, p.c32, 32))] = w[o * c + i];
   return p;
 }
 
@@ -408,7 +406,7 @@ ConvInt8AmxWeights conv_int8_amx_prepare(const int8_t* w, int64_t oc, int64_t c,
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t t = 0; t < taps; ++t)
-        p.w[static_cast<size_t>(t * p.oc32 * p.c64 + amx_a_offset(o, ch, p.c64))] =
+        p.w[static_cast<size_t>(t * p.oc32 * p.c64 + amx_a_offset(o, ch, p.c64, 64))] =
             w[(o * c + ch) * taps + t];
   return p;
 }

@@ -41,8 +41,7 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
 /// count to a multiple of 32.
 struct PwBf16Weights {
   int64_t oc = 0, c = 0, c32 = 0, oc32 = 0;
-  std::vector<uint16_t>
-      w;  ///< tiles [oc32/16][c32/32][16 rows][32]: each AMX A tile 1 KiB in a row
+  std::vector<uint16_t> w;  ///< [oc32][c32] as AMX A tiles (pwconv_vnni.cc amx_a_offset)
 };
 PwBf16Weights pwconv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c);
 
