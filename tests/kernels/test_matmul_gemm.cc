@@ -289,7 +289,7 @@ TEST(MatmulDnnlIsaCap, KernelsAndOneDnnStayUnderTheCap) {
     const Format fmt = format_of(k);
     if (fmt == Format::kBf16 || is_fp8(fmt)) {
       EXPECT_FALSE(k.available(f)) << k.name;
-    } else if (fmt == Format::kFp32) {
+    } else if (fmt == Format::kFp32 || fmt == Format::kFp16) {  // fp16 runs as f32 (widened)
       EXPECT_EQ(k.available(f), f.avx2) << k.name;
     } else {
       EXPECT_EQ(k.available(f), f.avx_vnni) << k.name;  // int8: VNNI or nothing
