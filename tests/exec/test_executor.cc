@@ -5,11 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
 #include "dynaprec/error.h"
 #include "dynaprec/ops.h"
+#include "dynaprec/quality.h"
 
 namespace dynaprec {
 namespace {
@@ -419,6 +421,79 @@ TEST(Executor, MonitorMeasuresAndPredictsLayerSqnr) {
   st.monitor = true;
   unfused.run({{"x", bad}}, {}, &st);
   EXPECT_GT(st.reports[0].nan_count + st.reports[1].nan_count, 0u);
+}
+
+// One layer on x: Conv 3x3 (pads 1, bias, Relu fused), ConvTranspose 3x3 stride 2 (bias) or
+// MatMul [*, 24] x [24, 7].
+Model one_layer_model(const std::string& op) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.outputs = {value("y", {})};
+  if (op == "MatMul") {
+    g.inputs = {value("x", {{5, ""}, {24, ""}})};
+    g.initializers["w"] = randn({24, 7}, 41, 0.3f);
+    g.nodes.push_back(node("MatMul", {"x", "w"}, {"y"}, "layer"));
+    return m;
+  }
+  g.inputs = {value("x", {{1, ""}, {8, ""}, {-1, "H"}, {-1, "W"}})};
+  if (op == "Conv") {
+    g.initializers["w"] = randn({12, 8, 3, 3}, 42, 0.3f);
+    g.initializers["b"] = randn({12}, 43);
+    Node c = node("Conv", {"x", "w", "b"}, {"c"}, "layer");
+    c.attrs["pads"] = std::vector<int64_t>{1, 1, 1, 1};
+    g.nodes.push_back(c);
+    g.nodes.push_back(node("Relu", {"c"}, {"y"}));
+  } else {
+    g.initializers["w"] = randn({8, 4, 3, 3}, 44, 0.3f);
+    g.initializers["b"] = randn({4}, 45);
+    Node c = node("ConvTranspose", {"x", "w", "b"}, {"y"}, "layer");
+    c.attrs["strides"] = std::vector<int64_t>{2, 2};
+    g.nodes.push_back(c);
+  }
+  return m;
+}
+
+// The shadow is the layer's fp32 output: with every output sampled, the sample's values (as a
+// custom metric sees them) are the fp32 run's and the int8 run's outputs, and the reported SQNR is
+// the whole output's; the custom metric's value lands in the report.
+TEST(Executor, MonitorShadowIsTheLayersFp32Output) {
+  static std::vector<float> refs, gots;
+  const size_t slot =
+      register_metric("test_sample_size", [](std::span<const float> r, std::span<const float> g) {
+        refs.assign(r.begin(), r.end());
+        gots.assign(g.begin(), g.end());
+        return static_cast<float>(r.size());
+      });
+  for (const std::string op : {"Conv", "ConvTranspose", "MatMul"}) {
+    SCOPED_TRACE(op);
+    const Model m = one_layer_model(op);
+    ExecutorOptions o;
+    o.monitor.rate = 1;
+    o.monitor.max_samples = 1 << 20;
+    Executor e(m, o);
+    const Tensor x = op == "MatMul" ? randn({5, 24}, 46) : randn({1, 8, 5, 7}, 46);
+    const Tensor y32 = e.run({{"x", x}}).at("y");
+    Plan p;
+    p.default_format = Format::kInt8;
+    RunStats st;
+    st.monitor = true;
+    refs.clear();
+    const Tensor y8 = e.run({{"x", x}}, p, &st).at("y");
+    ASSERT_EQ(st.reports.size(), 1u);
+    const QualityReport& r = st.reports[0];
+    ASSERT_EQ(r.sampled, static_cast<uint32_t>(y32.numel()));
+    EXPECT_EQ(r.custom[slot], static_cast<float>(y32.numel()));
+    EXPECT_NEAR(r.sqnr_db, sqnr_db(y32, y8), 0.01);
+    EXPECT_LT(r.sqnr_db, 55) << "int8 is quantized";
+    // The same values, in the sample's order.
+    std::vector<float> want32(y32.data_as<float>(), y32.data_as<float>() + y32.numel());
+    std::vector<float> want8(y8.data_as<float>(), y8.data_as<float>() + y8.numel());
+    for (auto* v : {&refs, &gots, &want32, &want8}) std::sort(v->begin(), v->end());
+    ASSERT_EQ(refs.size(), want32.size());
+    EXPECT_EQ(gots, want8);
+    for (size_t i = 0; i < refs.size(); ++i) EXPECT_NEAR(refs[i], want32[i], 1e-5) << i;
+  }
 }
 
 }  // namespace

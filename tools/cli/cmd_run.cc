@@ -174,8 +174,65 @@ void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string&
                            out_dir);
 }
 
-void bench_model(const CommonArgs& a, int runs, int warmup, bool json, bool profile) {
+double median_of(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+}
+
+// The monitor's cost: two sessions of the same model and plan, the monitor off in one and on in
+// the other (--monitor-rate, default 1/4096), run alternately (the order swapped every run), so
+// that the machine's drift meets both alike.
+void bench_monitor(const CommonArgs& a, const TensorMap& in, int runs, int warmup, bool json) {
+  SessionOptions off = a.options(), on = off;
+  off.monitor.rate = 0;
+  on.monitor.rate = a.monitor_rate > 0 ? a.monitor_rate : MonitorConfig{}.rate;
+  Session s_off(a.model, off), s_on(a.model, on);
+  std::vector<double> t_off, t_on, mon;
+  auto time_one = [&](Session& s, std::vector<double>& t, bool keep) {
+    const auto t0 = std::chrono::steady_clock::now();
+    s.run_portion(in);
+    if (keep) {
+      t.push_back(
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      if (&s == &s_on) mon.push_back(s.report().portions.back().monitor_ms);
+    }
+    s.report().portions.clear();
+  };
+  for (int i = 0; i < warmup + runs; ++i) {
+    const bool keep = i >= warmup;
+    if (i % 2) {
+      time_one(s_on, t_on, keep);
+      time_one(s_off, t_off, keep);
+    } else {
+      time_one(s_off, t_off, keep);
+      time_one(s_on, t_on, keep);
+    }
+  }
+  const double m_off = median_of(t_off), m_on = median_of(t_on), m_mon = median_of(mon);
+  const double overhead = m_on / m_off - 1;
+  if (json) {
+    std::cout << nlohmann::json({{"model", a.model},
+                                 {"precision", a.precision},
+                                 {"monitor_rate", on.monitor.rate},
+                                 {"median_ms_monitor_off", m_off},
+                                 {"median_ms_monitor_on", m_on},
+                                 {"median_monitor_ms", m_mon},
+                                 {"overhead", overhead},
+                                 {"runs", runs}})
+                     .dump()
+              << "\n";
+  } else {
+    std::cout << fmt::format(
+        "{} at {}: monitor off {:.3f} ms, on {:.3f} ms (rate {:g}; medians of {} alternating "
+        "runs): overhead {:+.1f}%, monitor_ms {:.3f}\n",
+        a.model, a.precision, m_off, m_on, on.monitor.rate, runs, 100 * overhead, m_mon);
+  }
+}
+
+void bench_model(const CommonArgs& a, int runs, int warmup, bool json, bool profile,
+                 bool monitor_overhead) {
   TensorMap in = read_inputs(a.inputs, "--input");
+  if (monitor_overhead) return bench_monitor(a, in, runs, warmup, json);
   SessionOptions so = a.options();
   so.profile_ops = profile;
   Session s(a.model, so);
@@ -193,8 +250,7 @@ void bench_model(const CommonArgs& a, int runs, int warmup, bool json, bool prof
     s.report().portions.clear();
   }
   std::sort(ms.begin(), ms.end());
-  const double median =
-      ms.size() % 2 ? ms[ms.size() / 2] : 0.5 * (ms[ms.size() / 2 - 1] + ms[ms.size() / 2]);
+  const double median = median_of(ms);
   if (json) {
     std::cout << nlohmann::json({{"model", a.model},
                                  {"precision", a.precision},
@@ -249,7 +305,11 @@ void register_bench_model(CLI::App& bench) {
   c->add_option("--warmup", *warmup, "untimed runs first (default 3)")
       ->check(CLI::NonNegativeNumber);
   c->add_flag("--json", *json, "print JSON");
-  c->callback([=] { bench_model(*args, *runs, *warmup, *json, *profile); });
+  auto monitor = std::make_shared<bool>(false);
+  c->add_flag("--monitor-overhead", *monitor,
+              "time the model with the monitor off and on (--monitor-rate, default 1/4096) in "
+              "alternating runs and print both and the overhead");
+  c->callback([=] { bench_model(*args, *runs, *warmup, *json, *profile, *monitor); });
 }
 
 }  // namespace dynaprec::cli
