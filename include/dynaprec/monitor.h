@@ -42,6 +42,15 @@ double activation_noise(Format f, double amax, double mean_square);
 /// Predicted SQNR (dB) from the two relative noise powers.
 double predicted_sqnr_db(double rho_w, double rho_x);
 
+/// The shadow of one sampled output: Σ x[j] · w[j] over n terms in double (each product exact),
+/// vectorized with runtime dispatch; the sum's rounding differs from ref::shadow_dot's only in
+/// its order (|difference| <= 2 n · 2^-53 · Σ |x[j] · w[j]|).
+double shadow_dot(const float* x, const float* w, int64_t n);
+namespace ref {
+/// The plain loop: one sum, in order.
+double shadow_dot(const float* x, const float* w, int64_t n);
+}  // namespace ref
+
 /// Accumulates (ref, got) pairs of one layer's sample and finishes the report.
 class SampleStats {
  public:

@@ -91,17 +91,6 @@ void prefetch_floats(const float* p, int64_t n) {
   for (int64_t off = 0; off < n * 4; off += 64) __builtin_prefetch(b + off);
 }
 
-// Σ x[j] · w[j] in double over eight partial sums (a single chain of dependent adds waits 4
-// cycles per term).
-double dot_f64(const float* x, const float* w, int64_t n) {
-  double s[8] = {};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8)
-    for (int q = 0; q < 8; ++q) s[q] += static_cast<double>(x[j + q]) * w[j + q];
-  for (; j < n; ++j) s[j % 8] += static_cast<double>(x[j]) * w[j];
-  return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-}
-
 // Statistics of a strided sample of the layer input: amax, mean square, and for format f the
 // values that saturate its activation range or underflow to 0.
 struct InputStats {
@@ -937,7 +926,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
                 column_key = key;
               }
               const double acc = (l.b.empty() ? 0.0 : l.b.data_as<float>()[c]) +
-                                 dot_f64(column.data(), wf + c * k, k);
+                                 shadow_dot(column.data(), wf + c * k, k);
               return std::pair<float, float>(apply_activation(static_cast<float>(acc), p), yd[i]);
             },
             oc, oh * ow,
@@ -1048,7 +1037,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
               [&](int64_t i) {
                 const int64_t r = i / nn, c = i % nn;
                 const double acc = (l.b.empty() ? 0.0 : l.b.data_as<float>()[c]) +
-                                   dot_f64(ad + r * kk, wf + c * kk, kk);
+                                   shadow_dot(ad + r * kk, wf + c * kk, kk);
                 return std::pair<float, float>(static_cast<float>(acc), yd[i]);
               },
               1, 1,

@@ -1,0 +1,85 @@
+// The monitor's own arithmetic: the shadow's dot product against its plain reference and an
+// extended-precision sum (every dispatch target: the isa_* tests run these capped), and the
+// sample positions.
+#include "dynaprec/monitor.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <set>
+#include <vector>
+
+namespace dynaprec {
+namespace {
+
+TEST(MonitorKernel, ShadowDotMatchesTheReference) {
+  std::mt19937 g(7);
+  std::normal_distribution<float> d(0.0f, 1.0f);
+  for (int64_t n : {0, 1, 3, 7, 8, 15, 16, 33, 63, 64, 65, 480, 1000, 2880, 4097}) {
+    std::vector<float> x(static_cast<size_t>(n)), w(static_cast<size_t>(n));
+    for (int64_t j = 0; j < n; ++j) {
+      // Magnitudes over several decades, so that the order of the sum matters.
+      x[static_cast<size_t>(j)] = d(g) * std::ldexp(1.0f, static_cast<int>(j % 13) - 6);
+      w[static_cast<size_t>(j)] = d(g);
+    }
+    long double exact = 0, mag = 0;
+    for (int64_t j = 0; j < n; ++j) {
+      const long double p = static_cast<long double>(x[static_cast<size_t>(j)]) *
+                            static_cast<long double>(w[static_cast<size_t>(j)]);
+      exact += p;
+      mag += std::fabs(p);
+    }
+    const double got = shadow_dot(x.data(), w.data(), n);
+    const double want = ref::shadow_dot(x.data(), w.data(), n);
+    const double bound =
+        2.0 * static_cast<double>(n) * std::ldexp(1.0, -53) * static_cast<double>(mag);
+    EXPECT_LE(std::fabs(got - want), bound) << "n=" << n;
+    EXPECT_LE(std::fabs(got - static_cast<double>(exact)), bound) << "n=" << n;
+    EXPECT_LE(std::fabs(want - static_cast<double>(exact)), bound) << "n=" << n;
+    if (n == 0) {
+      EXPECT_EQ(got, 0.0);
+    }
+  }
+  // Special values go through like the reference's.
+  std::vector<float> x(37, 1.0f), w(37, 2.0f);
+  EXPECT_EQ(shadow_dot(x.data(), w.data(), 37), 74.0);
+  x[5] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_TRUE(std::isnan(shadow_dot(x.data(), w.data(), 37)));
+  x[5] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(shadow_dot(x.data(), w.data(), 37), std::numeric_limits<double>::infinity());
+  x[36] = -std::numeric_limits<float>::infinity();  // the tail: inf - inf
+  EXPECT_TRUE(std::isnan(shadow_dot(x.data(), w.data(), 37)));
+}
+
+// S positions in increasing order inside the tensor, a different offset each visit, and every
+// position visited over enough visits.
+TEST(MonitorSampling, PositionsSpreadAndVisitEverything) {
+  const MonitorConfig c;
+  EXPECT_EQ(sample_size(c, 0), 0u);
+  EXPECT_EQ(sample_size(c, 10), 10u);       // fewer outputs than min_samples: all of them
+  EXPECT_EQ(sample_size(c, 1000), 16u);     // at least min_samples
+  EXPECT_EQ(sample_size(c, 1 << 20), 32u);  // at most max_samples
+  EXPECT_EQ(sample_size(MonitorConfig{.rate = 0}, 1000), 0u);
+  const int64_t count = 1000;
+  std::set<int64_t> seen, offsets;
+  for (uint64_t visit = 0; visit < 400; ++visit) {
+    std::vector<int64_t> pos(16, -1);
+    sample_positions(count, 16, visit, pos);
+    for (size_t i = 0; i < pos.size(); ++i) {
+      ASSERT_GE(pos[i], 0);
+      ASSERT_LT(pos[i], count);
+      if (i > 0) {
+        ASSERT_GT(pos[i], pos[i - 1]);
+      }
+      seen.insert(pos[i]);
+    }
+    offsets.insert(pos[0]);
+  }
+  EXPECT_GT(offsets.size(), 50u) << "the offset advances";
+  EXPECT_GE(seen.size(), static_cast<size_t>(count) * 99 / 100) << "everything is visited";
+}
+
+}  // namespace
+}  // namespace dynaprec
