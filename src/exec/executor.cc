@@ -107,27 +107,29 @@ InputStats input_stats(const Tensor& x, uint32_t samples, uint64_t visit, Format
   const int64_t runs_total = std::max<int64_t>(1, count / kRun);
   const auto nruns =
       static_cast<uint32_t>(std::min<int64_t>(runs_total, std::max<uint32_t>(samples / 8, 8)));
-  std::vector<int64_t> starts(nruns), pos;
+  std::vector<int64_t> starts(nruns);
   sample_positions(runs_total, nruns, visit, starts);
-  for (int64_t r : starts)
-    for (int64_t i = r * kRun; i < std::min(count, (r + 1) * kRun); ++i) pos.push_back(i);
+  // The sampled magnitudes, copied once (the second pass needs amax).
+  std::vector<float> mag;
+  mag.reserve(static_cast<size_t>(nruns) * kRun);
   const float* xd = x.data_as<float>();
   double sq = 0;
   float amax = 0;
-  for (int64_t i : pos) {
-    const float v = std::fabs(xd[i]);
-    if (std::isfinite(v)) {
-      amax = std::max(amax, v);
-      sq += static_cast<double>(v) * v;
+  for (int64_t r : starts)
+    for (int64_t i = r * kRun; i < std::min(count, (r + 1) * kRun); ++i) {
+      const float v = std::fabs(xd[i]);
+      mag.push_back(v);
+      if (std::isfinite(v)) {
+        amax = std::max(amax, v);
+        sq += static_cast<double>(v) * v;
+      }
     }
-  }
   st.amax = amax;
-  st.mean_square = sq / static_cast<double>(pos.size());
+  st.mean_square = sq / static_cast<double>(mag.size());
   const bool integer = f == Format::kInt8 || f == Format::kInt4;
   const double lim = f == Format::kFp16 ? 65504.0 : std::numeric_limits<double>::infinity();
   const double half_step = integer ? amax / 127 / 2 : 0;
-  for (int64_t i : pos) {
-    const double v = std::fabs(static_cast<double>(xd[i]));
+  for (const float v : mag) {
     if (v > lim) ++st.saturated;
     if (v != 0 && v < half_step) ++st.underflow;
   }
@@ -904,6 +906,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         // dot product with its weight row.
         const int64_t k = icg * kh * kw;
         std::vector<float> column(static_cast<size_t>(k));
+        std::vector<int64_t> taps(static_cast<size_t>(kh * kw));
         int64_t column_key = -1;
         monitor_sample(
             y.numel(), l, rep, y.data_as<float>(),
@@ -912,17 +915,19 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
                             b = i / (ow * oh * oc), g = c / ocg;
               const int64_t key = ((b * oh + oy) * ow + ox) * p.groups + g;
               if (key != column_key) {
-                float* col = column.data();
-                for (int64_t ic = 0; ic < icg; ++ic) {
-                  const float* xp = xd + ((b * x4.dim(1) + g * icg + ic) * h) * wd;
-                  for (int64_t ky = 0; ky < kh; ++ky) {
-                    const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
-                    for (int64_t kx = 0; kx < kw; ++kx) {
-                      const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
-                      *col++ = iy >= 0 && iy < h && ix >= 0 && ix < wd ? xp[iy * wd + ix] : 0.0f;
-                    }
+                // The taps' offsets in a channel plane (-1: padding), then channel by channel.
+                for (int64_t ky = 0; ky < kh; ++ky) {
+                  const int64_t iy = oy * p.stride_h - p.pad_top + ky * p.dilation_h;
+                  for (int64_t kx = 0; kx < kw; ++kx) {
+                    const int64_t ix = ox * p.stride_w - p.pad_left + kx * p.dilation_w;
+                    taps[static_cast<size_t>(ky * kw + kx)] =
+                        iy >= 0 && iy < h && ix >= 0 && ix < wd ? iy * wd + ix : -1;
                   }
                 }
+                float* col = column.data();
+                const float* xp = xd + (b * x4.dim(1) + g * icg) * h * wd;
+                for (int64_t ic = 0; ic < icg; ++ic, xp += h * wd)
+                  for (const int64_t t : taps) *col++ = t >= 0 ? xp[t] : 0.0f;
                 column_key = key;
               }
               const double acc = (l.b.empty() ? 0.0 : l.b.data_as<float>()[c]) +
