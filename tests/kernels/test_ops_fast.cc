@@ -5,6 +5,7 @@
 // across the thread pool.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include <random>
 
 #include "dynaprec/conv.h"
+#include "dynaprec/error.h"
 #include "dynaprec/ops.h"
 #include "kernels/cpu/ops_hwy.h"
 #include "kernels/ops_test_util.h"
@@ -490,6 +492,81 @@ TEST(OpsFast, ConcatMatchesReference) {
   ASSERT_EQ(got.shape(), want.shape());
   ASSERT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0);
   EXPECT_THROW(concat({a, Tensor::zeros({2, 3}, DType::kF32)}, 0), Error);
+}
+
+// Transpose, Slice and Expand (row copies of a strided view) against the reference's element
+// copies, byte for byte: random ranks 1-6 and permutations, slices with negative starts and
+// steps, broadcasts, a strided input, 1-, 2-, 4- and 8-byte dtypes, and copies large enough to
+// go over the pool.
+TEST(OpsFast, StridedViewsMatchReference) {
+  std::mt19937 g(99);
+  auto expect_same = [](const Tensor& got, const Tensor& want, const std::string& what) {
+    ASSERT_EQ(got.shape(), want.shape()) << what;
+    ASSERT_EQ(got.dtype(), want.dtype()) << what;
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << what;
+  };
+  auto as_dtype = [](const Tensor& f, DType dt) {
+    Tensor t = Tensor::zeros(f.shape(), dt);
+    auto* b = static_cast<uint8_t*>(t.data());
+    const auto* src = static_cast<const uint8_t*>(f.data());
+    for (size_t i = 0; i < t.nbytes(); ++i) b[i] = src[i % f.nbytes()] ^ static_cast<uint8_t>(i);
+    return t;
+  };
+  for (int trial = 0; trial < 300; ++trial) {
+    const int rank = 1 + static_cast<int>(g() % 6);
+    Shape shape;
+    for (int d = 0; d < rank; ++d) shape.push_back(1 + static_cast<int64_t>(g() % 5));
+    const Tensor f = test::random_f32(shape, 500 + static_cast<uint32_t>(trial));
+    const DType dts[] = {DType::kF32, DType::kI64, DType::kU8, DType::kF16};
+    const DType dt = dts[trial % 4];
+    Tensor x = dt == DType::kF32 ? f : as_dtype(f, dt);
+    if (trial % 5 == 0 && dt == DType::kF32) x = test::strided_copy(x);
+    const std::string what = "trial " + std::to_string(trial) + " " + shape_str(shape);
+    std::vector<int64_t> perm(static_cast<size_t>(rank));
+    for (int d = 0; d < rank; ++d) perm[static_cast<size_t>(d)] = d;
+    std::shuffle(perm.begin(), perm.end(), g);
+    expect_same(transpose(x, perm), ref::transpose(x, perm), what + " transpose");
+    std::vector<int64_t> starts, ends, axes, steps;
+    for (int d = 0; d < rank; ++d) {
+      if (g() % 2) continue;
+      const int64_t dim = shape[static_cast<size_t>(d)];
+      const int64_t step = static_cast<int64_t>(g() % 5) - 2;
+      axes.push_back(d);
+      starts.push_back(static_cast<int64_t>(g() % static_cast<uint32_t>(2 * dim + 1)) - dim);
+      ends.push_back(g() % 4 == 0
+                         ? (step < 0 ? -1000 : 1000)
+                         : static_cast<int64_t>(g() % static_cast<uint32_t>(2 * dim + 1)) - dim);
+      steps.push_back(step == 0 ? 1 : step);
+    }
+    expect_same(slice(x, starts, ends, axes, steps), ref::slice(x, starts, ends, axes, steps),
+                what + " slice");
+    std::vector<int64_t> to;
+    for (int64_t d : shape)
+      to.push_back(d == 1 || g() % 3 == 0 ? 1 + static_cast<int64_t>(g() % 4) : d);
+    to.insert(to.begin(), 2);
+    for (int64_t& d : to)
+      if (d != 1 && g() % 4 == 0) d = 1;  // broadcast back to the input's dim
+    bool ok = true;
+    for (size_t i = 0; i < shape.size(); ++i) {
+      const int64_t a = shape[i], b = to[i + 1];
+      ok = ok && (a == b || a == 1 || b == 1);
+    }
+    if (ok) {
+      const std::vector<int64_t> tv(to.begin(), to.end());
+      expect_same(expand(x, tv), ref::expand(x, tv), what + " expand");
+    }
+  }
+  // Large enough for the pool: a 2-D transpose and a strided slice of 1 MiB and more.
+  const Tensor big = test::random_f32({768, 640}, 7);
+  expect_same(transpose(big, {1, 0}), ref::transpose(big, {1, 0}), "big transpose");
+  expect_same(slice(big, {700, 0}, {-1000, 640}, {0, 1}, {-1, 3}),
+              ref::slice(big, {700, 0}, {-1000, 640}, {0, 1}, {-1, 3}), "big slice");
+  expect_same(expand(Tensor(big).clone(), {3, 768, 640}), ref::expand(big, {3, 768, 640}),
+              "big expand");
+  // Errors are the reference's.
+  EXPECT_THROW(transpose(big, {0, 0}), Error);
+  EXPECT_THROW(slice(big, {0}, {1}, {0}, {0}), Error);
+  EXPECT_THROW(expand(big, {5, 640}), Error);
 }
 
 }  // namespace

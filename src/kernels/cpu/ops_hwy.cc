@@ -731,8 +731,103 @@ Tensor pool2d_fast(const Tensor& x, const PoolParams& p, bool is_max) {
 
 Tensor max_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, true); }
 Tensor average_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, false); }
+namespace {
+
+// A strided view copied row by row (opsutil::StridedView; the reference copies element by
+// element): unit axes dropped, axes merged where one steps exactly over the next, then the last
+// axis copied as a block (stride 1) or in a typed strided loop, the rest counted like an odometer.
+// Bit for bit the reference's: the same bytes to the same places. Large copies go in row ranges
+// over the pool.
+Tensor strided_copy(const Tensor& x, const opsutil::StridedView& v) {
+  Tensor y = Tensor::empty(v.shape, x.dtype());
+  if (y.numel() == 0) return y;
+  Shape shape, strides;
+  for (size_t d = 0; d < v.shape.size(); ++d) {
+    if (v.shape[d] == 1) continue;
+    if (!shape.empty() && strides.back() == v.strides[d] * v.shape[d]) {
+      shape.back() *= v.shape[d];
+      strides.back() = v.strides[d];
+    } else {
+      shape.push_back(v.shape[d]);
+      strides.push_back(v.strides[d]);
+    }
+  }
+  if (shape.empty()) {  // one element
+    shape.push_back(1);
+    strides.push_back(0);
+  }
+  const size_t r = shape.size();
+  const int64_t len = shape[r - 1], step = strides[r - 1];
+  const int64_t rows = y.numel() / len;
+  const auto* px = static_cast<const std::byte*>(x.data()) + v.base * static_cast<int64_t>(v.esize);
+  auto* py = static_cast<std::byte*>(y.data());
+  const size_t es = v.esize;
+  // Rows [r0, r1): the first row's offset from its coordinates, then the odometer.
+  auto copy_rows = [&](int64_t r0, int64_t r1) {
+    std::vector<int64_t> idx(r, 0);
+    int64_t off = 0;
+    for (size_t d = r - 1, rem = static_cast<size_t>(r0); d-- > 0;) {
+      idx[d] = static_cast<int64_t>(rem % static_cast<size_t>(shape[d]));
+      rem /= static_cast<size_t>(shape[d]);
+      off += idx[d] * strides[d];
+    }
+    for (int64_t row = r0; row < r1; ++row) {
+      const std::byte* src = px + off * static_cast<int64_t>(es);
+      std::byte* dst = py + row * len * static_cast<int64_t>(es);
+      if (step == 1) {
+        std::memcpy(dst, src, static_cast<size_t>(len) * es);
+      } else {
+        auto strided = [&](auto tag) {
+          using T = decltype(tag);
+          for (int64_t i = 0; i < len; ++i)
+            std::memcpy(dst + i * static_cast<int64_t>(sizeof(T)),
+                        src + i * step * static_cast<int64_t>(sizeof(T)), sizeof(T));
+        };
+        switch (es) {
+          case 1:
+            strided(uint8_t{});
+            break;
+          case 2:
+            strided(uint16_t{});
+            break;
+          case 4:
+            strided(uint32_t{});
+            break;
+          case 8:
+            strided(uint64_t{});
+            break;
+          default:
+            for (int64_t i = 0; i < len; ++i)
+              std::memcpy(dst + i * static_cast<int64_t>(es),
+                          src + i * step * static_cast<int64_t>(es), es);
+        }
+      }
+      for (size_t d = r - 1; d-- > 0;) {
+        off += strides[d];
+        if (++idx[d] < shape[d]) break;
+        off -= strides[d] * shape[d];
+        idx[d] = 0;
+      }
+    }
+  };
+  constexpr int64_t kTaskBytes = int64_t{1} << 18;
+  const int64_t bytes = y.numel() * static_cast<int64_t>(es);
+  const int64_t tasks = std::min(rows, bytes / kTaskBytes);
+  if (tasks < 2) {
+    copy_rows(0, rows);
+  } else {
+    ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), [&](size_t t) {
+      const auto ti = static_cast<int64_t>(t);
+      copy_rows(rows * ti / tasks, rows * (ti + 1) / tasks);
+    });
+  }
+  return y;
+}
+
+}  // namespace
+
 Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm) {
-  return ref::transpose(x, perm);
+  return strided_copy(x, opsutil::transpose_view(x, perm));
 }
 Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape, bool allowzero) {
   return ref::reshape(x, shape, allowzero);
@@ -783,7 +878,7 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
 }
 Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
              const std::vector<int64_t>& axes, const std::vector<int64_t>& steps) {
-  return ref::slice(x, starts, ends, axes, steps);
+  return strided_copy(x, opsutil::slice_view(x, starts, ends, axes, steps));
 }
 Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis) {
   return ref::gather(x, indices, axis);
@@ -791,7 +886,9 @@ Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis) {
 Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode, double value) {
   return ref::pad(x, pads, mode, value);
 }
-Tensor expand(const Tensor& x, const std::vector<int64_t>& shape) { return ref::expand(x, shape); }
+Tensor expand(const Tensor& x, const std::vector<int64_t>& shape) {
+  return strided_copy(x, opsutil::expand_view(x, shape));
+}
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   return ref::where(cond, a, b);
 }

@@ -22,15 +22,14 @@ using opsutil::num;
 
 namespace {
 
-// y = the view of x with `shape`, `strides` (elements) starting `base` elements into x.
-Tensor view_copy(const Tensor& x, const Shape& shape, const Shape& strides, int64_t base,
-                 size_t esize) {
-  Tensor y = Tensor::zeros(shape, x.dtype());
+// y = the view v of x, element by element.
+Tensor view_copy(const Tensor& x, const opsutil::StridedView& v) {
+  Tensor y = Tensor::zeros(v.shape, x.dtype());
   const auto* px = static_cast<const uint8_t*>(x.data());
   auto* py = static_cast<uint8_t*>(y.data());
-  const auto e = static_cast<int64_t>(esize);
-  opsutil::for_each_offset<1>(shape, {&strides}, [&](int64_t i, const auto& off) {
-    std::memcpy(py + i * e, px + (base + off[0]) * e, esize);
+  const auto e = static_cast<int64_t>(v.esize);
+  opsutil::for_each_offset<1>(v.shape, {&v.strides}, [&](int64_t i, const auto& off) {
+    std::memcpy(py + i * e, px + (v.base + off[0]) * e, v.esize);
   });
   return y;
 }
@@ -108,9 +107,9 @@ Tensor int64_tensor(const std::vector<int64_t>& values) {
   return y;
 }
 
-namespace ref {
+namespace opsutil {
 
-Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm_in) {
+StridedView transpose_view(const Tensor& x, const std::vector<int64_t>& perm_in) {
   const size_t esize = opsutil::elem_bytes("Transpose", x);
   const size_t r = static_cast<size_t>(x.rank());
   std::vector<int64_t> perm = perm_in;
@@ -130,7 +129,15 @@ Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm_in) {
     shape[i] = x.shape()[static_cast<size_t>(perm[i])];
     strides[i] = x.strides()[static_cast<size_t>(perm[i])];
   }
-  return view_copy(x, shape, strides, 0, esize);
+  return {shape, strides, 0, esize};
+}
+
+}  // namespace opsutil
+
+namespace ref {
+
+Tensor transpose(const Tensor& x, const std::vector<int64_t>& perm) {
+  return view_copy(x, opsutil::transpose_view(x, perm));
 }
 
 Tensor reshape(const Tensor& x, const std::vector<int64_t>& shape, bool allowzero) {
@@ -233,8 +240,13 @@ Tensor concat(const std::vector<Tensor>& xs, int64_t axis) {
   return y;
 }
 
-Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
-             const std::vector<int64_t>& axes_in, const std::vector<int64_t>& steps) {
+}  // namespace ref
+
+namespace opsutil {
+
+StridedView slice_view(const Tensor& x, const std::vector<int64_t>& starts,
+                       const std::vector<int64_t>& ends, const std::vector<int64_t>& axes_in,
+                       const std::vector<int64_t>& steps) {
   const size_t esize = opsutil::elem_bytes("Slice", x);
   const size_t n = starts.size();
   std::vector<int64_t> axes = axes_in;
@@ -269,7 +281,24 @@ Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vec
     shape[d] = len;
     strides[d] = len > 1 ? strides[d] * step : 0;  // |step| < dim here: no overflow
   }
-  return view_copy(x, shape, strides, base, esize);
+  return {shape, strides, base, esize};
+}
+
+StridedView expand_view(const Tensor& x, const std::vector<int64_t>& shape) {
+  const size_t esize = opsutil::elem_bytes("Expand", x);
+  for (int64_t d : shape)
+    if (d < 0) fail("Expand", "shape " + list_str(shape) + " has a negative dim");
+  const Shape out = broadcast_shapes(x.shape(), shape, "Expand");
+  return {out, opsutil::broadcast_strides(x, out), 0, esize};
+}
+
+}  // namespace opsutil
+
+namespace ref {
+
+Tensor slice(const Tensor& x, const std::vector<int64_t>& starts, const std::vector<int64_t>& ends,
+             const std::vector<int64_t>& axes, const std::vector<int64_t>& steps) {
+  return view_copy(x, opsutil::slice_view(x, starts, ends, axes, steps));
 }
 
 Tensor gather(const Tensor& x, const Tensor& indices, int64_t axis) {
@@ -366,11 +395,7 @@ Tensor pad(const Tensor& x, const std::vector<int64_t>& pads, PadMode mode, doub
 }
 
 Tensor expand(const Tensor& x, const std::vector<int64_t>& shape) {
-  const size_t esize = opsutil::elem_bytes("Expand", x);
-  for (int64_t d : shape)
-    if (d < 0) fail("Expand", "shape " + list_str(shape) + " has a negative dim");
-  const Shape out = broadcast_shapes(x.shape(), shape, "Expand");
-  return view_copy(x, out, opsutil::broadcast_strides(x, out), 0, esize);
+  return view_copy(x, opsutil::expand_view(x, shape));
 }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {

@@ -114,6 +114,22 @@ void for_each_offset(const Shape& shape, const std::array<const Shape*, K>& stri
   }
 }
 
+/// A strided view of a tensor's elements: element i of the result (row-major over `shape`) is
+/// element base + Σ_d idx_d · strides[d] of the tensor's storage (strides in elements, 0 for a
+/// broadcast axis, negative for a reversed one), `esize` bytes each. Transpose, Slice and Expand
+/// are such views copied into a new contiguous tensor; these build the view, with the ops'
+/// checks, for the reference's element-by-element copy and the fast row copy alike.
+struct StridedView {
+  Shape shape, strides;
+  int64_t base = 0;
+  size_t esize = 0;
+};
+StridedView transpose_view(const Tensor& x, const std::vector<int64_t>& perm);
+StridedView slice_view(const Tensor& x, const std::vector<int64_t>& starts,
+                       const std::vector<int64_t>& ends, const std::vector<int64_t>& axes,
+                       const std::vector<int64_t>& steps);
+StridedView expand_view(const Tensor& x, const std::vector<int64_t>& shape);
+
 /// BatchNormalization's checked geometry and per-channel constants, shared by the reference
 /// and the fast kernel so that both use the very same factor scale / sqrt(var + epsilon).
 struct BatchNormPlan {
