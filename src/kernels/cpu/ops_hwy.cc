@@ -672,58 +672,105 @@ Tensor instance_norm(const Tensor& x, const Tensor& scale, const Tensor& bias, f
 namespace {
 
 // MaxPool / AveragePool over two spatial dims: the reference's arithmetic output by output (taps
-// in the same order, double sums, NaN skipped by max), without its per-output index vectors,
-// planes spread over the pool. Other ranks are the reference's.
+// in the same order, double sums, NaN skipped by max), without its per-output index vectors or
+// per-tap bounds checks: the taps inside the input form a contiguous range per output row and per
+// output column (computed once), and the counts of taps inside and inside-or-padding are
+// products of the two axes' counts. Planes go over the pool in chunks of about 2^15 taps.
+struct PoolAxis {
+  int64_t lo, hi;  // taps a in [lo, hi) land inside the input
+  int64_t padded;  // taps that land inside the input or its padding
+};
+std::vector<PoolAxis> pool_axis(int64_t out, int64_t in, int64_t k, int64_t s, int64_t d,
+                                int64_t pad, int64_t pad_end) {
+  std::vector<PoolAxis> v(static_cast<size_t>(out));
+  for (int64_t o = 0; o < out; ++o) {
+    PoolAxis& a = v[static_cast<size_t>(o)];
+    a.lo = k;
+    a.hi = 0;
+    a.padded = 0;
+    for (int64_t t = 0; t < k; ++t) {
+      const int64_t i = o * s - pad + t * d;
+      if (i >= 0 && i < in) {
+        a.lo = std::min(a.lo, t);
+        a.hi = t + 1;
+      }
+      a.padded += i >= -pad && i < in + pad_end;
+    }
+    if (a.hi <= a.lo) a.lo = a.hi = 0;
+  }
+  return v;
+}
+
+template <bool kMax>
+void pool_planes(const float* xs, float* ys, size_t p0, size_t p1, int64_t ih, int64_t iw,
+                 int64_t oh, int64_t ow, const opsutil::PoolGeom& g,
+                 const std::vector<PoolAxis>& rows, const std::vector<PoolAxis>& cols,
+                 bool include_pad) {
+  const int64_t sh = g.strides[0], sw = g.strides[1], dh = g.dilations[0], dw = g.dilations[1];
+  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1];
+  for (size_t pl = p0; pl < p1; ++pl) {
+    const float* plane = xs + static_cast<int64_t>(pl) * ih * iw;
+    float* out = ys + static_cast<int64_t>(pl) * oh * ow;
+    for (int64_t r = 0; r < oh; ++r) {
+      const PoolAxis& ra = rows[static_cast<size_t>(r)];
+      for (int64_t c = 0; c < ow; ++c) {
+        const PoolAxis& ca = cols[static_cast<size_t>(c)];
+        const int64_t at = (r * sh - ph) * iw + (c * sw - pw);  // may lie before the plane
+        if constexpr (kMax) {
+          bool have = false;
+          float m = 0;
+          for (int64_t a = ra.lo; a < ra.hi; ++a)
+            for (int64_t b = ca.lo; b < ca.hi; ++b) {
+              const float v = plane[at + a * dh * iw + b * dw];
+              if (!std::isnan(v) && (!have || v > m)) m = v, have = true;
+            }
+          out[r * ow + c] = have ? m : NAN;
+        } else {
+          double sum = 0;
+          for (int64_t a = ra.lo; a < ra.hi; ++a)
+            for (int64_t b = ca.lo; b < ca.hi; ++b) sum += plane[at + a * dh * iw + b * dw];
+          const int64_t n = include_pad ? ra.padded * ca.padded : (ra.hi - ra.lo) * (ca.hi - ca.lo);
+          out[r * ow + c] = static_cast<float>(sum / static_cast<double>(n));
+        }
+      }
+    }
+  }
+}
+
 Tensor pool2d_fast(const Tensor& x, const PoolParams& p, bool is_max) {
   const std::string_view op = is_max ? "MaxPool" : "AveragePool";
   if (x.dtype() != DType::kF32 || x.rank() != 4)
     return is_max ? ref::max_pool(x, p) : ref::average_pool(x, p);
   const opsutil::PoolGeom g = opsutil::pool_geometry(x.shape(), p, op);
-  Tensor y = Tensor::zeros({x.dim(0), x.dim(1), g.out[0], g.out[1]}, DType::kF32);
-  if (y.numel() == 0 || x.numel() == 0) return y;
+  Tensor y = Tensor::empty({x.dim(0), x.dim(1), g.out[0], g.out[1]}, DType::kF32);
+  if (y.numel() == 0) return y;
+  if (x.numel() == 0) {
+    std::fill_n(y.data_as<float>(), y.numel(), 0.0f);
+    return y;
+  }
   const Tensor xc = contiguous(x);
   const int64_t ih = g.in[0], iw = g.in[1], oh = g.out[0], ow = g.out[1];
-  const int64_t kh = g.kernel[0], kw = g.kernel[1], sh = g.strides[0], sw = g.strides[1];
-  const int64_t dh = g.dilations[0], dw = g.dilations[1];
-  const int64_t ph = g.pad_begin[0], pw = g.pad_begin[1], eh = g.pad_end[0], ew = g.pad_end[1];
+  const std::vector<PoolAxis> rows =
+      pool_axis(oh, ih, g.kernel[0], g.strides[0], g.dilations[0], g.pad_begin[0], g.pad_end[0]);
+  const std::vector<PoolAxis> cols =
+      pool_axis(ow, iw, g.kernel[1], g.strides[1], g.dilations[1], g.pad_begin[1], g.pad_end[1]);
   const auto planes = static_cast<size_t>(x.dim(0) * x.dim(1));
   const float* xs = xc.data_as<float>();
   float* ys = y.data_as<float>();
-  const bool include_pad = p.count_include_pad;
-  auto run = [&](size_t pl) {
-    const float* plane = xs + static_cast<int64_t>(pl) * ih * iw;
-    float* out = ys + static_cast<int64_t>(pl) * oh * ow;
-    for (int64_t r = 0; r < oh; ++r) {
-      for (int64_t c = 0; c < ow; ++c) {
-        double sum = 0;
-        int64_t inside = 0, padded = 0;
-        bool have = false;
-        float m = 0;
-        for (int64_t a = 0; a < kh; ++a) {
-          const int64_t h = r * sh - ph + a * dh;
-          const bool h_in = h >= 0 && h < ih, h_pad = h >= -ph && h < ih + eh;
-          for (int64_t b = 0; b < kw; ++b) {
-            const int64_t w = c * sw - pw + b * dw;
-            padded += h_pad && w >= -pw && w < iw + ew;
-            if (!h_in || w < 0 || w >= iw) continue;
-            ++inside;
-            const float v = plane[h * iw + w];
-            sum += v;
-            if (!std::isnan(v) && (!have || v > m)) m = v, have = true;
-          }
-        }
-        if (is_max)
-          out[r * ow + c] = have ? m : NAN;
-        else
-          out[r * ow + c] =
-              static_cast<float>(sum / static_cast<double>(include_pad ? padded : inside));
-      }
-    }
+  auto run = [&](size_t p0, size_t p1) {
+    if (is_max)
+      pool_planes<true>(xs, ys, p0, p1, ih, iw, oh, ow, g, rows, cols, p.count_include_pad);
+    else
+      pool_planes<false>(xs, ys, p0, p1, ih, iw, oh, ow, g, rows, cols, p.count_include_pad);
   };
-  if (planes > 1 && y.numel() * kh * kw >= (int64_t{1} << 16))
-    ThreadPool::default_pool().parallel_for(planes, run);
+  const int64_t taps = y.numel() * g.kernel[0] * g.kernel[1];
+  const auto tasks =
+      static_cast<size_t>(std::clamp<int64_t>(taps >> 15, 1, static_cast<int64_t>(planes)));
+  if (tasks > 1)
+    ThreadPool::default_pool().parallel_for(
+        tasks, [&](size_t t) { run(planes * t / tasks, planes * (t + 1) / tasks); });
   else
-    for (size_t pl = 0; pl < planes; ++pl) run(pl);
+    run(0, planes);
   return y;
 }
 
