@@ -279,6 +279,11 @@ const Case kCases[] = {
     {"dw_s12_dil2", 1, 8, 9, 70, 8, 3, 3, params(1, 2, 2, 2, 2, 2, 2, 2, 8, Activation::kRelu),
      false},
     {"dw_one_column", 1, 4, 6, 1, 4, 3, 3, params(2, 2, 1, 1, 1, 1, 1, 1, 4), true},
+    // Stride 1 along H: output rows four at a time sharing input rows, then two, then one
+    // (11 = 4 + 4 + 2 + 1), with stride 2 along W and dilation along W.
+    {"dw_rows_by_four_s12", 1, 6, 11, 41, 6, 3, 5,
+     params(1, 2, 1, 2, 1, 2, 1, 2, 6, Activation::kClip), true},
+    {"dw_rows_by_four_7x7", 2, 5, 15, 23, 5, 7, 7, params(1, 1, 3, 3, 3, 3, 1, 1, 5), true},
 };
 
 // Every implementation of the CPU conv2d on one case and format against the reference;

@@ -53,18 +53,41 @@ HWY_INLINE void Block(const DwPlane& p, const Act* act, int64_t oh, int64_t ow) 
   for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) acc[r][v] = hn::Zero(d);
-  for (int64_t i = 0; i < p.kh; ++i) {
-    const float* rows[R];
+  if (p.sh == 1 && p.dh == 1) {
+    // Input row oh + q serves output row oh + r through tap row q - r: each input vector is
+    // loaded once for the R output rows ((R + kh - 1)·kw·V loads instead of R·kh·kw·V). Each
+    // output still takes its taps in the reference's order (rows i ascending, then columns j).
+    for (int64_t q = 0; q < R + p.kh - 1; ++q) {
+      const float* row = p.xp + (oh + q) * p.xp_stride;
+      for (int64_t j = 0; j < p.kw; ++j) {
+        const int64_t c = ow * SW + j * p.dw;
+        hn::Vec<decltype(d)> x[V];
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) rows[r] = p.xp + ((oh + r) * p.sh + i * p.dh) * p.xp_stride;
-    for (int64_t j = 0; j < p.kw; ++j) {
-      const auto wv = hn::Set(d, p.w[i * p.kw + j]);
-      const int64_t c = ow * SW + j * p.dw;
+        for (int v = 0; v < V; ++v) x[v] = LoadCols<SW>(d, row, c + v * n * SW);
 #pragma GCC unroll 4
-      for (int r = 0; r < R; ++r)
+        for (int r = 0; r < R; ++r) {
+          const int64_t i = q - r;
+          if (i < 0 || i >= p.kh) continue;
+          const auto wv = hn::Set(d, p.w[i * p.kw + j]);
 #pragma GCC unroll 4
-        for (int v = 0; v < V; ++v)
-          acc[r][v] = hn::MulAdd(LoadCols<SW>(d, rows[r], c + v * n * SW), wv, acc[r][v]);
+          for (int v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(x[v], wv, acc[r][v]);
+        }
+      }
+    }
+  } else {
+    for (int64_t i = 0; i < p.kh; ++i) {
+      const float* rows[R];
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) rows[r] = p.xp + ((oh + r) * p.sh + i * p.dh) * p.xp_stride;
+      for (int64_t j = 0; j < p.kw; ++j) {
+        const auto wv = hn::Set(d, p.w[i * p.kw + j]);
+        const int64_t c = ow * SW + j * p.dw;
+#pragma GCC unroll 4
+        for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+          for (int v = 0; v < V; ++v)
+            acc[r][v] = hn::MulAdd(LoadCols<SW>(d, rows[r], c + v * n * SW), wv, acc[r][v]);
+      }
     }
   }
   const auto vscale = hn::Set(d, p.scale), vbias = hn::Set(d, p.bias);
@@ -113,9 +136,15 @@ HWY_INLINE void Rows(const DwPlane& p, const Act* act, int64_t oh) {
   }
 }
 
+// Output rows four at a time where the input rows are shared (stride and dilation 1 along H) and
+// the target has 32 vector registers (16 accumulators, 4 inputs), else two at a time.
 template <int SW>
 void DwPlaneT(const DwPlane& p, const Act* act) {
   int64_t oh = 0;
+#if HWY_TARGET <= HWY_AVX3
+  if (p.sh == 1 && p.dh == 1)
+    for (; oh + 4 <= p.oh_n; oh += 4) Rows<SW, 4>(p, act, oh);
+#endif
   for (; oh + 2 <= p.oh_n; oh += 2) Rows<SW, 2>(p, act, oh);
   if (oh < p.oh_n) Rows<SW, 1>(p, act, oh);
 }
