@@ -778,6 +778,7 @@ Tensor pool2d_fast(const Tensor& x, const PoolParams& p, bool is_max) {
 
 Tensor max_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, true); }
 Tensor average_pool(const Tensor& x, const PoolParams& p) { return pool2d_fast(x, p, false); }
+
 namespace {
 
 // A strided view copied row by row (opsutil::StridedView; the reference copies element by
