@@ -631,7 +631,7 @@ Tensor softmax_fast(const Tensor& x, int64_t axis, bool log, bool legacy) {
   const size_t r = x.shape().size();
   if (!legacy && ax + 1 != r) return log ? ref::log_softmax(x, axis) : ref::softmax(x, axis);
   const Tensor xc = contiguous(x);
-  Tensor y = Tensor::zeros(x.shape(), DType::kF32);
+  Tensor y = Tensor::empty(x.shape(), DType::kF32);  // softmax_rows_f32 writes every row whole
   if (y.numel() == 0) return y;
   cpu::softmax_rows_f32(xc.data_as<float>(), y.data_as<float>(),
                         static_cast<size_t>(prod(x.shape(), 0, ax)),
