@@ -71,6 +71,10 @@ void round_float_rows(Format f, const float* src, size_t src_stride, float* dst,
                       size_t rows, size_t n);
 void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst_stride,
                      size_t rows, size_t n, float s);
+/// int8_encode_array's codes + 128 as unsigned bytes (what VNNI's vpdpbusd multiplies), over
+/// `rows` rows as round_float_rows.
+void int8_biased_rows(const float* src, size_t src_stride, uint8_t* dst, size_t dst_stride,
+                      size_t rows, size_t n, float s);
 void int8_encode_rows(const float* src, int8_t* dst, size_t rows, size_t k, float* scales);
 /// `rows` rows of k values, each as ref::int4_encode_row: row r's bytes start at
 /// packed + r * ceil(k/2), its scales at scales + r * ceil(k/32).

@@ -14,7 +14,8 @@ struct CpuFeatures {
   std::string vendor, brand;
   bool sse4_2 = false, avx = false, avx2 = false, fma = false, f16c = false;
   bool avx512f = false, avx512bw = false, avx512vl = false, avx512dq = false;
-  bool avx512_vnni = false, avx512_bf16 = false, avx512_fp16 = false, avx_vnni = false;
+  bool avx512_vnni = false, avx512_vbmi = false, avx512_bf16 = false, avx512_fp16 = false;
+  bool avx_vnni = false;
   bool amx_tile = false, amx_bf16 = false, amx_int8 = false;
   std::string isa_cap;  ///< the DYNAPREC_ISA value in force ("native" when unset)
   /// Names of the features present, e.g. {"avx2", "avx512f", ...}.

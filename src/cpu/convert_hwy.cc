@@ -390,6 +390,17 @@ void Int8Round(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n,
   Int8CodeLoop(df, src, dst, n, s, false, [&](auto c) { return hn::ConvertTo(df, c); });
 }
 
+// The codes + 128 as unsigned bytes (the unsigned operand of VNNI's vpdpbusd), one pass.
+void Int8BiasedRows(const float* src, size_t src_stride, uint8_t* dst, size_t dst_stride,
+                    size_t rows, size_t n, float s) {
+  const hn::Rebind<uint8_t, hn::ScalableTag<float>> du8;
+  const hn::RebindToSigned<hn::ScalableTag<float>> di;
+  const auto bias = hn::Set(di, 128);
+  for (size_t r = 0; r < rows; ++r)
+    Int8CodeLoop(du8, src + r * src_stride, dst + r * dst_stride, n, s, false,
+                 [&](auto c) { return hn::DemoteTo(du8, hn::Add(c, bias)); });
+}
+
 // decode(encode(x)) per element in one pass: x rounded to a float format, kept as float.
 template <class S>
 void RoundArray(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
@@ -849,6 +860,7 @@ HWY_EXPORT(Int8Round);
 HWY_EXPORT(RoundFloat);
 HWY_EXPORT(RoundFloatRows);
 HWY_EXPORT(Int8RoundRows);
+HWY_EXPORT(Int8BiasedRows);
 HWY_EXPORT(Int4EncodeRows);
 HWY_EXPORT(Int8EncodeRows);
 HWY_EXPORT(Int4DecodeRow);
@@ -890,6 +902,11 @@ void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst
                      size_t rows, size_t n, float s) {
   (void)cpu_features(),
       HWY_DYNAMIC_DISPATCH(cpu::Int8RoundRows)(src, src_stride, dst, dst_stride, rows, n, s);
+}
+void int8_biased_rows(const float* src, size_t src_stride, uint8_t* dst, size_t dst_stride,
+                      size_t rows, size_t n, float s) {
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::Int8BiasedRows)(src, src_stride, dst, dst_stride, rows, n, s);
 }
 void round_float_array(Format f, const float* src, float* dst, size_t n) {
   DP_CHECK(is_float_format(f), "round_float_array needs a float format");

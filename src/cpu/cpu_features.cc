@@ -67,6 +67,7 @@ CpuFeatures detect() {
     f.avx512dq = bit(r7.b, 17) && os_avx512;
     f.avx512bw = bit(r7.b, 30) && os_avx512;
     f.avx512vl = bit(r7.b, 31) && os_avx512;
+    f.avx512_vbmi = bit(r7.c, 1) && os_avx512;
     f.avx512_vnni = bit(r7.c, 11) && os_avx512;
     f.avx512_fp16 = bit(r7.d, 23) && os_avx512;
     f.amx_bf16 = bit(r7.d, 22) && os_amx;
@@ -90,7 +91,7 @@ void apply_cap(CpuFeatures& f, std::string_view cap) {
                                        "' is not one of scalar, sse4, avx2, avx512, native");
   if (!keep_avx512) {
     f.avx512f = f.avx512bw = f.avx512vl = f.avx512dq = false;
-    f.avx512_vnni = f.avx512_bf16 = f.avx512_fp16 = false;
+    f.avx512_vnni = f.avx512_vbmi = f.avx512_bf16 = f.avx512_fp16 = false;
     f.amx_tile = f.amx_bf16 = f.amx_int8 = false;
   }
   if (!keep_avx2) f.avx = f.avx2 = f.fma = f.f16c = f.avx_vnni = false;
@@ -117,6 +118,7 @@ std::vector<std::string> CpuFeatures::names() const {
                                               {avx512vl, "avx512vl"},
                                               {avx512dq, "avx512dq"},
                                               {avx512_vnni, "avx512_vnni"},
+                                              {avx512_vbmi, "avx512_vbmi"},
                                               {avx512_bf16, "avx512_bf16"},
                                               {avx512_fp16, "avx512_fp16"},
                                               {amx_tile, "amx_tile"},

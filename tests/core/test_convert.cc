@@ -372,6 +372,16 @@ TEST(ConvertVectorized, RowFormsAreThePerRowCalls) {
     for (size_t r = 0; r < kRows; ++r)
       int8_round_array(x.data() + r * kSrcStride, want.data() + r * kDstStride, kN, 0.02f);
     ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << "int8 on " << target;
+    // The biased codes (code + 128 as bytes) of the reference encoder, rows apart.
+    std::vector<uint8_t> biased(kRows * kDstStride, 7);
+    int8_biased_rows(x.data(), kSrcStride, biased.data(), kDstStride, kRows, kN, 0.02f);
+    for (size_t r = 0; r < kRows; ++r) {
+      std::vector<int8_t> codes(kN);
+      ref::int8_encode_array(x.data() + r * kSrcStride, codes.data(), kN, 0.02f);
+      for (size_t i = 0; i < kDstStride; ++i)
+        ASSERT_EQ(int(biased[r * kDstStride + i]), i < kN ? codes[i] + 128 : 7)
+            << "biased int8 on " << target << " row " << r << " at " << i;
+    }
   });
 }
 

@@ -30,13 +30,16 @@
 #include <cstring>
 #include <functional>
 #include <iterator>
+#include <random>
 #include <string>
+#include <vector>
 
 #include "dynaprec/conv.h"
 #include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "dynaprec/matmul.h"
+#include "kernels/cpu/dwconv_vnni.h"
 #include "kernels/cpu/pwconv_vnni.h"
 #include "kernels/matmul_util.h"
 
@@ -448,6 +451,82 @@ TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
                 << " threads " << threads << " at " << i;
         }
     }
+}
+
+// The int8 depthwise plane on VNNI + VBMI, called directly, against sums in int64 bit for bit:
+// row widths 1 to 4 quads (kw 1..9 with zero weights filling the last quad), strides 1 and 2
+// along the row, 1..3 along H, dilation along H (the shared-row and the per-row blocks),
+// output widths with partial vectors and blocks of 1..5 vectors, every activation, and the
+// extremes (all codes ±127 with 32x32 taps: sums of ±16.5 M, still exact in fp32).
+TEST(ConvCpu, DepthwiseInt8VnniMatchesIntegerSums) {
+  if (!cpu::dw_int8_available()) GTEST_SKIP() << "no AVX-512 VNNI + VBMI here";
+  struct Geo {
+    int64_t kh, kw, sh, sw, dh, oh, ow;
+    Activation act;
+    bool extreme;
+  };
+  const Geo geos[] = {
+      {3, 3, 1, 1, 1, 11, 41, Activation::kNone, false},
+      {5, 5, 1, 1, 1, 12, 80, Activation::kHardSwish, false},
+      {1, 1, 1, 1, 1, 3, 17, Activation::kRelu, false},
+      {2, 4, 2, 2, 1, 5, 33, Activation::kClip, false},
+      {7, 7, 1, 2, 1, 9, 70, Activation::kSigmoid, false},
+      {3, 9, 3, 1, 2, 4, 65, Activation::kNone, false},
+      {5, 8, 1, 1, 2, 6, 16, Activation::kHardSwish, false},
+      {3, 5, 2, 1, 1, 7, 1, Activation::kRelu, false},
+      {32, 32, 1, 1, 1, 3, 20, Activation::kNone, true},
+  };
+  std::mt19937 rng(1400);
+  std::uniform_int_distribution<int> code(-127, 127);
+  for (const Geo& g : geos) {
+    const int64_t rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    const int64_t quads = (g.kw + 3) / 4;
+    const int64_t cols = (g.ow - 1) * g.sw + 4 * quads + 64;
+    std::vector<int8_t> q(static_cast<size_t>(rows * cols)), w(static_cast<size_t>(g.kh * g.kw));
+    for (auto& v : q) v = static_cast<int8_t>(g.extreme ? 127 : code(rng));
+    for (size_t i = 0; i < w.size(); ++i) w[i] = static_cast<int8_t>(g.extreme ? 127 : code(rng));
+    std::vector<uint8_t> xp(q.size());
+    for (size_t i = 0; i < q.size(); ++i) xp[i] = static_cast<uint8_t>(q[i] + 128);
+    const cpu::DwInt8Weights dw = cpu::dw_int8_prepare(w.data(), 1, g.kh, g.kw);
+    Conv2dParams act = params(1, 1, 0, 0, 0, 0, 1, 1, 1, g.act);
+    act.post_affine = g.act == Activation::kHardSwish;
+    act.post_scale = -0.75f;
+    act.post_shift = 0.25f;
+    cpu::DwPlaneInt8 p;
+    p.xp = xp.data();
+    p.xp_stride = cols;
+    p.w = dw.w.data();
+    p.comp = dw.comp[0];
+    p.kh = g.kh;
+    p.quads = dw.quads;
+    p.sh = g.sh;
+    p.sw = g.sw;
+    p.dh = g.dh;
+    p.oh_n = g.oh;
+    p.ow_n = g.ow;
+    p.scale = 0.0137f;
+    p.bias = -0.5f;
+    p.act = &act;
+    std::vector<float> y(static_cast<size_t>(g.oh * g.ow + 16), NAN);
+    p.y = y.data();
+    cpu::dw_plane_int8(p);
+    for (int64_t oh = 0; oh < g.oh; ++oh)
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        int64_t sum = 0;
+        for (int64_t i = 0; i < g.kh; ++i)
+          for (int64_t j = 0; j < g.kw; ++j)
+            sum += int64_t{w[static_cast<size_t>(i * g.kw + j)]} *
+                   q[static_cast<size_t>((oh * g.sh + i * g.dh) * cols + ow * g.sw + j)];
+        ASSERT_LT(std::abs(sum), int64_t{1} << 24);
+        const float want = apply_activation(float(sum) * p.scale + p.bias, act);
+        const float got = y[static_cast<size_t>(oh * g.ow + ow)];
+        ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want))
+            << g.kh << "x" << g.kw << " stride " << g.sh << "," << g.sw << " at " << oh << "," << ow
+            << ": " << got << " vs " << want << " (sum " << sum << ")";
+      }
+    for (size_t i = static_cast<size_t>(g.oh * g.ow); i < y.size(); ++i)
+      ASSERT_TRUE(std::isnan(y[i])) << "wrote past the plane";
+  }
 }
 
 // The int8 KxK AMX convolution (stride 1), called directly, against the reference bit for bit:

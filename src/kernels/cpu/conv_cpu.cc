@@ -26,8 +26,10 @@
 //   time, padded with zeros into a small buffer, each output row summed in registers over the
 //   taps with FMA (dwconv_hwy.cc); floats on X rounded to the format, int8 on the codes
 //   widened to fp32 lanes, where the sums of at most 1040 products of |q| <= 127 are exact
-//   integers (int8 bit-identical to the reference). oneDNN wants a blocked layout here, and the
-//   reorders around it cost more than the convolution.
+//   integers (int8 bit-identical to the reference). With AVX-512 VNNI and VBMI, int8 runs on
+//   the codes as bytes instead (dwconv_vnni.h): four taps of a row per vpdpbusd, exact int32
+//   sums, the same result bit for bit. oneDNN wants a blocked layout here, and the reorders
+//   around it cost more than the convolution.
 // direct: per output channel, taps in K order, output pixels innermost (vectorized). Skipping
 //   taps outside the input, where the reference adds 0 · w = ±0 (a sum that starts at +0
 //   never becomes -0), is the reference bit for bit with finite weights. It wins with little
@@ -57,6 +59,7 @@
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/dnnl_common.h"
 #include "kernels/cpu/dwconv_hwy.h"
+#include "kernels/cpu/dwconv_vnni.h"
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
@@ -173,6 +176,7 @@ struct ConvState {
   std::optional<PwInt8Weights> pointwise;       // conv_pointwise's form of W (int8)
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
   std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
+  std::optional<DwInt8Weights> dw_int8;         // conv_depthwise's on VNNI (int8)
   std::vector<float> w_float;                   // weights_as_floats
 };
 
@@ -1027,6 +1031,64 @@ bool is_depthwise(const Geom& gm) {
   return gm.icg == 1 && gm.ocg == 1 && gm.groups == gm.c && gm.groups > 1;
 }
 
+// int8 on VNNI (dwconv_vnni.h): the same planes as bytes, code + 128 (the padding 128, code 0).
+bool conv_depthwise_int8(const Geom& gm, const float* x, float sx, const ConvWeights& w,
+                         const float* bias, float* y, int threads) {
+  const Conv2dParams& p = *gm.p;
+  const DwInt8Weights* dw = nullptr;
+  {
+    ConvState& st = state(w);
+    std::lock_guard lock(st.mu);
+    if (!st.dw_int8)
+      st.dw_int8 =
+          dw_int8_prepare(static_cast<const int8_t*>(w.matrix.data.data()), gm.c, gm.kh, gm.kw);
+    dw = &*st.dw_int8;
+  }
+  const std::vector<float>& wscale = w.matrix.data.quant().scales;
+  const int64_t sh = p.stride_h, sw = p.stride_w;
+  const int64_t rows = (gm.oh - 1) * sh + (gm.kh - 1) * p.dilation_h + 1;
+  const int64_t cols = ((gm.ow - 1) * sw + 4 * dw->quads + 64 + 63) / 64 * 64;
+  const int64_t c0 = std::max<int64_t>(0, p.pad_left),
+                c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
+  const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
+  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
+  run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
+    const auto plane = static_cast<int64_t>(t);
+    const int64_t c = plane % gm.c;
+    thread_local ScratchBuffer pad_buf;
+    thread_local std::array<int64_t, 5> filled{};
+    uint8_t* xp = pad_buf.get<uint8_t>(static_cast<size_t>(rows * cols));
+    if (filled != layout) {  // code 0 around the interior, written once per thread and geometry
+      std::fill_n(xp, rows * cols, uint8_t{128});
+      filled = layout;
+    }
+    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
+                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
+    if (len > 0 && r1 > r0)
+      int8_biased_rows(x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0, static_cast<size_t>(gm.w),
+                       xp + r0 * cols + c0, static_cast<size_t>(cols), static_cast<size_t>(r1 - r0),
+                       static_cast<size_t>(len), sx);
+    DwPlaneInt8 dp;
+    dp.xp = xp;
+    dp.xp_stride = cols;
+    dp.w = dw->w.data() + c * gm.kh * dw->quads;
+    dp.comp = dw->comp[static_cast<size_t>(c)];
+    dp.kh = gm.kh;
+    dp.quads = dw->quads;
+    dp.sh = sh;
+    dp.sw = sw;
+    dp.dh = p.dilation_h;
+    dp.oh_n = gm.oh;
+    dp.ow_n = gm.ow;
+    dp.scale = sx * wscale[static_cast<size_t>(c)];
+    dp.bias = bias ? bias[c] : 0.0f;
+    dp.act = &p;
+    dp.y = y + plane * gm.pixels;
+    dw_plane_int8(dp);
+  });
+  return true;
+}
+
 // false where this path does not apply: not depthwise, int4, stride along W above 2, sums
 // that int8 could not keep exact in fp32 lanes, or a non-finite weight (the reference's 0 · inf
 // in the padding is NaN; the direct path skips it and refuses such weights too).
@@ -1040,6 +1102,8 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
       !weights_finite(w))
     return false;
   const QuantParams& qp = w.matrix.data.quant();
+  if (f == Format::kInt8 && p.dilation_w == 1 && dw_int8_available())
+    return conv_depthwise_int8(gm, x, sx, w, bias, y, threads);
   const float* wf = weights_as_floats(w);
   // X as the format uses it (floats: rounded to the activation format row by row while the
   // plane is padded; int8: its codes).

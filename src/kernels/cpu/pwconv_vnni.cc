@@ -37,8 +37,8 @@
 #include "dynaprec/error.h"
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/pwconv_vnni.h"
+#include "kernels/cpu/vnni_common.h"
 
-#define DYNAPREC_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
 #define DYNAPREC_AMX \
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define DYNAPREC_AMX_BF16 \
@@ -51,50 +51,9 @@ namespace {
 constexpr int64_t kTilePixels = 64;  // V = 4 vectors of 16
 constexpr int64_t kMaxTaps = 49;     // conv_int8_amx: KH · KW (7x7)
 
-// apply_activation on 16 lanes, bit for bit (as ops_hwy.cc's ActivationRowF32: compare + select
-// for std::max/min, the affine as a product then a sum), for every activation but sigmoid
-// (whose exp stays the scalar call: `lanes` false, the caller runs apply_activation_n after
-// storing). Applied to the sums while they are in registers: a call per short row cost more
-// than the arithmetic.
-struct Lanes {
-  bool lanes, affine;
-  Activation act;
-  float lo, hi, a, b;
-  explicit Lanes(const Conv2dParams& p)
-      : lanes(p.activation != Activation::kSigmoid),
-        affine(p.post_affine),
-        act(p.activation),
-        lo(p.clip_min),
-        hi(p.clip_max),
-        a(p.post_scale),
-        b(p.post_shift) {}
-};
-__attribute__((target("avx512f"), always_inline)) inline __m512 activate(__m512 v, const Lanes& e) {
-  const __m512 zero = _mm512_setzero_ps();
-  switch (e.act) {
-    case Activation::kRelu:
-      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, zero, _CMP_LT_OQ), v, zero);
-      break;
-    case Activation::kClip: {
-      const __m512 lo = _mm512_set1_ps(e.lo), hi = _mm512_set1_ps(e.hi);
-      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, lo, _CMP_LT_OQ), v, lo);
-      v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(hi, v, _CMP_LT_OQ), v, hi);
-      break;
-    }
-    case Activation::kHardSwish: {
-      const __m512 six = _mm512_set1_ps(6.0f);
-      __m512 t = _mm512_add_ps(v, _mm512_set1_ps(3.0f));
-      t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(t, zero, _CMP_LT_OQ), t, zero);
-      t = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(six, t, _CMP_LT_OQ), t, six);
-      v = _mm512_div_ps(_mm512_mul_ps(v, t), six);
-      break;
-    }
-    default:
-      break;
-  }
-  if (e.affine) v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(e.a)), _mm512_set1_ps(e.b));
-  return v;
-}
+using vnni::activate;
+using vnni::dpbusd;
+using vnni::Lanes;
 
 // Channels [4q, 4q + 4) of X (rows of `pixels` codes, null past C) into xu's quad q, each code
 // XOR `flip_byte` (0x80: + 128, unsigned; 0: signed). Pixels go in chunks of 16 (64 bytes),
@@ -137,13 +96,6 @@ struct TileArgs {
   int64_t y_stride;
   const Conv2dParams* p;
 };
-
-// acc += Σ4 a (unsigned bytes) · b (signed bytes), in place: GCC 12 copies the accumulators
-// around _mm512_dpbusd_epi32 (and spills them) in this loop; the asm keeps each in its register.
-DYNAPREC_VNNI inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
-  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-  return acc;
-}
 
 template <int R, int V>
 DYNAPREC_VNNI void tile(const TileArgs& a) {
