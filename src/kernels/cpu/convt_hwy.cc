@@ -18,36 +18,40 @@ HWY_BEFORE_NAMESPACE();
 namespace dynaprec::cpu::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-// R output channels (from ocl) by V vectors of columns (from ox0) of output row kh.
-template <int R, int V>
-HWY_INLINE void Block(const ConvtRows& p, int64_t ocl, int64_t kh, int64_t ox0) {
-  const hn::ScalableTag<float> d;
+using DF = hn::ScalableTag<float>;
+// Per lane phase ph < SW: the permute that upsamples an input vector to output columns (lane j
+// reads input column (ph + j) / SW), made once per call.
+using Tables = decltype(hn::SetTableIndices(DF(), static_cast<const int32_t*>(nullptr)));
+
+// R output channels (from ocl) by V vectors of columns (from ox0) of output row kh. SW is the
+// stride along the row (a constant: the phase and column of each vector are a shift or a
+// multiply, not a division).
+template <int SW, int R, int V>
+HWY_INLINE void Block(const ConvtRows& p, const Tables* tables, int64_t ocl, int64_t kh,
+                      int64_t ox0) {
+  const DF d;
   const auto n = static_cast<int64_t>(hn::Lanes(d));
   int64_t ph[V];
   bool one_phase = true;
   for (int v = 0; v < V; ++v) {
-    ph[v] = (ox0 + v * n + p.pl) % p.sw;
+    ph[v] = (ox0 + v * n + p.pl) % SW;
     one_phase = one_phase && ph[v] == ph[0];
   }
-  // Lane j of vector v reads input column base[v] + idx[ph[v]][j]: the row upsampled in
-  // registers (idx = (ph + j) / sw).
+  // Lane j of vector v reads input column base[v] + (ph[v] + j) / SW: the row upsampled in
+  // registers.
   int64_t base[V];
-  for (int v = 0; v < V; ++v) base[v] = (ox0 + v * n + p.pl) / p.sw;
-  HWY_ALIGN int32_t idx[4][hn::MaxLanes(d)];
-  for (int64_t ph = 0; ph < p.sw; ++ph)
-    for (int64_t j = 0; j < n; ++j) idx[ph][j] = static_cast<int32_t>((ph + j) / p.sw);
-  decltype(hn::SetTableIndices(d, idx[0])) tbl[V];
-  for (int v = 0; v < V; ++v) tbl[v] = hn::SetTableIndices(d, idx[ph[v]]);
-  hn::Vec<decltype(d)> acc[R][V];
+  for (int v = 0; v < V; ++v) base[v] = (ox0 + v * n + p.pl) / SW;
+  hn::Vec<DF> acc[R][V];
   for (int r = 0; r < R; ++r)
     for (int v = 0; v < V; ++v) acc[r][v] = hn::Zero(d);
-  const int64_t wstep = p.sw * n;  // one input channel of a pattern
+  const int64_t wstep = SW * n;  // one input channel of a pattern
   const float* wbase[R];
   for (int r = 0; r < R; ++r) wbase[r] = p.wpat + ((ocl + r) * p.kh_n + kh) * p.cg * wstep;
   for (int64_t ci = 0; ci < p.cg; ++ci) {
     const float* xr = p.x + ci * p.x_stride;
-    hn::Vec<decltype(d)> xv[V];
-    for (int v = 0; v < V; ++v) xv[v] = hn::TableLookupLanes(hn::LoadU(d, xr + base[v]), tbl[v]);
+    hn::Vec<DF> xv[V];
+    for (int v = 0; v < V; ++v)
+      xv[v] = hn::TableLookupLanes(hn::LoadU(d, xr + base[v]), tables[ph[v]]);
     if (one_phase) {
       for (int r = 0; r < R; ++r) {
         const auto wv = hn::LoadU(d, wbase[r] + ci * wstep + ph[0] * n);
@@ -76,26 +80,48 @@ HWY_INLINE void Block(const ConvtRows& p, int64_t ocl, int64_t kh, int64_t ox0) 
   }
 }
 
-template <int R>
-HWY_INLINE void Channels(const ConvtRows& p, int64_t ocl, int64_t kh) {
-  const auto n = static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>()));
+template <int SW, int R>
+HWY_INLINE void Channels(const ConvtRows& p, const Tables* tables, int64_t ocl, int64_t kh) {
+  const auto n = static_cast<int64_t>(hn::Lanes(DF()));
   int64_t ox0 = 0;
-  for (; ox0 + 3 * n < p.ow; ox0 += 4 * n) Block<R, 4>(p, ocl, kh, ox0);
+  for (; ox0 + 3 * n < p.ow; ox0 += 4 * n) Block<SW, R, 4>(p, tables, ocl, kh, ox0);
   if (ox0 + n >= p.ow)
-    Block<R, 1>(p, ocl, kh, ox0);
+    Block<SW, R, 1>(p, tables, ocl, kh, ox0);
   else if (ox0 + 2 * n >= p.ow)
-    Block<R, 2>(p, ocl, kh, ox0);
+    Block<SW, R, 2>(p, tables, ocl, kh, ox0);
   else if (ox0 < p.ow)
-    Block<R, 3>(p, ocl, kh, ox0);
+    Block<SW, R, 3>(p, tables, ocl, kh, ox0);
 }
 
-void ConvtRowsImpl(const ConvtRows& p) {
+template <int SW>
+void RowsT(const ConvtRows& p) {
+  const DF d;
+  const auto n = static_cast<int64_t>(hn::Lanes(d));
+  HWY_ALIGN int32_t idx[hn::MaxLanes(d)];
+  Tables tables[SW];
+  for (int ph = 0; ph < SW; ++ph) {
+    for (int64_t j = 0; j < n; ++j) idx[j] = static_cast<int32_t>((ph + j) / SW);
+    tables[ph] = hn::SetTableIndices(d, idx);
+  }
   for (int64_t kh = 0; kh < p.kh_n; ++kh) {
     const int64_t oh = p.oh0 + kh;
     if (oh < 0 || oh >= p.oh_n) continue;
     int64_t ocl = 0;
-    for (; ocl + 4 <= p.ocg; ocl += 4) Channels<4>(p, ocl, kh);
-    for (; ocl < p.ocg; ++ocl) Channels<1>(p, ocl, kh);
+    for (; ocl + 4 <= p.ocg; ocl += 4) Channels<SW, 4>(p, tables, ocl, kh);
+    for (; ocl < p.ocg; ++ocl) Channels<SW, 1>(p, tables, ocl, kh);
+  }
+}
+
+void ConvtRowsImpl(const ConvtRows& p) {
+  switch (p.sw) {
+    case 1:
+      return RowsT<1>(p);
+    case 2:
+      return RowsT<2>(p);
+    case 3:
+      return RowsT<3>(p);
+    default:
+      return RowsT<4>(p);
   }
 }
 
