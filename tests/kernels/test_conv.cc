@@ -529,19 +529,21 @@ TEST(ConvCpu, DepthwiseInt8VnniMatchesIntegerSums) {
   }
 }
 
-// The int8 KxK AMX convolution (stride 1), called directly, against the reference bit for bit:
-// kernels 3x3, 5x5, 1x7 and 2x3, symmetric and asymmetric padding (and none), C and OC not
-// multiples of the tiles, widths with a partial last pixel block, activation and affine.
-TEST(ConvCpu, AmxInt8ConvMatchesTheReference) {
-  if (cpu::pwconv_int8_isa() != cpu::PwIsa::kAmx) GTEST_SKIP() << "no AMX here";
+// The int8 KxK convolutions (stride 1) on each instruction set this CPU has (VNNI, AMX), called
+// directly, against the reference bit for bit: kernels 3x3, 5x5, 1x7 and 2x3, symmetric and
+// asymmetric padding (and none), C and OC not multiples of the tiles, widths with partial last
+// pixel blocks (and several blocks), activation and affine, sigmoid after the store.
+TEST(ConvCpu, KxKInt8ConvOnEveryIsaMatchesTheReference) {
+  const cpu::PwIsa best = cpu::pwconv_int8_isa();
+  if (best == cpu::PwIsa::kNone) GTEST_SKIP() << "no AVX-512 VNNI here";
   struct Geo {
     int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
   };
   uint32_t seed = 1300;
   for (const Geo& g : {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{20, 7, 6, 37, 5, 5, 2, 2, 2, 2},
                        Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
-                       Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}})
-    for (Activation a : {Activation::kNone, Activation::kHardSwish}) {
+                       Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, Geo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
+    for (Activation a : {Activation::kNone, Activation::kHardSwish, Activation::kSigmoid}) {
       const Tensor x = test::gaussian({1, g.c, g.h, g.w}, seed++);
       const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
       const Tensor b = test::gaussian({g.oc}, seed++);
@@ -554,18 +556,27 @@ TEST(ConvCpu, AmxInt8ConvMatchesTheReference) {
       Tensor want = Tensor::zeros(ys, DType::kF32);
       ref::conv2d(x, cw, b.data_as<float>(), p, want);
       const auto [sx, xq] = reference_codes(x);
-      const cpu::ConvInt8AmxWeights aw =
-          cpu::conv_int8_amx_prepare(cw.matrix.data.data_as<int8_t>(), g.oc, g.c, g.kh, g.kw);
+      const int8_t* codes = cw.matrix.data.data_as<int8_t>();
+      const float* wscale = cw.matrix.data.quant().scales.data();
       const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};
-      for (int threads : {1, 2}) {
-        Tensor got = Tensor::zeros(ys, DType::kF32);
-        cpu::conv_int8_amx(xq.data(), g.h, g.w, pads, aw, cw.matrix.data.quant().scales.data(), sx,
-                           b.data_as<float>(), p, got.data_as<float>(), threads);
-        for (int64_t i = 0; i < got.numel(); ++i)
-          ASSERT_EQ(std::bit_cast<uint32_t>(got.data_as<float>()[i]),
-                    std::bit_cast<uint32_t>(want.data_as<float>()[i]))
-              << "c" << g.c << " oc" << g.oc << " k" << g.kh << "x" << g.kw << " threads "
-              << threads << " at " << i;
+      for (bool amx : {false, true}) {
+        if (amx && best != cpu::PwIsa::kAmx) continue;
+        for (int threads : {1, 2}) {
+          Tensor got = Tensor::zeros(ys, DType::kF32);
+          if (amx)
+            cpu::conv_int8_amx(xq.data(), g.h, g.w, pads,
+                               cpu::conv_int8_amx_prepare(codes, g.oc, g.c, g.kh, g.kw), wscale, sx,
+                               b.data_as<float>(), p, got.data_as<float>(), threads);
+          else
+            cpu::conv_int8_vnni(xq.data(), g.h, g.w, pads,
+                                cpu::conv_int8_vnni_prepare(codes, g.oc, g.c, g.kh, g.kw), wscale,
+                                sx, b.data_as<float>(), p, got.data_as<float>(), threads);
+          for (int64_t i = 0; i < got.numel(); ++i)
+            ASSERT_EQ(std::bit_cast<uint32_t>(got.data_as<float>()[i]),
+                      std::bit_cast<uint32_t>(want.data_as<float>()[i]))
+                << (amx ? "amx" : "vnni") << " c" << g.c << " oc" << g.oc << " k" << g.kh << "x"
+                << g.kw << " threads " << threads << " at " << i;
+        }
       }
     }
 }

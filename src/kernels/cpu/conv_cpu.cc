@@ -176,6 +176,7 @@ struct ConvState {
   std::optional<PwInt8Weights> pointwise;       // conv_pointwise's form of W (int8)
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
   std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
+  std::optional<ConvInt8VnniWeights> kxk_vnni;  // conv_kxk_vnni's
   std::optional<DwInt8Weights> dw_int8;         // conv_depthwise's on VNNI (int8)
   std::vector<float> w_float;                   // weights_as_floats
 };
@@ -1212,6 +1213,35 @@ bool amx_conv_applies(const Geom& gm, Format f) {
          gm.c <= 65536 / (gm.kh * gm.kw) && pwconv_int8_isa() == PwIsa::kAmx;
 }
 
+// The same on AVX-512 VNNI where there is no AMX (pwconv_vnni.h conv_int8_vnni).
+bool vnni_conv_applies(const Geom& gm, Format f) {
+  const Conv2dParams& p = *gm.p;
+  return f == Format::kInt8 && gm.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
+         p.dilation_h == 1 && p.dilation_w == 1 && gm.c >= 16 && gm.kh * gm.kw <= 49 &&
+         gm.c <= 65536 / (gm.kh * gm.kw) && pwconv_int8_isa() == PwIsa::kVnni;
+}
+
+bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
+                   const float* bias, float* y, int threads) {
+  if (!vnni_conv_applies(gm, w.matrix.format)) return false;
+  ConvState& st = state(w);
+  const ConvInt8VnniWeights* cw = nullptr;
+  {
+    std::lock_guard lock(st.mu);
+    if (!st.kxk_vnni)
+      st.kxk_vnni =
+          conv_int8_vnni_prepare(w.matrix.data.data_as<int8_t>(), gm.oc, gm.c, gm.kh, gm.kw);
+    cw = &*st.kxk_vnni;
+  }
+  const Conv2dParams& p = *gm.p;
+  const int64_t pads[4] = {p.pad_top, p.pad_left, p.pad_bottom, p.pad_right};
+  const float* wscale = w.matrix.data.quant().scales.data();
+  for (int64_t n = 0; n < gm.n; ++n)
+    conv_int8_vnni(xq + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
+                   y + n * gm.oc * gm.pixels, threads);
+  return true;
+}
+
 // int8 KxK convolutions on AMX straight from and to NCHW (pwconv_vnni.h conv_int8_amx).
 bool conv_amx(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w, const float* bias,
               float* y, int threads) {
@@ -1268,9 +1298,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     // Where oneDNN's convolution or the depthwise kernel is the first choice, only the scale now
     // (their codes go straight into oneDNN's layout or the padded planes); else the codes too,
     // in the same pass.
-    const bool dnnl_first = f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
-                                                   (impl == ConvImpl::kAuto && !is_depthwise(gm) &&
-                                                    !is_pointwise(gm) && !amx_conv_applies(gm, f)));
+    const bool dnnl_first =
+        f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
+                               (impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
+                                !amx_conv_applies(gm, f) && !vnni_conv_applies(gm, f)));
     const bool depthwise_first = f == Format::kInt8 && is_depthwise(gm) &&
                                  (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
     if (dnnl_first || depthwise_first)
@@ -1297,6 +1328,7 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     if (is_depthwise(gm) && conv_depthwise(gm, xs, sx, w, bias, yd, t)) return true;
     if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
     if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
+    if (vnni_conv_applies(gm, f) && conv_kxk_vnni(gm, codes(), sx, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured

@@ -82,12 +82,8 @@ void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_
           static_cast<uint8_t>((rows[j] ? rows[j][p] : 0) ^ flip_byte);
 }
 
-struct TileArgs {
-  const uint8_t* xu;  // the tile's first pixel in quad 0
-  int64_t quad_stride;
-  int64_t quads;
-  const int8_t* w;  // the tile's first row
-  int64_t c4;
+// What a tile's epilogue needs (the base of TileArgs and TapTileArgs).
+struct TileOut {
   int valid;            // pixels in the tile
   const int32_t* comp;  // 128 · Σ w per row
   const float* scale;   // sx · wscale per row
@@ -96,6 +92,45 @@ struct TileArgs {
   int64_t y_stride;
   const Conv2dParams* p;
 };
+
+struct TileArgs : TileOut {
+  const uint8_t* xu;  // the tile's first pixel in quad 0
+  int64_t quad_stride;
+  int64_t quads;
+  const int8_t* w;  // the tile's first row
+  int64_t c4;
+};
+
+struct TapTileArgs : TileOut {
+  const uint8_t* x;           // the tile's first pixel at tap 0, group 0 (padded codes + 128)
+  int64_t group_step;         // bytes from one group of 4 channels to the next
+  int64_t groups;             // groups of 4 input channels
+  const int64_t* tap_offset;  // bytes from tap 0 to each tap
+  int64_t taps;
+  const int32_t* w;  // the tile's first row: [taps][groups] quads
+  int64_t w_stride;  // taps · groups
+};
+
+// float(acc - 128·Σw) · scale + bias, the activation in registers (or after the store for
+// sigmoid), stored under the pixel masks: the reference's arithmetic.
+template <int R, int V>
+DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmask16 (&m)[V],
+                                        const TileOut& a) {
+  const Lanes e(*a.p);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512i comp = _mm512_set1_epi32(a.comp[r]);
+    const __m512 s = _mm512_set1_ps(a.scale[r]), b = _mm512_set1_ps(a.bias[r]);
+    float* yr = a.y + r * a.y_stride;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
+      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
+      _mm512_mask_storeu_ps(yr + 16 * v, m[v], e.lanes ? activate(o, e) : o);
+    }
+    if (!e.lanes) apply_activation_n(yr, a.valid, *a.p);
+  }
+}
 
 template <int R, int V>
 DYNAPREC_VNNI void tile(const TileArgs& a) {
@@ -122,20 +157,39 @@ DYNAPREC_VNNI void tile(const TileArgs& a) {
       for (int v = 0; v < V; ++v) acc[r][v] = dpbusd(acc[r][v], xv[v], wb);
     }
   }
-  const Lanes e(*a.p);
+  tile_epilogue<R, V>(acc, m, a);
+}
+
+// KxK on VNNI (conv_int8_vnni): the same tile, summed over the taps as well, each tap's X a
+// shifted view of the padded codes.
+template <int R, int V>
+DYNAPREC_VNNI void tap_tile(const TapTileArgs& a) {
+  __m512i acc[R][V];
+  __mmask16 m[V];
 #pragma GCC unroll 4
-  for (int r = 0; r < R; ++r) {
-    const __m512i comp = _mm512_set1_epi32(a.comp[r]);
-    const __m512 s = _mm512_set1_ps(a.scale[r]), b = _mm512_set1_ps(a.bias[r]);
-    float* yr = a.y + r * a.y_stride;
+  for (int v = 0; v < V; ++v) {
+    const int n = a.valid - 16 * v;
+    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
-      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
-      _mm512_mask_storeu_ps(yr + 16 * v, m[v], e.lanes ? activate(o, e) : o);
-    }
-    if (!e.lanes) apply_activation_n(yr, a.valid, *a.p);
+    for (int r = 0; r < R; ++r) acc[r][v] = _mm512_setzero_si512();
   }
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const uint8_t* xt = a.x + a.tap_offset[t];
+    const int32_t* wt = a.w + t * a.groups;
+    for (int64_t q = 0; q < a.groups; ++q) {
+      const uint8_t* xq = xt + q * a.group_step;
+      __m512i xv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512i wb = _mm512_set1_epi32(wt[r * a.w_stride + q]);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[r][v] = dpbusd(acc[r][v], xv[v], wb);
+      }
+    }
+  }
+  tile_epilogue<R, V>(acc, m, a);
 }
 
 // ---- AMX ------------------------------------------------------------------------------------
@@ -277,6 +331,12 @@ template <int R>
 constexpr TileFn kTilesOfRows[4] = {tile<R, 1>, tile<R, 2>, tile<R, 3>, tile<R, 4>};
 constexpr const TileFn* kTiles[4] = {kTilesOfRows<1>, kTilesOfRows<2>, kTilesOfRows<3>,
                                      kTilesOfRows<4>};
+using TapTileFn = void (*)(const TapTileArgs&);
+template <int R>
+constexpr TapTileFn kTapTilesOfRows[4] = {tap_tile<R, 1>, tap_tile<R, 2>, tap_tile<R, 3>,
+                                          tap_tile<R, 4>};
+constexpr const TapTileFn* kTapTiles[4] = {kTapTilesOfRows<1>, kTapTilesOfRows<2>,
+                                           kTapTilesOfRows<3>, kTapTilesOfRows<4>};
 
 }  // namespace
 
@@ -456,9 +516,89 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
     const int rows = static_cast<int>(std::min<int64_t>(4, oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, pixels - p0));
     const TileArgs a{
-        xu_data + p0 * 4,   pixels * 4,    quads,         w.w.data() + o0 * w.c4, w.c4,   valid,
-        w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0,   pixels, &p};
+        {valid, w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0, pixels, &p},
+        xu_data + p0 * 4,
+        pixels * 4,
+        quads,
+        w.w.data() + o0 * w.c4,
+        w.c4};
     kTiles[rows - 1][(valid + 15) / 16 - 1](a);
+  }
+}
+
+ConvInt8VnniWeights conv_int8_vnni_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
+                                           int64_t kw) {
+  ConvInt8VnniWeights p;
+  p.oc = oc;
+  p.c = c;
+  p.kh = kh;
+  p.kw = kw;
+  p.groups = (c + 3) / 4;
+  const int64_t taps = kh * kw;
+  p.w.assign(static_cast<size_t>(oc * taps * p.groups), 0);
+  p.comp.assign(static_cast<size_t>(oc), 0);
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t t = 0; t < taps; ++t) {
+        const int8_t v = w[(o * c + ch) * taps + t];
+        // Byte ch % 4 of the dword for (o, t, ch / 4), little-endian.
+        auto* quad = reinterpret_cast<int8_t*>(
+            &p.w[static_cast<size_t>((o * taps + t) * p.groups + ch / 4)]);
+        quad[ch % 4] = v;
+        p.comp[static_cast<size_t>(o)] += 128 * v;
+      }
+  return p;
+}
+
+void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
+                    const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
+                    const Conv2dParams& p, float* y, int threads) {
+  const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
+  if (oh <= 0 || ow <= 0) return;
+  const int64_t groups = cw.groups, taps = cw.kh * cw.kw;
+  if (taps > kMaxTaps)
+    throw Error(ErrorKind::kInternal, "conv_int8_vnni: more than 49 taps (conv_cpu.cc checks)");
+  // The padded codes + 128 as conv_int8_amx lays them out, [hp rows][groups][wp pixels][4]
+  // (128 = code 0 for the padding); the tiles' loads are masked to their pixels.
+  const int64_t hp = h + pads[0] + pads[2], wp = w + pads[1] + pads[3];
+  const int64_t group_step = wp * 4, row_step = groups * group_step;
+  thread_local std::vector<uint8_t> xp;
+  xp.assign(static_cast<size_t>(hp * row_step), 0x80);
+  const RowTerms rt = row_terms(cw.oc, sx, wscale, bias);
+  uint8_t* xp_data = xp.data();
+  const bool parallel = cw.oc * oh * ow * cw.c * taps > (int64_t{1} << 16);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < groups * h; ++t) {
+    const int64_t q = t / h, iy = t % h;
+    const int8_t* rows[4];
+    for (int64_t j = 0; j < 4; ++j)
+      rows[j] = 4 * q + j < cw.c ? xq + ((4 * q + j) * h + iy) * w : nullptr;
+    pack_quad(rows, w, xp_data + (iy + pads[0]) * row_step + q * group_step + pads[1] * 4, 0x80,
+              64);
+  }
+  int64_t tap_offset[kMaxTaps];
+  for (int64_t ky = 0; ky < cw.kh; ++ky)
+    for (int64_t kx = 0; kx < cw.kw; ++kx) tap_offset[ky * cw.kw + kx] = ky * row_step + kx * 4;
+  // Tiles of 4 rows by 64 pixels of one output row, rows innermost: the rows of one pixel block
+  // share its X lines.
+  const int64_t row_blocks = (cw.oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
+    const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
+                  oy = t / (row_blocks * pixel_blocks);
+    const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
+    const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
+    const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
+    const TapTileArgs a{{valid, cw.comp.data() + o0, rt.scale + o0, rt.shift + o0,
+                         y + o0 * oh * ow + oy * ow + p0, oh * ow, &p},
+                        xp_data + oy * row_step + p0 * 4,
+                        group_step,
+                        groups,
+                        tap_offset,
+                        taps,
+                        cw.w.data() + o0 * taps * groups,
+                        taps * groups};
+    kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }
 

@@ -73,4 +73,20 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
                    const ConvInt8AmxWeights& cw, const float* wscale, float sx, const float* bias,
                    const Conv2dParams& p, float* y, int threads);
 
+/// The same on AVX-512 VNNI (no AMX): X's codes + 128 padded as for AMX (128 = code 0), tiles of
+/// 4 output channels by 64 pixels of one output row summed over the taps and the groups of 4
+/// input channels with vpdpbusd, 128 · Σw subtracted at the end. W: [oc][taps][groups] dwords
+/// of 4 codes (channels past C zero). Needs pwconv_int8_isa() != PwIsa::kNone; C · KH · KW <=
+/// 65536 keeps the sums exact in int32.
+struct ConvInt8VnniWeights {
+  int64_t oc = 0, c = 0, kh = 0, kw = 0, groups = 0;
+  std::vector<int32_t> w;     ///< [oc][kh·kw][groups]
+  std::vector<int32_t> comp;  ///< [oc] 128 · Σ w
+};
+ConvInt8VnniWeights conv_int8_vnni_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
+                                           int64_t kw);
+void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
+                    const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
+                    const Conv2dParams& p, float* y, int threads);
+
 }  // namespace dynaprec::cpu
