@@ -180,17 +180,22 @@ void run_plane(const Geom& g, const ConvTransposeWeights& w, const MatmulWeights
 // is upsampled to the output columns in registers; each output is a dot product over the input
 // channels with its tap's weights, which the kernel takes as lane patterns (made once per layer
 // for the dispatched target's width). Measured on the detector's 2x2 stride-2 layers (docs).
-bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
-                           const ConvTransposeParams& p, const float* xs, const int8_t* xq,
-                           float sx, const float* bias, float* yd, int threads) {
-  const Format f = w.matrix.format;
-  if (f == Format::kInt4 || g.dh != 1 || g.dw != 1 || g.kh != g.sh || g.kw != g.sw || g.sw > 4 ||
-      g.pt < 0 || g.pl < 0 || g.h * g.sh - g.pt < g.oh || g.w * g.sw - g.pl < g.ow || g.cg > 1040)
+bool direct_applies(const Geom& g, const ConvTransposeWeights& w) {
+  if (w.matrix.format == Format::kInt4 || g.dh != 1 || g.dw != 1 || g.kh != g.sh || g.kw != g.sw ||
+      g.sw > 4 || g.pt < 0 || g.pl < 0 || g.h * g.sh - g.pt < g.oh || g.w * g.sw - g.pl < g.ow ||
+      g.cg > 1040)
     return false;
+  // The patterns: every matrix row's cg weights, sw phases of `lanes` each (bounded: 4 MiB).
+  return w.groups * g.rows * g.cg * g.sw * cpu::convt_lanes() <= (int64_t{1} << 20);
+}
+
+bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
+                           const ConvTransposeParams& p, const float* xs, float sx,
+                           const float* bias, float* yd, int threads) {
+  if (!direct_applies(g, w)) return false;
+  const Format f = w.matrix.format;
   const int64_t lanes = cpu::convt_lanes(), sw = g.sw, taps = g.kh * g.kw;
   const int64_t total_rows = w.groups * g.rows;
-  // The patterns: every matrix row's cg weights, sw phases of `lanes` each (bounded: 4 MiB).
-  if (total_rows * g.cg * sw * lanes > (int64_t{1} << 20)) return false;
   const QuantParams& qp = w.matrix.data.quant();
   State& st = state(w);
   const float* wpat = nullptr;
@@ -245,16 +250,14 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
     thread_local std::vector<float> rows;
     if (rows.size() != static_cast<size_t>(g.cg * stride))
       rows.assign(static_cast<size_t>(g.cg * stride), 0.0f);  // the slack stays 0
-    for (int64_t ci = 0; ci < g.cg; ++ci) {
-      const int64_t at = (n * g.c + grp * g.cg + ci) * pixels + ih * g.w;
-      float* dst = rows.data() + ci * stride;
-      if (f == Format::kInt8)
-        for (int64_t i = 0; i < g.w; ++i) dst[i] = xq[at + i];
-      else if (act_format == Format::kFp32)
-        std::copy_n(xs + at, g.w, dst);
-      else
-        round_float_array(act_format, xs + at, dst, static_cast<size_t>(g.w));
-    }
+    // The group's cg channel rows (pixels apart) as the format rounds them, in one call.
+    const float* src = xs + (n * g.c + grp * g.cg) * pixels + ih * g.w;
+    const auto ss = static_cast<size_t>(pixels), ds = static_cast<size_t>(stride);
+    const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
+    if (f == Format::kInt8)
+      int8_round_rows(src, ss, rows.data(), ds, nrows, len, sx);
+    else
+      round_float_rows(act_format, src, ss, rows.data(), ds, nrows, len);
     cpu::ConvtRows r;
     r.x = rows.data();
     r.x_stride = stride;
@@ -392,13 +395,18 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
 
   // int formats: X quantized once with one scale over all of it, on the OpenMP threads
   // (bit-identical to the reference's codes).
+  // The direct path rounds each input row itself and needs only the scale; the others take the
+  // codes, made here.
   std::vector<int8_t> xq;
   float sx = 1.0f;
-  if (is_int(f)) {
+  const bool direct = direct_applies(g, w);
+  if (direct && f == Format::kInt8) {
+    sx = cpu::int8_activation_scale(xs, count, t, "ConvTranspose: inputs");
+  } else if (is_int(f)) {
     xq.resize(count);
     sx = cpu::quantize_x_int8(xs, count, xq.data(), t, "ConvTranspose: inputs");
   }
-  if (conv_transpose_direct(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
+  if (direct && conv_transpose_direct(g, w, p, xs, sx, bias, yd, t)) return;
   if (conv_transpose_plain(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   const std::vector<MatmulWeights>& slices = group_slices(w);
   std::fill_n(yd, y.numel(), 0.0f);
