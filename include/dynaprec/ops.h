@@ -62,6 +62,10 @@ Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op = "br
 /// f32, i32 or i64 (Equal also bool). Integer arithmetic wraps (two's complement).
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
 
+/// a + a · b (f32, broadcast as binary): Add(a, Mul(a, b)) in one pass, the two roundings of the
+/// separate ops (the residual of a squeeze-excite block, which the executor fuses).
+Tensor add_scaled(const Tensor& a, const Tensor& b);
+
 /// Unary elementwise ops (ONNX operator in parentheses). f32 unless noted.
 enum class UnaryOp : uint8_t {
   kNeg,          ///< -x (Neg); also i32/i64 (wrapping)
@@ -275,6 +279,7 @@ Tensor resize(const Tensor& x, const ResizeParams& p);
 namespace ref {
 // Same signatures and contracts as the functions above.
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b);
+Tensor add_scaled(const Tensor& a, const Tensor& b);
 Tensor unary(UnaryOp op, const Tensor& x, const UnaryParams& p = {});
 Tensor cast(const Tensor& x, DType to);
 Tensor reduce(ReduceOp op, const Tensor& x, const std::vector<int64_t>& axes, bool keepdims = true,

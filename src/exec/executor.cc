@@ -553,6 +553,31 @@ void Executor::Impl::fuse(Graph& g) {
       producer[conv.outputs[0]] = i;
     }
   }
+  // Add(x, Mul(x, s)) (either order of either), the Mul's output read only there: one pass,
+  // AddScaled(x, s) (op_table.h), instead of writing the product and reading it back (the
+  // residual of the detector's squeeze-excite blocks, on 160x160 planes).
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& add = g.nodes[i];
+    if (dead[i] || add.op != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+        !add.domain.empty())
+      continue;
+    for (size_t side = 0; side < 2; ++side) {
+      auto pit = producer.find(add.inputs[side]);
+      if (pit == producer.end() || dead[pit->second]) continue;
+      Node& mul = g.nodes[pit->second];
+      const std::string& x = add.inputs[1 - side];
+      if (mul.op != "Mul" || mul.inputs.size() != 2 || mul.outputs.size() != 1 ||
+          !mul.domain.empty() || uses[mul.outputs[0]] != 1 ||
+          (mul.inputs[0] != x && mul.inputs[1] != x))
+        continue;
+      const std::string s = mul.inputs[0] == x ? mul.inputs[1] : mul.inputs[0];
+      add.inputs = {x, s};
+      add.op = "AddScaled";
+      add.domain = std::string(exec::kFusedDomain);
+      dead[pit->second] = 1;
+      break;
+    }
+  }
   std::vector<Node> kept;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!dead[i]) kept.push_back(std::move(g.nodes[i]));
@@ -742,7 +767,8 @@ std::unique_ptr<CompiledGraph> Executor::Impl::compile(const Graph& g,
     } else {
       if (top) s.layer = make_layer(n, g);
       if (s.layer < 0) {
-        s.fn = exec::find_op(n.domain, n.op, n.opset);
+        s.fn = n.domain == exec::kFusedDomain ? exec::find_fused_op(n.op)
+                                              : exec::find_op(n.domain, n.op, n.opset);
         if (!s.fn)
           throw Error(ErrorKind::kUnsupported,
                       "unsupported operator " + n.op + " (domain '" +

@@ -1466,6 +1466,18 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset) {
   return best;
 }
 
+namespace {
+Outputs op_add_scaled(const Node& n, Inputs in) {
+  check_inputs(n, in, 2, 2);
+  const Tensor& a = *in[0];
+  const Tensor& b = *in[1];
+  if (a.dtype() == DType::kF32 && b.dtype() == DType::kF32) return {add_scaled(a, b)};
+  return {ew_binary(n, BinaryOp::kAdd, a, ew_binary(n, BinaryOp::kMul, a, b))};
+}
+}  // namespace
+
+OpFn find_fused_op(std::string_view op) { return op == "AddScaled" ? &op_add_scaled : nullptr; }
+
 bool executor_builtin(std::string_view op) { return op == "If"; }
 
 bool has_attr(const Node& n, const std::string& name) { return n.attrs.count(name) != 0; }

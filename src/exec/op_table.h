@@ -30,6 +30,12 @@ using OpFn = std::vector<Tensor> (*)(const Node& node, std::span<const Tensor* c
 /// The implementation for (domain, op) at `opset` (domain "" or "ai.onnx"), or nullptr.
 OpFn find_op(std::string_view domain, std::string_view op, int64_t opset);
 
+/// The domain of the nodes the executor's fusion makes (never accepted from a model: find_op
+/// does not know it), and their implementations:
+///   AddScaled(a, b) = Add(a, Mul(a, b))   (ops.h add_scaled; any dtype Add and Mul take)
+inline constexpr std::string_view kFusedDomain = "dynaprec.fused";
+OpFn find_fused_op(std::string_view op);
+
 /// Ops the executor runs itself (If), which find_op does not list.
 bool executor_builtin(std::string_view op);
 

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <bit>
+
 #include <algorithm>
 #include <cmath>
 #include <random>
@@ -248,20 +250,56 @@ TEST(Executor, BadInputsAreRefusedWithTheirName) {
 }
 
 TEST(Executor, UnsupportedOpsAreRefusedAtLoad) {
-  Model m = conv_bn_relu_model();
-  Node n = node("FancyOp", {"y"}, {"z"});
-  n.domain = "com.example";
-  n.opset = 3;
-  m.graph.nodes.push_back(n);
-  try {
-    Executor e(m);
-    FAIL() << "accepted";
-  } catch (const Error& err) {
-    EXPECT_EQ(err.kind(), ErrorKind::kUnsupported);
-    EXPECT_NE(std::string(err.what()).find("FancyOp (domain 'com.example', opset 3)"),
-              std::string::npos)
-        << err.what();
+  // An unknown op, and the executor's own fused op named in a model (its domain is internal).
+  for (const auto& [op, domain] : {std::pair<std::string, std::string>{"FancyOp", "com.example"},
+                                   {"AddScaled", "dynaprec.fused"}}) {
+    Model m = conv_bn_relu_model();
+    Node n = node(op, {"y", "y"}, {"z"});
+    n.domain = domain;
+    n.opset = 3;
+    m.graph.nodes.push_back(n);
+    try {
+      Executor e(m);
+      FAIL() << op << " accepted";
+    } catch (const Error& err) {
+      EXPECT_EQ(err.kind(), ErrorKind::kUnsupported);
+      EXPECT_NE(std::string(err.what()).find(op + " (domain '" + domain + "', opset 3)"),
+                std::string::npos)
+          << err.what();
+    }
   }
+}
+
+// Add(x, Mul(x, s)) (a squeeze-excite residual) runs as one AddScaled node with the unfused
+// graph's bits, in either operand order; a Mul whose product is also read elsewhere, or whose
+// other factor is not the Add's other operand, stays as written.
+TEST(Executor, SqueezeExciteResidualIsOnePass) {
+  Model m;
+  m.opsets[""] = 14;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {5, ""}, {-1, "H"}, {-1, "W"}}),
+              value("s", {{1, ""}, {5, ""}, {1, ""}, {1, ""}})};
+  g.outputs = {value("y1", {}), value("y2", {}), value("y3", {}), value("m3", {})};
+  g.nodes.push_back(node("Mul", {"x", "s"}, {"m1"}));
+  g.nodes.push_back(node("Add", {"x", "m1"}, {"y1"}));
+  g.nodes.push_back(node("Mul", {"s", "y1"}, {"m2"}));
+  g.nodes.push_back(node("Add", {"m2", "y1"}, {"y2"}));
+  g.nodes.push_back(node("Mul", {"y2", "s"}, {"m3"}));  // m3 is a graph output too
+  g.nodes.push_back(node("Add", {"y2", "m3"}, {"y3"}));
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({1, 5, 6, 37}, 61), s = randn({1, 5, 1, 1}, 62);
+  const TensorMap a = fused.run({{"x", x}, {"s", s}}), b = plain.run({{"x", x}, {"s", s}});
+  for (const char* name : {"y1", "y2", "y3", "m3"})
+    for (int64_t i = 0; i < b.at(name).numel(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(a.at(name).data_as<float>()[i]),
+                std::bit_cast<uint32_t>(b.at(name).data_as<float>()[i]))
+          << name << " at " << i;
+  RunStats st;
+  st.profile_ops = true;
+  fused.run({{"x", x}, {"s", s}}, {}, &st);
+  std::string ran;
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  EXPECT_EQ(ran, "Add AddScaled Mul ") << "the first two pairs fused, the third not";
 }
 
 }  // namespace

@@ -90,6 +90,30 @@ TEST(OpsFast, BinaryBroadcastLayoutsBitForBit) {
   EXPECT_GE(targets, 1u);
 }
 
+// add_scaled (a + a·b) on the binary layouts: the reference's Add(a, Mul(a, b)), bit for bit.
+TEST(OpsFast, AddScaledIsAddOfMulBitForBit) {
+  const std::vector<std::pair<Shape, Shape>> layouts = {{{17}, {17}},
+                                                        {{5, 7}, {}},
+                                                        {{6, 19}, {6, 1}},
+                                                        {{2, 3, 5, 7}, {3, 1, 1}},
+                                                        {{1, 96, 9, 41}, {1, 96, 1, 1}},
+                                                        {{6, 1}, {1, 19}},
+                                                        {{70001}, {1}}};
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 300;
+    for (const auto& [sa, sb] : layouts) {
+      const Tensor a = nasty(sa, seed++), b = nasty(sb, seed++);
+      const std::string what = target + " AddScaled " + shapes_str(sa, sb);
+      const Tensor want = ref::binary(BinaryOp::kAdd, a, ref::binary(BinaryOp::kMul, a, b));
+      expect_same_bits(ref::add_scaled(a, b), want, what + " ref");
+      expect_same_bits(add_scaled(a, b), want, what);
+      if (a.rank() >= 2)
+        expect_same_bits(add_scaled(test::strided_copy(a), b), want, what + " strided");
+    }
+  });
+  EXPECT_THROW(add_scaled(Tensor::zeros({3}, DType::kI32), Tensor::zeros({3}, DType::kI32)), Error);
+}
+
 TEST(OpsFast, BinaryKernelTails) {
   // Every run layout (vector-vector, vector-scalar, scalar-vector, scalar-scalar) at every
   // length up to 70: the tails of every vector width.

@@ -213,6 +213,11 @@ void BinaryF32(BinaryOp op, const float* a, const float* b, float* y, const Bina
   }
 }
 
+// a + a·b: the product rounded, then the sum (ops.h add_scaled; no contraction, see CMakeLists).
+void AddScaledF32(const float* a, const float* b, float* y, const BinaryPlan& p) {
+  BinaryPlanned([](VF u, VF v) { return hn::Add(u, hn::Mul(u, v)); }, a, b, y, p);
+}
+
 // ---- Unary ----------------------------------------------------------------------------------
 
 template <class F>
@@ -430,6 +435,7 @@ HWY_AFTER_NAMESPACE();
 namespace dynaprec {
 namespace cpu {
 HWY_EXPORT(BinaryF32);
+HWY_EXPORT(AddScaledF32);
 HWY_EXPORT(UnaryF32);
 HWY_EXPORT(ReduceRowsF32);
 HWY_EXPORT(SoftmaxRowsF32);
@@ -469,14 +475,24 @@ bool unary_f32_supported(UnaryOp op) {
   }
 }
 
-void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& plan) {
-  DP_CHECK(binary_f32_supported(op), "binary_f32: unsupported op");
+namespace {
+void check_plan(const BinaryPlan& plan) {
   DP_CHECK(!plan.dims.empty() && plan.a_strides.size() == plan.dims.size() &&
                plan.b_strides.size() == plan.dims.size(),
            "binary_f32: malformed plan");
   const int64_t ia = plan.a_strides.back(), ib = plan.b_strides.back();
   DP_CHECK((ia == 0 || ia == 1) && (ib == 0 || ib == 1), "binary_f32: inner strides not 0/1");
+}
+}  // namespace
+
+void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& plan) {
+  DP_CHECK(binary_f32_supported(op), "binary_f32: unsupported op");
+  check_plan(plan);
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(BinaryF32)(op, a, b, y, plan);
+}
+void add_scaled_f32(const float* a, const float* b, float* y, const BinaryPlan& plan) {
+  check_plan(plan);
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(AddScaledF32)(a, b, y, plan);
 }
 void unary_f32(UnaryOp op, const UnaryParams& p, const float* x, float* y, size_t n) {
   DP_CHECK(unary_f32_supported(op), "unary_f32: unsupported op");
@@ -540,6 +556,18 @@ cpu::BinaryPlan plan_binary(const Tensor& a, const Tensor& b, const Shape& out) 
 }
 
 }  // namespace
+
+Tensor add_scaled(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32) return ref::add_scaled(a, b);
+  Tensor y = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), "AddScaled"), DType::kF32);
+  if (y.numel() == 0) return y;
+  const Tensor ac = contiguous(a), bc = contiguous(b);
+  const cpu::BinaryPlan plan = plan_binary(ac, bc, y.shape());
+  const int64_t ia = plan.a_strides.back(), ib = plan.b_strides.back();
+  if ((ia != 0 && ia != 1) || (ib != 0 && ib != 1)) return ref::add_scaled(a, b);
+  cpu::add_scaled_f32(ac.data_as<float>(), bc.data_as<float>(), y.data_as<float>(), plan);
+  return y;
+}
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32 || !cpu::binary_f32_supported(op))

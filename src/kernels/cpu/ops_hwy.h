@@ -26,6 +26,8 @@ struct BinaryPlan {
 };
 /// y = op(a, b) over the plan; op must be binary_f32_supported. Bit-identical to ref::binary.
 void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& plan);
+/// y = a + a · b over the plan (add_scaled), the same checks as binary_f32.
+void add_scaled_f32(const float* a, const float* b, float* y, const BinaryPlan& plan);
 
 /// y[i] = op(x[i]) for n values; op must be unary_f32_supported. Bit-identical to ref::unary but
 /// for Exp, Sigmoid and Tanh (tolerances in ops_hwy.cc).

@@ -228,6 +228,12 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
 
 namespace ref {
 
+Tensor add_scaled(const Tensor& a, const Tensor& b) {
+  if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32)
+    fail("AddScaled", "takes float32, got " + describe("A", a) + " and " + describe("B", b));
+  return ref::binary(BinaryOp::kAdd, a, ref::binary(BinaryOp::kMul, a, b));
+}
+
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
   const std::string_view name = binary_op_name(op);
   if (op >= BinaryOp::kCount) fail(name, "unknown op " + num(static_cast<int>(op)));
