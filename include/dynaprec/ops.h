@@ -274,6 +274,12 @@ struct ResizeParams {
 /// that do not divide evenly follow the ONNX reference (onnx/onnx#2462).
 Tensor resize(const Tensor& x, const ResizeParams& p);
 
+/// a + resize(x, p) (resize(x, p) + a with resized_first): Add after Resize in one pass where
+/// the mode is nearest and a has the output's shape (the top-down path of a feature pyramid),
+/// the separate ops' bits; otherwise the two ops.
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
+                   bool resized_first = false);
+
 // ---- The references ---------------------------------------------------------------------------
 
 namespace ref {
@@ -314,6 +320,8 @@ Tensor expand(const Tensor& x, const std::vector<int64_t>& shape);
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats);
 Tensor resize(const Tensor& x, const ResizeParams& p);
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
+                   bool resized_first = false);
 }  // namespace ref
 
 }  // namespace dynaprec

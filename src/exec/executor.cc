@@ -578,6 +578,33 @@ void Executor::Impl::fuse(Graph& g) {
       break;
     }
   }
+  // Add(a, Resize(X)) (either order), the resized tensor read only there, Resize of opset 11+:
+  // one pass, AddResized (the top-down path of a feature pyramid: the upsampled map is never
+  // written).
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& add = g.nodes[i];
+    if (dead[i] || add.op != "Add" || add.inputs.size() != 2 || add.outputs.size() != 1 ||
+        !add.domain.empty())
+      continue;
+    for (size_t side = 0; side < 2; ++side) {
+      auto pit = producer.find(add.inputs[side]);
+      if (pit == producer.end() || dead[pit->second]) continue;
+      Node& rs = g.nodes[pit->second];
+      if (rs.op != "Resize" || !rs.domain.empty() || rs.opset < 11 || rs.outputs.size() != 1 ||
+          uses[rs.outputs[0]] != 1 || rs.inputs.empty())
+        continue;
+      std::vector<std::string> inputs = {add.inputs[1 - side]};
+      inputs.insert(inputs.end(), rs.inputs.begin(), rs.inputs.end());
+      add.inputs = std::move(inputs);
+      add.attrs = rs.attrs;
+      add.attrs["resized_first"] = static_cast<int64_t>(side == 0);
+      add.opset = rs.opset;
+      add.op = "AddResized";
+      add.domain = std::string(exec::kFusedDomain);
+      dead[pit->second] = 1;
+      break;
+    }
+  }
   std::vector<Node> kept;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!dead[i]) kept.push_back(std::move(g.nodes[i]));

@@ -624,7 +624,8 @@ Outputs op_upsample(const Node& n, Inputs in) {
   return {back_to(resize(as_f32(n, in, 0), p), in[0]->dtype())};
 }
 
-Outputs op_resize_11(const Node& n, Inputs in) {
+// Resize-11+'s parameters for inputs (X, roi, scales, sizes).
+ResizeParams resize11_params(const Node& n, Inputs in) {
   check_inputs(n, in, 1, 4);
   ResizeParams p;
   p.mode = resize_mode(n);
@@ -675,6 +676,11 @@ Outputs op_resize_11(const Node& n, Inputs in) {
   } else {
     bad(n, "one of scales and sizes must be given");
   }
+  return p;
+}
+
+Outputs op_resize_11(const Node& n, Inputs in) {
+  const ResizeParams p = resize11_params(n, in);
   return {back_to(resize(as_f32(n, in, 0), p), in[0]->dtype())};
 }
 
@@ -1474,9 +1480,27 @@ Outputs op_add_scaled(const Node& n, Inputs in) {
   if (a.dtype() == DType::kF32 && b.dtype() == DType::kF32) return {add_scaled(a, b)};
   return {ew_binary(n, BinaryOp::kAdd, a, ew_binary(n, BinaryOp::kMul, a, b))};
 }
+
+// AddResized(a, X, roi, scales, sizes) with Resize-11's attributes and resized_first:
+// Add(a, Resize(X, ...)) (Add(Resize(...), a) with resized_first = 1).
+Outputs op_add_resized(const Node& n, Inputs in) {
+  check_inputs(n, in, 2, 5);
+  const Inputs rin = in.subspan(1);
+  const ResizeParams p = resize11_params(n, rin);
+  const bool first = attr_int(n, "resized_first", 0) != 0;
+  const Tensor& a = *in[0];
+  if (a.dtype() == DType::kF32 && rin[0]->dtype() == DType::kF32)
+    return {add_resized(a, *rin[0], p, first)};
+  const Tensor r = back_to(resize(as_f32(n, rin, 0), p), rin[0]->dtype());
+  return {first ? ew_binary(n, BinaryOp::kAdd, r, a) : ew_binary(n, BinaryOp::kAdd, a, r)};
+}
 }  // namespace
 
-OpFn find_fused_op(std::string_view op) { return op == "AddScaled" ? &op_add_scaled : nullptr; }
+OpFn find_fused_op(std::string_view op) {
+  if (op == "AddScaled") return &op_add_scaled;
+  if (op == "AddResized") return &op_add_resized;
+  return nullptr;
+}
 
 bool executor_builtin(std::string_view op) { return op == "If"; }
 

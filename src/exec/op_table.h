@@ -33,6 +33,9 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset);
 /// The domain of the nodes the executor's fusion makes (never accepted from a model: find_op
 /// does not know it), and their implementations:
 ///   AddScaled(a, b) = Add(a, Mul(a, b))   (ops.h add_scaled; any dtype Add and Mul take)
+///   AddResized(a, X, roi, scales, sizes) = Add(a, Resize(X, roi, scales, sizes)) with the
+///     Resize's (opset 11+) attributes, or Add(Resize(...), a) with resized_first = 1
+///     (ops.h add_resized)
 inline constexpr std::string_view kFusedDomain = "dynaprec.fused";
 OpFn find_fused_op(std::string_view op);
 

@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <bit>
 
 #include <algorithm>
@@ -268,6 +269,50 @@ TEST(Executor, UnsupportedOpsAreRefusedAtLoad) {
           << err.what();
     }
   }
+}
+
+// Add(a, Resize(X)) (a feature pyramid's top-down path) runs as one AddResized node with the
+// unfused graph's bits, in either operand order; a Resize whose output is also read elsewhere
+// stays as written.
+TEST(Executor, PyramidAddOfAnUpsampledMapIsOnePass) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {4, ""}, {-1, "H"}, {-1, "W"}}),
+              value("a", {{1, ""}, {4, ""}, {-1, "H2"}, {-1, "W2"}})};
+  g.outputs = {value("y1", {}), value("y2", {}), value("r3", {})};
+  Tensor scales = Tensor::zeros({4}, DType::kF32);
+  std::copy_n(std::array<float, 4>{1, 1, 2, 2}.data(), 4, scales.data_as<float>());
+  g.initializers["scales"] = scales;
+  auto resize = [&](const std::string& in, const std::string& out) {
+    Node r = node("Resize", {in, "", "scales"}, {out});
+    r.opset = 13;
+    r.attrs["mode"] = std::string("nearest");
+    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+    r.attrs["nearest_mode"] = std::string("floor");
+    return r;
+  };
+  g.nodes.push_back(resize("x", "r1"));
+  g.nodes.push_back(node("Add", {"a", "r1"}, {"y1"}));
+  g.nodes.push_back(resize("x", "r2"));
+  g.nodes.push_back(node("Add", {"r2", "y1"}, {"y2"}));
+  g.nodes.push_back(resize("x", "r3"));  // r3 is a graph output too
+  g.nodes.push_back(node("Add", {"y2", "r3"}, {"y3"}));
+  g.outputs.push_back(value("y3", {}));
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({1, 4, 5, 37}, 71), a = randn({1, 4, 10, 74}, 72);
+  const TensorMap f = fused.run({{"x", x}, {"a", a}}), u = plain.run({{"x", x}, {"a", a}});
+  for (const char* name : {"y1", "y2", "y3", "r3"})
+    for (int64_t i = 0; i < u.at(name).numel(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(f.at(name).data_as<float>()[i]),
+                std::bit_cast<uint32_t>(u.at(name).data_as<float>()[i]))
+          << name << " at " << i;
+  RunStats st;
+  st.profile_ops = true;
+  fused.run({{"x", x}, {"a", a}}, {}, &st);
+  std::string ran;
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  EXPECT_EQ(ran, "Add AddResized Resize ") << "the first two pairs fused, the third not";
 }
 
 // Add(x, Mul(x, s)) (a squeeze-excite residual) runs as one AddScaled node with the unfused

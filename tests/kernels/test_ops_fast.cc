@@ -495,6 +495,58 @@ TEST(OpsFast, ResizeMatchesReferenceBitForBit) {
   }
 }
 
+// add_resized (Add after Resize in one pass) against the reference's two ops, bit for bit, on
+// every SIMD target: nearest upsampling by 2, 4 and 8 along the row (the vectorized rows, with
+// rows longer than a vector and a scalar tail), by 3 and 1.5 (the gather), every rounding, the
+// addend first or second, signed zeros and NaN; linear mode and an addend that broadcasts take
+// the two ops.
+TEST(OpsFast, AddResizedIsResizeThenAddBitForBit) {
+  struct Case {
+    Shape shape;
+    std::vector<float> scales;
+    Shape add;  // the addend's shape ({} = the output's)
+  };
+  const std::vector<Case> cases = {
+      {{1, 3, 5, 40}, {1, 1, 2, 2}, {}},
+      {{1, 2, 4, 9}, {1, 1, 4, 4}, {}},
+      {{2, 3, 3, 21}, {1, 1, 8, 8}, {}},
+      {{1, 2, 5, 7}, {1, 1, 3, 3}, {}},
+      {{1, 2, 6, 10}, {1, 1, 1.5f, 1.5f}, {}},
+      {{1, 16, 40, 40}, {1, 1, 2, 2}, {}},
+      {{1, 3, 5, 40}, {1, 1, 2, 2}, {1, 3, 1, 80}},
+  };
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 700;
+    for (const Case& c : cases) {
+      Tensor x = nasty(c.shape, seed++);
+      x.data_as<float>()[0] = -0.0f;
+      for (ResizeMode mode : {ResizeMode::kNearest, ResizeMode::kLinear})
+        for (NearestMode nm :
+             {NearestMode::kRoundPreferFloor, NearestMode::kFloor, NearestMode::kCeil}) {
+          ResizeParams p;
+          p.mode = mode;
+          p.coord = nm == NearestMode::kFloor ? CoordMode::kAsymmetric : CoordMode::kHalfPixel;
+          p.nearest = nm;
+          p.scales = c.scales;
+          const Shape out = ref::resize(x, p).shape();
+          Tensor a = nasty(c.add.empty() ? out : c.add, seed++);
+          a.data_as<float>()[1] = -0.0f;
+          for (bool first : {false, true}) {
+            const std::string what = target + " " + shape_str(c.shape) + " mode " +
+                                     std::to_string(int(mode)) + " nearest " +
+                                     std::to_string(int(nm)) + (first ? " resized first" : "");
+            const Tensor want = ref::add_resized(a, x, p, first);
+            const Tensor r = ref::resize(x, p);
+            expect_same_bits(
+                want, first ? ref::binary(BinaryOp::kAdd, r, a) : ref::binary(BinaryOp::kAdd, a, r),
+                what + " ref");
+            expect_same_bits(add_resized(a, x, p, first), want, what);
+          }
+        }
+    }
+  });
+}
+
 // Concat's block-copy path against the reference: every axis (negative too), several inputs,
 // an empty one, a strided one, other dtypes.
 TEST(OpsFast, ConcatMatchesReference) {

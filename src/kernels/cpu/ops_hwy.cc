@@ -43,6 +43,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <optional>
 
 #include "dynaprec/conv.h"
 #include "dynaprec/convert.h"
@@ -216,6 +217,37 @@ void BinaryF32(BinaryOp op, const float* a, const float* b, float* y, const Bina
 // a + a·b: the product rounded, then the sum (ops.h add_scaled; no contraction, see CMakeLists).
 void AddScaledF32(const float* a, const float* b, float* y, const BinaryPlan& p) {
   BinaryPlanned([](VF u, VF v) { return hn::Add(u, hn::Mul(u, v)); }, a, b, y, p);
+}
+
+// ---- Nearest upsampling rows (resize, add_resized) --------------------------------------------
+
+// y[j] = r_j, or add[j] + r_j (r_j + add[j] with add_last), for j < n, where r_j = src[j / k] +
+// 0.0f: a row of nearest upsampling by the integer factor k (1, 2, 4 or 8 here) along the row,
+// the reference's "0.0 + x" (-0 becomes +0) and, with an addend, the Add after it.
+void UpsampleRowF32(const float* HWY_RESTRICT src, const float* HWY_RESTRICT add, bool add_last,
+                    float* HWY_RESTRICT y, size_t n, size_t k) {
+  const DF d;
+  const size_t N = hn::Lanes(d);
+  size_t j = 0;
+  if (k <= N && N % k == 0) {
+    HWY_ALIGN int32_t idx[hn::MaxLanes(d)];
+    for (size_t i = 0; i < N; ++i) idx[i] = static_cast<int32_t>(i / k);
+    const auto tbl = hn::SetTableIndices(d, idx);
+    const VF zero = hn::Zero(d);
+    // Source vectors are read whole (N floats from src + j / k): only while they stay inside
+    // the source row, n / k floats long.
+    for (; j + N <= n && j / k + N <= (n + k - 1) / k; j += N) {
+      const VF r = hn::Add(hn::TableLookupLanes(hn::LoadU(d, src + j / k), tbl), zero);
+      VF out = r;
+      if (add)
+        out = add_last ? hn::Add(r, hn::LoadU(d, add + j)) : hn::Add(hn::LoadU(d, add + j), r);
+      hn::StoreU(out, d, y + j);
+    }
+  }
+  for (; j < n; ++j) {
+    const float r = src[j / k] + 0.0f;
+    y[j] = add ? (add_last ? r + add[j] : add[j] + r) : r;
+  }
 }
 
 // ---- Unary ----------------------------------------------------------------------------------
@@ -436,6 +468,7 @@ namespace dynaprec {
 namespace cpu {
 HWY_EXPORT(BinaryF32);
 HWY_EXPORT(AddScaledF32);
+HWY_EXPORT(UpsampleRowF32);
 HWY_EXPORT(UnaryF32);
 HWY_EXPORT(ReduceRowsF32);
 HWY_EXPORT(SoftmaxRowsF32);
@@ -489,6 +522,10 @@ void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const Bin
   DP_CHECK(binary_f32_supported(op), "binary_f32: unsupported op");
   check_plan(plan);
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(BinaryF32)(op, a, b, y, plan);
+}
+void upsample_row_f32(const float* src, const float* add, bool add_last, float* y, size_t n,
+                      size_t k) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(UpsampleRowF32)(src, add, add_last, y, n, k);
 }
 void add_scaled_f32(const float* a, const float* b, float* y, const BinaryPlan& plan) {
   check_plan(plan);
@@ -973,34 +1010,41 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::
 // Nearest is a gather (each value as 0.0 + x in double, i.e. x + 0.0f), and an output row whose
 // source row equals the previous one's is copied from it.
 
-Tensor resize(const Tensor& x, const ResizeParams& p) {
+namespace {
+// resize, and with `add` (f32, the output's shape; nearest mode only) add + resize(x) in the
+// same pass (resized + add with add_last); nothing where it declines (only with `add`).
+std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const Tensor* add,
+                                  bool add_last) {
   const size_t r = static_cast<size_t>(x.rank());
   // Anything unusual (errors included) is the reference's to handle.
   if (x.dtype() != DType::kF32 || r < 1 || r > 8 || p.scales.empty() == p.sizes.empty() ||
       (p.scales.empty() ? p.sizes.size() : p.scales.size()) != r)
-    return ref::resize(x, p);
+    return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
   Shape out(r);
   std::vector<double> scale(r), out_width(r);
   for (size_t d = 0; d < r; ++d) {
     const int64_t in = x.dim(static_cast<int>(d));
     if (!p.scales.empty()) {
       const float s = p.scales[d];
-      if (!(s > 0.0f) || !std::isfinite(s)) return ref::resize(x, p);
+      if (!(s > 0.0f) || !std::isfinite(s))
+        return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
       out[d] = static_cast<int64_t>(std::floor(static_cast<float>(in) * s));
       scale[d] = s;
       out_width[d] = static_cast<double>(in) * static_cast<double>(s);
     } else {
       out[d] = p.sizes[d];
-      if (out[d] < 0) return ref::resize(x, p);
+      if (out[d] < 0) return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
       scale[d] = in ? static_cast<double>(out[d]) / static_cast<double>(in) : 0.0;
       out_width[d] = static_cast<double>(out[d]);
     }
-    if (in == 0 && out[d] > 0) return ref::resize(x, p);
+    if (in == 0 && out[d] > 0) return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
   }
+  if (add && (add->shape() != out || p.mode != ResizeMode::kNearest)) return std::nullopt;
   Tensor y = Tensor::empty(out, DType::kF32);
   if (y.numel() == 0) return y;
   const Tensor xc = contiguous(x);
   const bool nearest = p.mode == ResizeMode::kNearest;
+  const float* pa = add ? add->data_as<float>() : nullptr;
   // Per axis and output index: the two source indices and the weight of the second.
   std::vector<std::vector<int64_t>> i0(r), i1(r);
   std::vector<std::vector<double>> w1(r);
@@ -1036,6 +1080,11 @@ Tensor resize(const Tensor& x, const ResizeParams& p) {
   bool last_identity = in_last == row_len;
   for (int64_t o = 0; o < row_len && last_identity; ++o)
     last_identity = li0[o] == o && lw1[o] == 0.0;
+  // Nearest along the last axis by an integer factor k (source column j / k): the vectorized
+  // rows (upsample_row_f32); 0 where the columns follow another pattern.
+  int64_t up_k = nearest && in_last > 0 && row_len % in_last == 0 ? row_len / in_last : 0;
+  for (int64_t o = 0; o < row_len && up_k > 0; ++o)
+    if (li0[o] != o / up_k) up_k = 0;
   // Output rows in blocks; each block walks its rows' outer multi-index.
   const int64_t block = std::max<int64_t>(1, 16384 / row_len);
   const int64_t tasks = (rows + block - 1) / block;
@@ -1065,14 +1114,20 @@ Tensor resize(const Tensor& x, const ResizeParams& p) {
         if (nearest) break;  // every other corner has weight 0
       }
       if (nearest) {
-        if (coff[0] == prev_off && row > r0) {
+        const float* ar = pa ? pa + row * row_len : nullptr;
+        if (!ar && coff[0] == prev_off && row > r0) {
           std::memcpy(yr, yr - row_len, static_cast<size_t>(row_len) * sizeof(float));
         } else {
           const float* src = px + coff[0];
-          if (last_identity)
-            for (int64_t j = 0; j < row_len; ++j) yr[j] = src[j] + 0.0f;
-          else
-            for (int64_t j = 0; j < row_len; ++j) yr[j] = src[li0[j]] + 0.0f;
+          if (up_k > 0) {
+            cpu::upsample_row_f32(src, ar, add_last, yr, static_cast<size_t>(row_len),
+                                  static_cast<size_t>(up_k));
+          } else {
+            for (int64_t j = 0; j < row_len; ++j) {
+              const float v = src[li0[j]] + 0.0f;
+              yr[j] = ar ? (add_last ? v + ar[j] : ar[j] + v) : v;
+            }
+          }
         }
         prev_off = coff[0];
       } else if (cw.size() == 1 && last_identity && cw[0] == 1.0) {
@@ -1130,6 +1185,24 @@ Tensor resize(const Tensor& x, const ResizeParams& p) {
   else
     for (int64_t t = 0; t < tasks; ++t) run(static_cast<size_t>(t));
   return y;
+}
+}  // namespace
+
+Tensor resize(const Tensor& x, const ResizeParams& p) { return *resize_impl(x, p, nullptr, false); }
+
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first) {
+  auto unfused = [&] {
+    const Tensor r = resize(x, p);
+    return resized_first ? binary(BinaryOp::kAdd, r, a) : binary(BinaryOp::kAdd, a, r);
+  };
+  if (p.mode != ResizeMode::kNearest || a.dtype() != DType::kF32 || x.dtype() != DType::kF32 ||
+      a.rank() != x.rank())
+    return unfused();
+  // The fused pass needs a in the output's shape (no broadcast); resize_impl checks it once the
+  // output shape is known and declines otherwise.
+  const Tensor ac = contiguous(a);
+  std::optional<Tensor> y = resize_impl(x, p, &ac, resized_first);
+  return y ? std::move(*y) : unfused();
 }
 
 }  // namespace dynaprec

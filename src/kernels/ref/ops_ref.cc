@@ -228,6 +228,11 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
 
 namespace ref {
 
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first) {
+  const Tensor r = ref::resize(x, p);
+  return resized_first ? ref::binary(BinaryOp::kAdd, r, a) : ref::binary(BinaryOp::kAdd, a, r);
+}
+
 Tensor add_scaled(const Tensor& a, const Tensor& b) {
   if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32)
     fail("AddScaled", "takes float32, got " + describe("A", a) + " and " + describe("B", b));
