@@ -90,6 +90,20 @@ TEST(OpsFast, BinaryBroadcastLayoutsBitForBit) {
   EXPECT_GE(targets, 1u);
 }
 
+// Pow by a scalar 2 takes the product path: the reference's bits (its square is a product too),
+// for exponents shaped [], [1] and [1, 1, 1]; other exponents and a wider exponent rank stay the
+// reference's.
+TEST(OpsFast, PowBySquareIsTheReferences) {
+  const Tensor a = nasty({3, 40, 120}, 91);
+  for (const Shape& es : {Shape{}, Shape{1}, Shape{1, 1, 1}, Shape{1, 1, 1, 1}})
+    for (float e : {2.0f, 3.0f, 0.5f}) {
+      Tensor b = Tensor::zeros(es, DType::kF32);
+      b.data_as<float>()[0] = e;
+      const Tensor got = binary(BinaryOp::kPow, a, b), want = ref::binary(BinaryOp::kPow, a, b);
+      expect_same_bits(got, want, "Pow " + std::to_string(e) + " " + shape_str(es));
+    }
+}
+
 // add_scaled (a + a·b) on the binary layouts: the reference's Add(a, Mul(a, b)), bit for bit.
 TEST(OpsFast, AddScaledIsAddOfMulBitForBit) {
   const std::vector<std::pair<Shape, Shape>> layouts = {{{17}, {17}},

@@ -607,6 +607,10 @@ Tensor add_scaled(const Tensor& a, const Tensor& b) {
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
+  // Pow by a scalar 2 (LayerNorm's variance as exported): the reference's square is a product.
+  if (op == BinaryOp::kPow && a.dtype() == DType::kF32 && b.dtype() == DType::kF32 &&
+      b.numel() == 1 && b.rank() <= a.rank() && contiguous(b).data_as<float>()[0] == 2.0f)
+    return binary(BinaryOp::kMul, a, a);
   if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32 || !cpu::binary_f32_supported(op))
     return ref::binary(op, a, b);
   Tensor y = Tensor::empty(broadcast_shapes(a.shape(), b.shape(), binary_op_name(op)), DType::kF32);
