@@ -71,6 +71,9 @@ void round_float_rows(Format f, const float* src, size_t src_stride, float* dst,
                       size_t rows, size_t n);
 void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst_stride,
                      size_t rows, size_t n, float s);
+/// encode_float_array(kBf16)'s codes of `rows` rows, as round_float_rows.
+void bf16_encode_rows(const float* src, size_t src_stride, uint16_t* dst, size_t dst_stride,
+                      size_t rows, size_t n);
 /// int8_encode_array's codes + 128 as unsigned bytes (what VNNI's vpdpbusd multiplies), over
 /// `rows` rows as round_float_rows.
 void int8_biased_rows(const float* src, size_t src_stride, uint8_t* dst, size_t dst_stride,

@@ -456,6 +456,30 @@ void RoundFloat(uint8_t format, const float* HWY_RESTRICT src, float* HWY_RESTRI
   }
 }
 
+// bf16 codes of `rows` rows (RoundBf16's rounding, the upper 16 bits kept as the code): what
+// the bf16 depthwise kernel reads.
+void Bf16Rows(const float* src, size_t src_stride, uint16_t* dst, size_t dst_stride, size_t rows,
+              size_t n) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToUnsigned<decltype(df)> du;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<uint16_t, decltype(df)> d16;
+  const auto upper = hn::Set(du, 0xFFFF0000u), quiet = hn::Set(du, 0x00400000u);
+  const auto abs_mask = hn::Set(du, 0x7FFFFFFFu), bias = hn::Set(du, 0x7FFFu);
+  for (size_t r = 0; r < rows; ++r)
+    ConvertLoop(df, d16, src + r * src_stride, dst + r * dst_stride, n, false, [&](const float* p) {
+      const auto bits = hn::BitCast(du, hn::LoadU(df, p));
+      const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+      const auto rounded = hn::And(hn::Add(hn::Add(bits, bias), lsb), upper);
+      const auto is_nan =
+          hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)), hn::Set(di, int32_t{0x7F800000}));
+      const auto nan = hn::Or(hn::And(bits, upper), quiet);
+      const auto code =
+          hn::ShiftRight<16>(hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded));
+      return hn::DemoteTo(d16, hn::BitCast(di, code));  // < 2^16: the demotion is exact
+    });
+}
+
 // Rows of both (a depthwise plane's rows into its padded buffer: one call per plane).
 void RoundFloatRows(uint8_t format, const float* src, size_t src_stride, float* dst,
                     size_t dst_stride, size_t rows, size_t n) {
@@ -861,6 +885,7 @@ HWY_EXPORT(RoundFloat);
 HWY_EXPORT(RoundFloatRows);
 HWY_EXPORT(Int8RoundRows);
 HWY_EXPORT(Int8BiasedRows);
+HWY_EXPORT(Bf16Rows);
 HWY_EXPORT(Int4EncodeRows);
 HWY_EXPORT(Int8EncodeRows);
 HWY_EXPORT(Int4DecodeRow);
@@ -902,6 +927,11 @@ void int8_round_rows(const float* src, size_t src_stride, float* dst, size_t dst
                      size_t rows, size_t n, float s) {
   (void)cpu_features(),
       HWY_DYNAMIC_DISPATCH(cpu::Int8RoundRows)(src, src_stride, dst, dst_stride, rows, n, s);
+}
+void bf16_encode_rows(const float* src, size_t src_stride, uint16_t* dst, size_t dst_stride,
+                      size_t rows, size_t n) {
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(cpu::Bf16Rows)(src, src_stride, dst, dst_stride, rows, n);
 }
 void int8_biased_rows(const float* src, size_t src_stride, uint8_t* dst, size_t dst_stride,
                       size_t rows, size_t n, float s) {

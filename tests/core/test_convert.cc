@@ -372,6 +372,15 @@ TEST(ConvertVectorized, RowFormsAreThePerRowCalls) {
     for (size_t r = 0; r < kRows; ++r)
       int8_round_array(x.data() + r * kSrcStride, want.data() + r * kDstStride, kN, 0.02f);
     ASSERT_EQ(std::memcmp(got.data(), want.data(), got.size() * 4), 0) << "int8 on " << target;
+    // bf16 codes of the reference encoder, rows apart (NaN and 1e30 among them).
+    std::vector<uint16_t> b16(kRows * kDstStride, 7), want16(kN);
+    bf16_encode_rows(x.data(), kSrcStride, b16.data(), kDstStride, kRows, kN);
+    for (size_t r = 0; r < kRows; ++r) {
+      ref::encode_float_array(Format::kBf16, x.data() + r * kSrcStride, want16.data(), kN);
+      for (size_t i = 0; i < kDstStride; ++i)
+        ASSERT_EQ(b16[r * kDstStride + i], i < kN ? want16[i] : 7)
+            << "bf16 rows on " << target << " row " << r << " at " << i;
+    }
     // The biased codes (code + 128 as bytes) of the reference encoder, rows apart.
     std::vector<uint8_t> biased(kRows * kDstStride, 7);
     int8_biased_rows(x.data(), kSrcStride, biased.data(), kDstStride, kRows, kN, 0.02f);

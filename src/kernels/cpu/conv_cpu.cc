@@ -178,6 +178,7 @@ struct ConvState {
   std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
   std::optional<ConvInt8VnniWeights> kxk_vnni;  // conv_kxk_vnni's
   std::optional<DwInt8Weights> dw_int8;         // conv_depthwise's on VNNI (int8)
+  std::optional<DwBf16Weights> dw_bf16;         // and on AVX512_BF16 (bf16)
   std::vector<float> w_float;                   // weights_as_floats
 };
 
@@ -1032,7 +1033,40 @@ bool is_depthwise(const Geom& gm) {
   return gm.icg == 1 && gm.ocg == 1 && gm.groups == gm.c && gm.groups > 1;
 }
 
-// int8 on VNNI (dwconv_vnni.h): the same planes as bytes, code + 128 (the padding 128, code 0).
+// The narrow depthwise kernels' planes (dwconv_vnni.h): per plane, a padded buffer of T (`pad`
+// around the interior, written once per thread and geometry; `slack` values readable past the
+// last output column's first tap), its interior rows filled by fill(src, src_stride, dst,
+// dst_stride, rows, len), then run(xp, cols, channel, y_plane).
+template <class T, class Fill, class Run>
+void depthwise_planes(const Geom& gm, T pad, int64_t slack, const float* x, float* y, int threads,
+                      const Fill& fill, const Run& run) {
+  const Conv2dParams& p = *gm.p;
+  const int64_t rows = (gm.oh - 1) * p.stride_h + (gm.kh - 1) * p.dilation_h + 1;
+  const int64_t cols = ((gm.ow - 1) * p.stride_w + slack + 63) / 64 * 64;
+  const int64_t c0 = std::max<int64_t>(0, p.pad_left),
+                c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
+  const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
+  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
+  run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
+    const auto plane = static_cast<int64_t>(t);
+    thread_local ScratchBuffer pad_buf;
+    thread_local std::array<int64_t, 5> filled{};
+    T* xp = pad_buf.get<T>(static_cast<size_t>(rows * cols));
+    if (filled != layout) {
+      std::fill_n(xp, rows * cols, pad);
+      filled = layout;
+    }
+    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
+                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
+    if (len > 0 && r1 > r0)
+      fill(x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0, static_cast<size_t>(gm.w),
+           xp + r0 * cols + c0, static_cast<size_t>(cols), static_cast<size_t>(r1 - r0),
+           static_cast<size_t>(len));
+    run(xp, cols, plane % gm.c, y + plane * gm.pixels);
+  });
+}
+
+// int8 on VNNI: the planes as bytes, code + 128 (the padding 128, code 0).
 bool conv_depthwise_int8(const Geom& gm, const float* x, float sx, const ConvWeights& w,
                          const float* bias, float* y, int threads) {
   const Conv2dParams& p = *gm.p;
@@ -1046,47 +1080,67 @@ bool conv_depthwise_int8(const Geom& gm, const float* x, float sx, const ConvWei
     dw = &*st.dw_int8;
   }
   const std::vector<float>& wscale = w.matrix.data.quant().scales;
-  const int64_t sh = p.stride_h, sw = p.stride_w;
-  const int64_t rows = (gm.oh - 1) * sh + (gm.kh - 1) * p.dilation_h + 1;
-  const int64_t cols = ((gm.ow - 1) * sw + 4 * dw->quads + 64 + 63) / 64 * 64;
-  const int64_t c0 = std::max<int64_t>(0, p.pad_left),
-                c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
-  const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
-  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
-  run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
-    const auto plane = static_cast<int64_t>(t);
-    const int64_t c = plane % gm.c;
-    thread_local ScratchBuffer pad_buf;
-    thread_local std::array<int64_t, 5> filled{};
-    uint8_t* xp = pad_buf.get<uint8_t>(static_cast<size_t>(rows * cols));
-    if (filled != layout) {  // code 0 around the interior, written once per thread and geometry
-      std::fill_n(xp, rows * cols, uint8_t{128});
-      filled = layout;
-    }
-    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
-                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
-    if (len > 0 && r1 > r0)
-      int8_biased_rows(x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0, static_cast<size_t>(gm.w),
-                       xp + r0 * cols + c0, static_cast<size_t>(cols), static_cast<size_t>(r1 - r0),
-                       static_cast<size_t>(len), sx);
-    DwPlaneInt8 dp;
-    dp.xp = xp;
-    dp.xp_stride = cols;
-    dp.w = dw->w.data() + c * gm.kh * dw->quads;
-    dp.comp = dw->comp[static_cast<size_t>(c)];
-    dp.kh = gm.kh;
-    dp.quads = dw->quads;
-    dp.sh = sh;
-    dp.sw = sw;
-    dp.dh = p.dilation_h;
-    dp.oh_n = gm.oh;
-    dp.ow_n = gm.ow;
-    dp.scale = sx * wscale[static_cast<size_t>(c)];
-    dp.bias = bias ? bias[c] : 0.0f;
-    dp.act = &p;
-    dp.y = y + plane * gm.pixels;
-    dw_plane_int8(dp);
-  });
+  depthwise_planes<uint8_t>(
+      gm, uint8_t{128}, 4 * dw->quads + 64, x, y, threads,
+      [&](const float* src, size_t ss, uint8_t* dst, size_t ds, size_t nrows, size_t len) {
+        int8_biased_rows(src, ss, dst, ds, nrows, len, sx);
+      },
+      [&](const uint8_t* xp, int64_t cols, int64_t c, float* yp) {
+        DwPlaneInt8 dp;
+        dp.xp = xp;
+        dp.xp_stride = cols;
+        dp.w = dw->w.data() + c * gm.kh * dw->quads;
+        dp.comp = dw->comp[static_cast<size_t>(c)];
+        dp.kh = gm.kh;
+        dp.quads = dw->quads;
+        dp.sh = p.stride_h;
+        dp.sw = p.stride_w;
+        dp.dh = p.dilation_h;
+        dp.oh_n = gm.oh;
+        dp.ow_n = gm.ow;
+        dp.scale = sx * wscale[static_cast<size_t>(c)];
+        dp.bias = bias ? bias[c] : 0.0f;
+        dp.act = &p;
+        dp.y = yp;
+        dw_plane_int8(dp);
+      });
+  return true;
+}
+
+// bf16 on AVX512_BF16: the planes as bf16 codes (X rounded; the padding +0).
+bool conv_depthwise_bf16(const Geom& gm, const float* x, const ConvWeights& w, const float* bias,
+                         float* y, int threads) {
+  const Conv2dParams& p = *gm.p;
+  const DwBf16Weights* dw = nullptr;
+  {
+    ConvState& st = state(w);
+    std::lock_guard lock(st.mu);
+    if (!st.dw_bf16)
+      st.dw_bf16 = dw_bf16_prepare(w.matrix.data.data_as<uint16_t>(), gm.c, gm.kh, gm.kw);
+    dw = &*st.dw_bf16;
+  }
+  depthwise_planes<uint16_t>(
+      gm, uint16_t{0}, 2 * dw->pairs + 32, x, y, threads,
+      [&](const float* src, size_t ss, uint16_t* dst, size_t ds, size_t nrows, size_t len) {
+        bf16_encode_rows(src, ss, dst, ds, nrows, len);
+      },
+      [&](const uint16_t* xp, int64_t cols, int64_t c, float* yp) {
+        DwPlaneBf16 dp;
+        dp.xp = xp;
+        dp.xp_stride = cols;
+        dp.w = dw->w.data() + c * gm.kh * dw->pairs;
+        dp.kh = gm.kh;
+        dp.pairs = dw->pairs;
+        dp.sh = p.stride_h;
+        dp.sw = p.stride_w;
+        dp.dh = p.dilation_h;
+        dp.oh_n = gm.oh;
+        dp.ow_n = gm.ow;
+        dp.bias = bias ? bias[c] : 0.0f;
+        dp.act = &p;
+        dp.y = yp;
+        dw_plane_bf16(dp);
+      });
   return true;
 }
 
@@ -1105,6 +1159,8 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
   const QuantParams& qp = w.matrix.data.quant();
   if (f == Format::kInt8 && p.dilation_w == 1 && dw_int8_available())
     return conv_depthwise_int8(gm, x, sx, w, bias, y, threads);
+  if (f == Format::kBf16 && p.dilation_w == 1 && dw_bf16_available())
+    return conv_depthwise_bf16(gm, x, w, bias, y, threads);
   const float* wf = weights_as_floats(w);
   // X as the format uses it (floats: rounded to the activation format row by row while the
   // plane is padded; int8: its codes).

@@ -1,5 +1,6 @@
-// Depthwise int8 convolution of one channel plane on AVX-512 VNNI + VBMI (dwconv_vnni.cc): the
-// int8 form of dw_plane (dwconv_hwy.h) with integer arithmetic, four taps per instruction.
+// Depthwise convolution of one channel plane in narrow arithmetic (dwconv_vnni.cc): int8 on
+// AVX-512 VNNI + VBMI, four taps per instruction, and bf16 on AVX512_BF16, two taps per
+// instruction; the forms of dw_plane (dwconv_hwy.h) for those formats.
 #pragma once
 
 #include <cstdint>
@@ -43,5 +44,38 @@ struct DwPlaneInt8 {
 /// Whether this CPU runs dw_plane_int8 (AVX-512 with VNNI and VBMI, under the DYNAPREC_ISA cap).
 bool dw_int8_available();
 void dw_plane_int8(const DwPlaneInt8& p);
+
+/// bf16 W as the bf16 kernel reads it: each channel's taps row by row in pairs, one dword per
+/// pair with the earlier tap in the high half (vdpbf16ps adds the high product first), a row
+/// padded with a zero weight to an even count.
+struct DwBf16Weights {
+  int64_t channels = 0, kh = 0, kw = 0, pairs = 0;
+  std::vector<uint32_t> w;  ///< [channels][kh][pairs]
+};
+/// w: [channels][kh·kw] bf16 codes.
+DwBf16Weights dw_bf16_prepare(const uint16_t* w, int64_t channels, int64_t kh, int64_t kw);
+
+/// One output plane of bf16 codes xp (X rounded to bf16; the padding +0):
+///   y[oh·ow_n + ow] = (Σ_{i<kh, j<kw} w[i·kw + j] · x[(oh·sh + i·dh)·xp_stride + ow·sw + j])
+///                     · scale + bias
+/// the taps in the reference's order (rows, then columns), each product exact in fp32 and added
+/// with one rounding, as the float kernel's fused multiply-adds do (but vdpbf16ps treats
+/// subnormal inputs and results as zero). Every row of xp must be readable for
+/// (ow_n - 1)·sw + 2·pairs + 32 values. sw is 1 or 2; no dilation along the row. `act` as for
+/// dw_plane_int8.
+struct DwPlaneBf16 {
+  const uint16_t* xp = nullptr;
+  int64_t xp_stride = 0;
+  const uint32_t* w = nullptr;  ///< the channel's [kh][pairs] (DwBf16Weights::w)
+  int64_t kh = 0, pairs = 0, sh = 1, sw = 1, dh = 1;
+  int64_t oh_n = 0, ow_n = 0;
+  float scale = 1.0f, bias = 0.0f;
+  const Conv2dParams* act = nullptr;
+  float* y = nullptr;
+};
+
+/// Whether this CPU runs dw_plane_bf16 (AVX-512 with AVX512_BF16, under the DYNAPREC_ISA cap).
+bool dw_bf16_available();
+void dw_plane_bf16(const DwPlaneBf16& p);
 
 }  // namespace dynaprec::cpu
