@@ -105,9 +105,21 @@ void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv
             Tensor& y);
 }  // namespace ref
 
+/// Facts a caller knows or wants beside a conv2d call; they change no result.
+struct ConvHints {
+  /// max |X| over the whole call's X where the caller knows it exactly (a negative value:
+  /// unknown; not finite: X is not): int8 and int4 then take their scale from it instead of a
+  /// pass over X of their own.
+  float x_amax = -1.0f;
+  /// Where non-null, set to max |Y| over the call's output by kernels that can take it while
+  /// they store Y (the VNNI int8 kernels and the narrow depthwise ones), else to -1. The next
+  /// int8 layer's x_amax (the executor passes it on).
+  float* y_amax = nullptr;
+};
+
 /// The fastest CPU kernel for the problem (oneDNN or im2col + matmul kernels); same contract.
 void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv2dParams& p,
-            Tensor& y, int threads = 0);
+            Tensor& y, int threads = 0, const ConvHints* hints = nullptr);
 
 namespace cpu {
 /// The CPU conv2d's implementations (src/kernels/cpu/conv_cpu.cc), so that tests and benchmarks
@@ -124,7 +136,8 @@ enum class ConvImpl : uint8_t { kAuto, kOneDnn, kIm2col, kDirect, kDepthwise, kP
 /// kOneDnn, kDirect and kDepthwise: a non-finite weight, whose
 /// 0 · w at padding taps only im2col computes as the reference does).
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
-                 const Conv2dParams& p, Tensor& y, int threads = 0);
+                 const Conv2dParams& p, Tensor& y, int threads = 0,
+                 const ConvHints* hints = nullptr);
 }  // namespace cpu
 
 }  // namespace dynaprec

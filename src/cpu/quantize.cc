@@ -145,7 +145,7 @@ Tensor dequantize(const Tensor& q) {
                                               std::string(dtype_name(q.dtype())) +
                                               " is not a precision format");
   DP_CHECK(q.is_contiguous(), "dequantize needs a contiguous tensor");
-  Tensor out = Tensor::zeros(q.shape(), DType::kF32);
+  Tensor out = Tensor::empty(q.shape(), DType::kF32);  // every path below writes all of it
   const auto n = static_cast<size_t>(q.numel());
   float* dst = out.data_as<float>();
   if (is_float_format(*f)) {

@@ -263,8 +263,11 @@ struct Executor::Impl {
   std::unique_ptr<CompiledGraph> compile(const Graph& g, const std::set<std::string>& outer_names,
                                          bool top);
   int make_layer(const Node& n, const Graph& g);
+  // x_amax: max |X| where known (ConvHints), else negative; y_amax: where given, set to max |Y|
+  // where the layer's kernel took it, else -1.
   std::vector<Tensor> run_layer(Layer& l, const Node& n, std::span<const Tensor* const> in,
-                                const Plan& plan, RunStats* stats, int index);
+                                const Plan& plan, RunStats* stats, int index, float x_amax = -1.0f,
+                                float* y_amax = nullptr);
   std::vector<Tensor> run_graph(CompiledGraph& cg, std::vector<Tensor>& vals, const Plan& plan,
                                 RunStats* stats,
                                 const std::function<const Tensor*(const std::string&)>& outer);
@@ -840,7 +843,9 @@ std::unique_ptr<CompiledGraph> Executor::Impl::compile(const Graph& g,
 
 std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
                                               std::span<const Tensor* const> in, const Plan& plan,
-                                              RunStats* stats, int index) {
+                                              RunStats* stats, int index, float x_amax,
+                                              float* y_amax) {
+  if (y_amax) *y_amax = -1.0f;
   const Format f = plan.at(l.name);
   const auto t0 = std::chrono::steady_clock::now();
   LayerRun rec;
@@ -940,7 +945,10 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
         bad(n, "input X has " + std::to_string(x4.dim(1)) + " channels, the weights expect " +
                    std::to_string(w.ic_per_group * p.groups));
       Tensor y = Tensor::empty(conv2d_output_shape(x4.shape(), w, p), DType::kF32);
-      conv2d(x4, w, l.b.empty() ? nullptr : l.b.data_as<float>(), p, y, opts.threads);
+      // max |X| from the layer that made X (its kernel took it while storing), and max |Y| for
+      // the next: an int8 layer then skips its own pass over X for the scale.
+      const ConvHints hints{x_amax, y_amax};
+      conv2d(x4, w, l.b.empty() ? nullptr : l.b.data_as<float>(), p, y, opts.threads, &hints);
       rec.macs = y.numel() * w.ic_per_group * w.kh * w.kw;
       act_bytes += static_cast<uint64_t>(y.numel()) * 4;
       w_bytes = w.matrix.bytes();
@@ -1186,6 +1194,8 @@ std::vector<Tensor> Executor::Impl::run_graph(
     return &vals[i];
   };
   std::vector<const Tensor*> in;
+  // Per value, max |value| where the layer that made it took it (-1: unknown).
+  std::vector<float> amax(cg.names.size(), -1.0f);
   for (Step& s : cg.steps) {
     const Node& n = *s.node;
     in.clear();
@@ -1206,7 +1216,13 @@ std::vector<Tensor> Executor::Impl::run_graph(
       };
       out = run_graph(sub, sv, plan, stats, lookup);
     } else if (s.layer >= 0) {
-      out = run_layer(layers[static_cast<size_t>(s.layer)], n, in, plan, stats, s.layer);
+      const int xi = s.in.empty() ? -1 : s.in[0];
+      const float x_amax =
+          xi >= 0 && !cg.has_const[static_cast<size_t>(xi)] ? amax[static_cast<size_t>(xi)] : -1.0f;
+      float y_amax = -1.0f;
+      out = run_layer(layers[static_cast<size_t>(s.layer)], n, in, plan, stats, s.layer, x_amax,
+                      &y_amax);
+      if (!s.out.empty() && s.out[0] >= 0) amax[static_cast<size_t>(s.out[0])] = y_amax;
     } else {
       while (!in.empty() && !in.back()) in.pop_back();
       out = s.fn(n, in);

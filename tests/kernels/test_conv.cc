@@ -581,6 +581,59 @@ TEST(ConvCpu, KxKInt8ConvOnEveryIsaMatchesTheReference) {
     }
 }
 
+// ConvHints: a layer told max |X| makes the scale from it and gives the same bits as one that
+// takes its own pass (and a different result when told a wrong value: the hint is used); the
+// kernels that take max |Y| while storing report exactly max |Y| (sigmoid too, after it), the
+// others -1. Pointwise, KxK and depthwise layers, int8 and bf16, batch 2.
+TEST(ConvCpu, HintsCarryTheAmaxBetweenLayers) {
+  struct Layer {
+    int64_t c, oc, k, groups;
+    Activation act;
+  };
+  uint32_t seed = 1500;
+  for (const Layer& l :
+       {Layer{32, 24, 1, 1, Activation::kHardSwish}, Layer{20, 16, 3, 1, Activation::kRelu},
+        Layer{24, 24, 5, 24, Activation::kNone}, Layer{16, 16, 3, 16, Activation::kSigmoid}})
+    for (Format f : {Format::kInt8, Format::kBf16}) {
+      const Tensor x = test::gaussian({2, l.c, 9, 37}, seed++);
+      const Tensor w = test::gaussian({l.oc, l.c / l.groups, l.k, l.k}, seed++, 0.2f);
+      const Tensor b = test::gaussian({l.oc}, seed++);
+      const Conv2dParams p =
+          params(1, 1, l.k / 2, l.k / 2, l.k / 2, l.k / 2, 1, 1, l.groups, l.act);
+      const ConvWeights cw = conv_weights(w, f);
+      const Shape ys = conv2d_output_shape(x.shape(), cw, p);
+      Tensor plain = Tensor::zeros(ys, DType::kF32), hinted = Tensor::zeros(ys, DType::kF32);
+      conv2d(x, cw, b.data_as<float>(), p, plain, 2);
+      float y_amax = -2.0f;
+      const ConvHints hints{amax(x.data_as<float>(), static_cast<size_t>(x.numel())), &y_amax};
+      conv2d(x, cw, b.data_as<float>(), p, hinted, 2, &hints);
+      const std::string what = std::string(format_name(f)) + " k" + std::to_string(l.k) + " g" +
+                               std::to_string(l.groups);
+      for (int64_t i = 0; i < plain.numel(); ++i)
+        ASSERT_EQ(std::bit_cast<uint32_t>(hinted.data_as<float>()[i]),
+                  std::bit_cast<uint32_t>(plain.data_as<float>()[i]))
+            << what << " at " << i;
+      const float want = amax(plain.data_as<float>(), static_cast<size_t>(plain.numel()));
+      if (y_amax >= 0.0f)
+        EXPECT_EQ(y_amax, want) << what;
+      else
+        EXPECT_EQ(y_amax, -1.0f) << what;
+      // Where this CPU has the VNNI int8 kernels, every int8 layer here reports it.
+      if (f == Format::kInt8 && cpu::pwconv_int8_isa() == cpu::PwIsa::kVnni &&
+          (l.groups == 1 || cpu::dw_int8_available()))
+        EXPECT_GE(y_amax, 0.0f) << what << ": not taken";
+      if (f == Format::kInt8) {
+        Tensor wrong = Tensor::zeros(ys, DType::kF32);
+        const ConvHints twice{2.0f * hints.x_amax, nullptr};
+        conv2d(x, cw, b.data_as<float>(), p, wrong, 2, &twice);
+        bool differs = false;
+        for (int64_t i = 0; i < wrong.numel() && !differs; ++i)
+          differs = wrong.data_as<float>()[i] != plain.data_as<float>()[i];
+        EXPECT_TRUE(differs) << what << ": the hint was not used";
+      }
+    }
+}
+
 TEST(ConvCpu, ThreadCountDoesNotChangeTheResult) {
   const Tensor x = test::gaussian({2, 16, 12, 10}, 7);
   const Tensor w = test::gaussian({24, 8, 3, 3}, 8, 0.2f);

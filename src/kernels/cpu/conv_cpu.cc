@@ -38,6 +38,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <cmath>
 #include <cstdint>
@@ -81,7 +82,17 @@ struct Geom {
   int64_t kh, kw, icg, ocg, groups;
   int64_t k, pixels;  // K = icg·kh·kw, pixels = oh·ow
   const Conv2dParams* p;
+  // Where non-null, the caller wants max |Y| (ConvHints::y_amax): a kernel that takes it while
+  // storing raises *amax to it (as float bits) and sets *amax_taken.
+  std::atomic<uint32_t>* amax = nullptr;
+  bool* amax_taken = nullptr;
 };
+
+// The kernel's accumulator for max |Y| where the caller wants it (and notes that it was taken).
+std::atomic<uint32_t>* take_amax(const Geom& gm) {
+  if (gm.amax_taken) *gm.amax_taken = gm.amax != nullptr;
+  return gm.amax;
+}
 
 bool is_int(Format f) { return f == Format::kInt8 || f == Format::kInt4; }
 bool is_fp8(Format f) { return f == Format::kFp8E4M3 || f == Format::kFp8E5M2; }
@@ -586,10 +597,14 @@ struct XCodes {
   float sx = 1.0f;
   int8_t* codes = nullptr;
   ScratchBuffer* buf = nullptr;
+  bool known = false;  // sx already made from max |X| (ConvHints::x_amax): the codes only
   const int8_t* get() {
     if (!codes) {
       codes = buf->get<int8_t>(count);
-      sx = quantize_x_int8(x, count, codes, threads, "conv2d: inputs");
+      if (known)
+        quantize_x_int8_scaled(x, count, codes, threads, sx);
+      else
+        sx = quantize_x_int8(x, count, codes, threads, "conv2d: inputs");
     }
     return codes;
   }
@@ -1080,6 +1095,7 @@ bool conv_depthwise_int8(const Geom& gm, const float* x, float sx, const ConvWei
     dw = &*st.dw_int8;
   }
   const std::vector<float>& wscale = w.matrix.data.quant().scales;
+  std::atomic<uint32_t>* amax = take_amax(gm);
   depthwise_planes<uint8_t>(
       gm, uint8_t{128}, 4 * dw->quads + 64, x, y, threads,
       [&](const float* src, size_t ss, uint8_t* dst, size_t ds, size_t nrows, size_t len) {
@@ -1102,6 +1118,7 @@ bool conv_depthwise_int8(const Geom& gm, const float* x, float sx, const ConvWei
         dp.bias = bias ? bias[c] : 0.0f;
         dp.act = &p;
         dp.y = yp;
+        dp.y_amax = amax;
         dw_plane_int8(dp);
       });
   return true;
@@ -1119,6 +1136,7 @@ bool conv_depthwise_bf16(const Geom& gm, const float* x, const ConvWeights& w, c
       st.dw_bf16 = dw_bf16_prepare(w.matrix.data.data_as<uint16_t>(), gm.c, gm.kh, gm.kw);
     dw = &*st.dw_bf16;
   }
+  std::atomic<uint32_t>* amax = take_amax(gm);
   depthwise_planes<uint16_t>(
       gm, uint16_t{0}, 2 * dw->pairs + 32, x, y, threads,
       [&](const float* src, size_t ss, uint16_t* dst, size_t ds, size_t nrows, size_t len) {
@@ -1139,6 +1157,7 @@ bool conv_depthwise_bf16(const Geom& gm, const float* x, const ConvWeights& w, c
         dp.bias = bias ? bias[c] : 0.0f;
         dp.act = &p;
         dp.y = yp;
+        dp.y_amax = amax;
         dw_plane_bf16(dp);
       });
   return true;
@@ -1254,9 +1273,11 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
     pw = &*st.pointwise;
   }
   const float* wscale = w.matrix.data.quant().scales.data();
+  const PwIsa isa = pwconv_int8_isa();
+  std::atomic<uint32_t>* amax = isa == PwIsa::kVnni ? take_amax(gm) : nullptr;
   for (int64_t n = 0; n < gm.n; ++n)
     pwconv_int8(xq + n * gm.c * gm.pixels, gm.pixels, *pw, wscale, sx, bias, *gm.p,
-                y + n * gm.oc * gm.pixels, threads);
+                y + n * gm.oc * gm.pixels, threads, isa, amax);
   return true;
 }
 
@@ -1292,9 +1313,10 @@ bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, float sx, const ConvWeights
   const Conv2dParams& p = *gm.p;
   const int64_t pads[4] = {p.pad_top, p.pad_left, p.pad_bottom, p.pad_right};
   const float* wscale = w.matrix.data.quant().scales.data();
+  std::atomic<uint32_t>* amax = take_amax(gm);
   for (int64_t n = 0; n < gm.n; ++n)
     conv_int8_vnni(xq + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
-                   y + n * gm.oc * gm.pixels, threads);
+                   y + n * gm.oc * gm.pixels, threads, amax);
   return true;
 }
 
@@ -1322,7 +1344,8 @@ bool conv_amx(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w, 
 }  // namespace
 
 bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const float* bias,
-                 const Conv2dParams& p, Tensor& y, int threads) {
+                 const Conv2dParams& p, Tensor& y, int threads, const ConvHints* hints) {
+  if (hints && hints->y_amax) *hints->y_amax = -1.0f;
   const Shape ys = conv2d_output_shape(x.shape(), w, p);
   if (x.dtype() != DType::kF32)
     throw Error(ErrorKind::kInvalidInput, "conv2d: input must be float32");
@@ -1335,9 +1358,35 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   const Tensor xc = x.is_contiguous() ? x : x.clone();
   const int pool = ThreadPool::default_pool().threads();
   const int t = threads > 0 ? std::min(threads, pool) : pool;
-  const Geom gm{
-      x.dim(0), x.dim(1),       x.dim(2),         x.dim(3), ys[1],      ys[2],         ys[3], w.kh,
-      w.kw,     w.ic_per_group, ys[1] / p.groups, p.groups, w.matrix.k, ys[2] * ys[3], &p};
+  std::atomic<uint32_t> amax{0};
+  bool amax_taken = false;
+  const bool want_amax = hints && hints->y_amax;
+  const Geom gm{x.dim(0),
+                x.dim(1),
+                x.dim(2),
+                x.dim(3),
+                ys[1],
+                ys[2],
+                ys[3],
+                w.kh,
+                w.kw,
+                w.ic_per_group,
+                ys[1] / p.groups,
+                p.groups,
+                w.matrix.k,
+                ys[2] * ys[3],
+                &p,
+                want_amax ? &amax : nullptr,
+                want_amax ? &amax_taken : nullptr};
+  // max |Y| to the caller where the kernel that ran took it (whichever return below).
+  struct AmaxOut {
+    const ConvHints* hints;
+    const std::atomic<uint32_t>& acc;
+    const bool& taken;
+    ~AmaxOut() {
+      if (hints && hints->y_amax && taken) *hints->y_amax = std::bit_cast<float>(acc.load());
+    }
+  } amax_out{hints, amax, amax_taken};
   const Format f = w.matrix.format;
   const float* xs = xc.data_as<float>();
   float* yd = y.data_as<float>();
@@ -1350,6 +1399,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   const auto count = static_cast<size_t>(xc.numel());
   thread_local ScratchBuffer xq_buf;
   XCodes q{xs, count, t, 1.0f, nullptr, &xq_buf};
+  if (is_int(f) && hints && hints->x_amax >= 0.0f && std::isfinite(hints->x_amax)) {
+    q.sx = ref::int8_scale(hints->x_amax);  // the scale int8_activation_scale would make
+    q.known = true;
+  }
   if (is_int(f)) {
     // Where oneDNN's convolution or the depthwise kernel is the first choice, only the scale now
     // (their codes go straight into oneDNN's layout or the padded planes); else the codes too,
@@ -1360,10 +1413,11 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
                                 !amx_conv_applies(gm, f) && !vnni_conv_applies(gm, f)));
     const bool depthwise_first = f == Format::kInt8 && is_depthwise(gm) &&
                                  (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
-    if (dnnl_first || depthwise_first)
-      q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
-    else
+    if (dnnl_first || depthwise_first) {
+      if (!q.known) q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
+    } else {
       q.get();
+    }
   }
   const float sx = q.sx;
   // A pointwise convolution of 1x1 planes (squeeze-excite blocks) is a matmul with one row per
@@ -1408,8 +1462,8 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
 }  // namespace cpu
 
 void conv2d(const Tensor& x, const ConvWeights& w, const float* bias, const Conv2dParams& p,
-            Tensor& y, int threads) {
-  cpu::conv2d_with(cpu::ConvImpl::kAuto, x, w, bias, p, y, threads);
+            Tensor& y, int threads, const ConvHints* hints) {
+  cpu::conv2d_with(cpu::ConvImpl::kAuto, x, w, bias, p, y, threads, hints);
 }
 
 }  // namespace dynaprec

@@ -17,8 +17,10 @@
 #include "kernels/cpu/dwconv_vnni.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
+#include "dynaprec/convert.h"
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "kernels/cpu/vnni_common.h"
@@ -32,8 +34,10 @@ namespace dynaprec::cpu {
 namespace {
 
 using vnni::activate;
+using vnni::atomic_max;
 using vnni::dpbusd;
 using vnni::Lanes;
+using vnni::max_abs_bits;
 
 // vpermb's byte indices: dword L gets bytes L·SW + t, t < 4, of the loaded 64 bytes.
 template <int SW>
@@ -89,6 +93,8 @@ DYNAPREC_VNNI_VBMI void block(const DwPlaneInt8& p, const Lanes& e, __m512i idx,
   }
   const __m512i comp = _mm512_set1_epi32(p.comp);
   const __m512 s = _mm512_set1_ps(p.scale), b = _mm512_set1_ps(p.bias);
+  const bool amax = p.y_amax && e.lanes;  // else dw_plane_int8 takes it after the activation
+  __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     float* yr = p.y + (oh + r) * p.ow_n + ow;
@@ -98,9 +104,12 @@ DYNAPREC_VNNI_VBMI void block(const DwPlaneInt8& p, const Lanes& e, __m512i idx,
       const auto m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
       const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
       const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
-      _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
+      const __m512 out = e.lanes ? activate(o, e) : o;
+      _mm512_mask_storeu_ps(yr + 16 * v, m, out);
+      if (amax) mx = max_abs_bits(mx, m, out);
     }
   }
+  if (amax) atomic_max(p.y_amax, _mm512_reduce_max_epu32(mx));
 }
 
 // One band of R output rows: blocks of four vectors, never a last block of one (as dw_plane).
@@ -203,6 +212,8 @@ DYNAPREC_BF16 void block_bf16(const DwPlaneBf16& p, const Lanes& e, __m512i idx,
     }
   }
   const __m512 s = _mm512_set1_ps(p.scale), b = _mm512_set1_ps(p.bias);
+  const bool amax = p.y_amax && e.lanes;  // else dw_plane_bf16 takes it after the activation
+  __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     float* yr = p.y + (oh + r) * p.ow_n + ow;
@@ -211,9 +222,12 @@ DYNAPREC_BF16 void block_bf16(const DwPlaneBf16& p, const Lanes& e, __m512i idx,
       const int64_t left = p.ow_n - ow - 16 * v;
       const auto m = static_cast<__mmask16>(left >= 16 ? 0xFFFF : (1u << left) - 1);
       const __m512 o = _mm512_add_ps(_mm512_mul_ps(acc[r][v], s), b);
-      _mm512_mask_storeu_ps(yr + 16 * v, m, e.lanes ? activate(o, e) : o);
+      const __m512 out = e.lanes ? activate(o, e) : o;
+      _mm512_mask_storeu_ps(yr + 16 * v, m, out);
+      if (amax) mx = max_abs_bits(mx, m, out);
     }
   }
+  if (amax) atomic_max(p.y_amax, _mm512_reduce_max_epu32(mx));
 }
 
 template <int SW, int R>
@@ -288,7 +302,12 @@ void dw_plane_int8(const DwPlaneInt8& p) {
     plane<1>(p, e);
   else
     plane<2>(p, e);
-  if (p.act && !e.lanes) apply_activation_n(p.y, p.oh_n * p.ow_n, *p.act);
+  if (p.act && !e.lanes) {
+    apply_activation_n(p.y, p.oh_n * p.ow_n, *p.act);
+    if (p.y_amax)
+      atomic_max(p.y_amax,
+                 std::bit_cast<uint32_t>(amax(p.y, static_cast<size_t>(p.oh_n * p.ow_n))));
+  }
 }
 
 DwBf16Weights dw_bf16_prepare(const uint16_t* w, int64_t channels, int64_t kh, int64_t kw) {
@@ -320,7 +339,12 @@ void dw_plane_bf16(const DwPlaneBf16& p) {
     plane_bf16<1>(p, e);
   else
     plane_bf16<2>(p, e);
-  if (p.act && !e.lanes) apply_activation_n(p.y, p.oh_n * p.ow_n, *p.act);
+  if (p.act && !e.lanes) {
+    apply_activation_n(p.y, p.oh_n * p.ow_n, *p.act);
+    if (p.y_amax)
+      atomic_max(p.y_amax,
+                 std::bit_cast<uint32_t>(amax(p.y, static_cast<size_t>(p.oh_n * p.ow_n))));
+  }
 }
 
 }  // namespace dynaprec::cpu

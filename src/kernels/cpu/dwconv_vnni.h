@@ -3,6 +3,7 @@
 // instruction; the forms of dw_plane (dwconv_hwy.h) for those formats.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -39,6 +40,7 @@ struct DwPlaneInt8 {
   float scale = 1.0f, bias = 0.0f;
   const Conv2dParams* act = nullptr;
   float* y = nullptr;
+  std::atomic<uint32_t>* y_amax = nullptr;  ///< where given: raised to max |y| (as float bits)
 };
 
 /// Whether this CPU runs dw_plane_int8 (AVX-512 with VNNI and VBMI, under the DYNAPREC_ISA cap).
@@ -72,6 +74,7 @@ struct DwPlaneBf16 {
   float scale = 1.0f, bias = 0.0f;
   const Conv2dParams* act = nullptr;
   float* y = nullptr;
+  std::atomic<uint32_t>* y_amax = nullptr;  ///< where given: raised to max |y| (as float bits)
 };
 
 /// Whether this CPU runs dw_plane_bf16 (AVX-512 with AVX512_BF16, under the DYNAPREC_ISA cap).

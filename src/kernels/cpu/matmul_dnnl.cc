@@ -237,6 +237,11 @@ float int8_activation_scale(const float* x, size_t count, int threads, const cha
   return activation_scale(x, count, threads, what);
 }
 
+void quantize_x_int8_scaled(const float* x, size_t count, int8_t* out, int threads, float sx) {
+  parallel_chunks(count, threads,
+                  [&](size_t b, size_t e) { int8_encode_fast(x + b, out + b, e - b, sx); });
+}
+
 bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float sx, int8_t* out,
                         int threads) {
   const CpuFeatures& f = cpu_features();

@@ -25,6 +25,9 @@ void int8_encode_fast(const float* x, int8_t* out, size_t n, float sx);
 
 /// The scale alone, ref::int8_scale(amax(X)), on `threads` threads (same errors).
 float int8_activation_scale(const float* x, size_t count, int threads, const char* what);
+/// X's int8 codes with a scale already known (ref::int8_scale of X's max |x|): the codes of
+/// quantize_x_int8, on `threads` threads.
+void quantize_x_int8_scaled(const float* x, size_t count, int8_t* out, int threads, float sx);
 
 /// X [N, C, HW] floats -> its codes with scale sx in NHWC order, out [N, HW, C]: ref::int8_encode
 /// bit for bit, on `threads` OpenMP threads. false (nothing written) without AVX-512 or for a

@@ -52,8 +52,10 @@ constexpr int64_t kTilePixels = 64;  // V = 4 vectors of 16
 constexpr int64_t kMaxTaps = 49;     // conv_int8_amx: KH · KW (7x7)
 
 using vnni::activate;
+using vnni::atomic_max;
 using vnni::dpbusd;
 using vnni::Lanes;
+using vnni::max_abs_bits;
 
 // Channels [4q, 4q + 4) of X (rows of `pixels` codes, null past C) into xu's quad q, each code
 // XOR `flip_byte` (0x80: + 128, unsigned; 0: signed). Pixels go in chunks of 16 (64 bytes),
@@ -91,6 +93,7 @@ struct TileOut {
   float* y;             // the tile's first row and pixel
   int64_t y_stride;
   const Conv2dParams* p;
+  std::atomic<uint32_t>* amax;  // where non-null: raised to max |y| (as bits) of the tile
 };
 
 struct TileArgs : TileOut {
@@ -117,6 +120,7 @@ template <int R, int V>
 DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmask16 (&m)[V],
                                         const TileOut& a) {
   const Lanes e(*a.p);
+  __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     const __m512i comp = _mm512_set1_epi32(a.comp[r]);
@@ -126,10 +130,18 @@ DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmas
     for (int v = 0; v < V; ++v) {
       const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
       const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
-      _mm512_mask_storeu_ps(yr + 16 * v, m[v], e.lanes ? activate(o, e) : o);
+      const __m512 out = e.lanes ? activate(o, e) : o;
+      _mm512_mask_storeu_ps(yr + 16 * v, m[v], out);
+      if (a.amax && e.lanes) mx = max_abs_bits(mx, m[v], out);
     }
-    if (!e.lanes) apply_activation_n(yr, a.valid, *a.p);
+    if (!e.lanes) {
+      apply_activation_n(yr, a.valid, *a.p);
+#pragma GCC unroll 4
+      for (int v = 0; v < V && a.amax; ++v)
+        mx = max_abs_bits(mx, m[v], _mm512_maskz_loadu_ps(m[v], yr + 16 * v));
+    }
   }
+  if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
 }
 
 template <int R, int V>
@@ -477,7 +489,7 @@ PwIsa pwconv_int8_isa() {
 
 void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
                  float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
-                 PwIsa isa) {
+                 PwIsa isa, std::atomic<uint32_t>* y_amax) {
   if (isa == PwIsa::kNone) isa = pwconv_int8_isa();
   const bool amx = isa == PwIsa::kAmx;
   const int64_t quads = (amx ? w.c64 : w.c4) / 4, oc = w.oc;
@@ -515,13 +527,13 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
     const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
     const int rows = static_cast<int>(std::min<int64_t>(4, oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, pixels - p0));
-    const TileArgs a{
-        {valid, w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0, pixels, &p},
-        xu_data + p0 * 4,
-        pixels * 4,
-        quads,
-        w.w.data() + o0 * w.c4,
-        w.c4};
+    const TileArgs a{{valid, w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0,
+                      pixels, &p, y_amax},
+                     xu_data + p0 * 4,
+                     pixels * 4,
+                     quads,
+                     w.w.data() + o0 * w.c4,
+                     w.c4};
     kTiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }
@@ -552,7 +564,7 @@ ConvInt8VnniWeights conv_int8_vnni_prepare(const int8_t* w, int64_t oc, int64_t 
 
 void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
                     const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
-                    const Conv2dParams& p, float* y, int threads) {
+                    const Conv2dParams& p, float* y, int threads, std::atomic<uint32_t>* y_amax) {
   const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
   if (oh <= 0 || ow <= 0) return;
   const int64_t groups = cw.groups, taps = cw.kh * cw.kw;
@@ -590,7 +602,7 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
     const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
     const TapTileArgs a{{valid, cw.comp.data() + o0, rt.scale + o0, rt.shift + o0,
-                         y + o0 * oh * ow + oy * ow + p0, oh * ow, &p},
+                         y + o0 * oh * ow + oy * ow + p0, oh * ow, &p, y_amax},
                         xp_data + oy * row_step + p0 * 4,
                         group_step,
                         groups,

@@ -5,6 +5,7 @@
 // arithmetic at the recognizer's shapes. See pwconv_vnni.cc.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <vector>
 
@@ -33,9 +34,10 @@ PwIsa pwconv_int8_isa();
 /// y = apply_activation(float(Σ_c xq · w) · (sx · wscale[oc]) + bias[oc], p): the reference's
 /// arithmetic, bit for bit. bias may be null. Runs on `threads` OpenMP threads with `isa`
 /// (kNone: pwconv_int8_isa()); it must be one the CPU has.
+/// y_amax, where given: raised to max |y| (as float bits) on the VNNI path (not on AMX).
 void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
                  float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
-                 PwIsa isa = PwIsa::kNone);
+                 PwIsa isa = PwIsa::kNone, std::atomic<uint32_t>* y_amax = nullptr);
 
 /// bf16 on AMX: W's bf16 codes with rows padded to a multiple of 32 values (c32) and the row
 /// count to a multiple of 32.
@@ -85,8 +87,10 @@ struct ConvInt8VnniWeights {
 };
 ConvInt8VnniWeights conv_int8_vnni_prepare(const int8_t* w, int64_t oc, int64_t c, int64_t kh,
                                            int64_t kw);
+/// y_amax, where given: raised to max |y| (as float bits).
 void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
                     const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
-                    const Conv2dParams& p, float* y, int threads);
+                    const Conv2dParams& p, float* y, int threads,
+                    std::atomic<uint32_t>* y_amax = nullptr);
 
 }  // namespace dynaprec::cpu

@@ -9,6 +9,9 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 
+#include <atomic>
+#include <cstdint>
+
 #include "dynaprec/conv.h"
 
 #define DYNAPREC_VNNI __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,fma")))
@@ -65,6 +68,22 @@ __attribute__((target("avx512f"), always_inline)) inline __m512 activate(__m512 
 DYNAPREC_VNNI inline __m512i dpbusd(__m512i acc, __m512i a, __m512i b) {
   asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
   return acc;
+}
+
+// mx (unsigned lanes) raised to |v|'s bits in the lanes of m: for floats, the order of the bits
+// of |v| is the order of the values, with +inf above every finite value and NaN above +inf.
+__attribute__((target("avx512f"), always_inline)) inline __m512i max_abs_bits(__m512i mx,
+                                                                              __mmask16 m,
+                                                                              __m512 v) {
+  const __m512i bits = _mm512_and_si512(_mm512_castps_si512(v), _mm512_set1_epi32(0x7FFFFFFF));
+  return _mm512_mask_max_epu32(mx, m, mx, bits);
+}
+
+// *a = max(*a, v), from any thread.
+inline void atomic_max(std::atomic<uint32_t>* a, uint32_t v) {
+  uint32_t cur = a->load(std::memory_order_relaxed);
+  while (v > cur && !a->compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
 }
 
 }  // namespace dynaprec::cpu::vnni
