@@ -77,6 +77,19 @@ bool looks_like_probabilities(std::span<const float> v, int64_t last) {
 double mean_entropy(std::span<const float> p, int64_t last) {
   const size_t rows = p.size() / static_cast<size_t>(last);
   if (rows == 0) return std::numeric_limits<double>::quiet_NaN();
+  return entropy_sum(p.data(), p.size()) / static_cast<double>(rows);
+}
+
+double mean_kl(std::span<const float> ref, std::span<const float> got, int64_t last) {
+  const size_t rows = ref.size() / static_cast<size_t>(last);
+  if (rows == 0 || got.size() != ref.size()) return std::numeric_limits<double>::quiet_NaN();
+  return kl_sum(ref.data(), got.data(), ref.size()) / static_cast<double>(rows);
+}
+
+namespace ref {
+double mean_entropy(std::span<const float> p, int64_t last) {
+  const size_t rows = p.size() / static_cast<size_t>(last);
+  if (rows == 0) return std::numeric_limits<double>::quiet_NaN();
   double h = 0;
   for (size_t i = 0; i < p.size(); ++i)
     if (p[i] > 0) h -= p[i] * std::log(static_cast<double>(p[i]));
@@ -94,6 +107,7 @@ double mean_kl(std::span<const float> ref, std::span<const float> got, int64_t l
   }
   return kl / static_cast<double>(rows);
 }
+}  // namespace ref
 
 double top1_agreement(std::span<const float> ref, std::span<const float> got, int64_t last) {
   const size_t rows = ref.size() / static_cast<size_t>(last);

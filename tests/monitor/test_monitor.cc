@@ -5,6 +5,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <random>
@@ -13,6 +14,52 @@
 
 namespace dynaprec {
 namespace {
+
+// The canary's probability metrics (vectorized logs) against the plain std::log loops: rows of
+// softmax outputs of several widths (a partial last vector), zeros, tiny values, and NaN / inf /
+// negative entries, which must come out as the reference's (NaN stays NaN).
+TEST(MonitorKernel, ProbabilityMetricsMatchTheReference) {
+  std::mt19937 g(11);
+  std::normal_distribution<float> d(0.0f, 3.0f);
+  for (int64_t last : {2, 7, 40, 6625}) {
+    const int64_t rows = last > 100 ? 6 : 9;
+    std::vector<float> p(static_cast<size_t>(rows * last)), q(p.size());
+    for (auto* v : {&p, &q})
+      for (int64_t r = 0; r < rows; ++r) {
+        double sum = 0;
+        for (int64_t j = 0; j < last; ++j) {
+          const float e = std::exp(d(g) * 4.0f);  // a wide spread: many tiny probabilities
+          (*v)[static_cast<size_t>(r * last + j)] = e;
+          sum += e;
+        }
+        for (int64_t j = 0; j < last; ++j)
+          (*v)[static_cast<size_t>(r * last + j)] =
+              static_cast<float>((*v)[static_cast<size_t>(r * last + j)] / sum);
+      }
+    p[1] = 0.0f;
+    q[2] = 0.0f;
+    const auto rel = [](double a, double b) {
+      return std::fabs(a - b) / std::max(1e-300, std::fabs(b));
+    };
+    EXPECT_LT(rel(mean_entropy(p, last), ref::mean_entropy(p, last)), 1e-12) << last;
+    EXPECT_LT(rel(mean_kl(p, q, last), ref::mean_kl(p, q, last)), 1e-12) << last;
+    EXPECT_GT(mean_kl(p, q, last), 0.0) << last;
+    // Special values.
+    for (const float bad : {std::numeric_limits<float>::quiet_NaN(),
+                            std::numeric_limits<float>::infinity(), -0.25f}) {
+      std::vector<float> pb = p, qb = q;
+      pb[3] = bad;
+      qb[5] = bad;
+      const double e = mean_entropy(pb, last), we = ref::mean_entropy(pb, last);
+      const double k = mean_kl(pb, qb, last), wk = ref::mean_kl(pb, qb, last);
+      const auto same = [&](double a, double b) {
+        return std::isnan(a) ? std::isnan(b) : a == b || rel(a, b) < 1e-12;
+      };
+      EXPECT_TRUE(same(e, we)) << last << " " << bad << ": " << e << " vs " << we;
+      EXPECT_TRUE(same(k, wk)) << last << " " << bad << ": " << k << " vs " << wk;
+    }
+  }
+}
 
 TEST(MonitorKernel, ShadowDotMatchesTheReference) {
   std::mt19937 g(7);
