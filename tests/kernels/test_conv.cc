@@ -32,6 +32,7 @@
 #include <iterator>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "dynaprec/conv.h"
@@ -523,6 +524,78 @@ TEST(ConvCpu, DepthwiseInt8VnniMatchesIntegerSums) {
         ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want))
             << g.kh << "x" << g.kw << " stride " << g.sh << "," << g.sw << " at " << oh << "," << ow
             << ": " << got << " vs " << want << " (sum " << sum << ")";
+      }
+    for (size_t i = static_cast<size_t>(g.oh * g.ow); i < y.size(); ++i)
+      ASSERT_TRUE(std::isnan(y[i])) << "wrote past the plane";
+  }
+}
+
+// The bf16 depthwise plane on AVX512_BF16, called directly, against the float kernel's arithmetic
+// written out: each output's taps in the reference's order (rows, then columns), each product of
+// two bf16 values exact in fp32 and added with one rounding (std::fma), then · scale + bias and
+// the activation — bit for bit (no subnormals here). Odd and even row widths (a zero-weight pad
+// tap), strides 1 and 2 along the row, 1 and 2 along H, dilation along H, partial vectors.
+TEST(ConvCpu, DepthwiseBf16MatchesTheFmaChain) {
+  if (!cpu::dw_bf16_available()) GTEST_SKIP() << "no AVX512_BF16 here";
+  struct Geo {
+    int64_t kh, kw, sh, sw, dh, oh, ow;
+    Activation act;
+  };
+  const Geo geos[] = {{5, 5, 1, 1, 1, 12, 80, Activation::kHardSwish},
+                      {3, 3, 2, 2, 1, 5, 33, Activation::kRelu},
+                      {3, 4, 1, 1, 2, 6, 17, Activation::kNone},
+                      {7, 7, 1, 2, 1, 9, 70, Activation::kSigmoid},
+                      {1, 1, 1, 1, 1, 3, 5, Activation::kClip}};
+  std::mt19937 rng(1600);
+  std::normal_distribution<float> nd(0.0f, 1.0f);
+  auto bf16 = [](float v) {  // the code and its value
+    uint16_t c;
+    encode_float_array(Format::kBf16, &v, &c, 1);
+    float back;
+    decode_float_array(Format::kBf16, &c, &back, 1);
+    return std::pair<uint16_t, float>(c, back);
+  };
+  for (const Geo& g : geos) {
+    const int64_t rows = (g.oh - 1) * g.sh + (g.kh - 1) * g.dh + 1;
+    const int64_t pairs = (g.kw + 1) / 2;
+    const int64_t cols = (g.ow - 1) * g.sw + 2 * pairs + 32;
+    std::vector<uint16_t> xp(static_cast<size_t>(rows * cols)),
+        wc(static_cast<size_t>(g.kh * g.kw));
+    std::vector<float> xv(xp.size()), wv(wc.size());
+    for (size_t i = 0; i < xp.size(); ++i) std::tie(xp[i], xv[i]) = bf16(nd(rng));
+    for (size_t i = 0; i < wc.size(); ++i) std::tie(wc[i], wv[i]) = bf16(0.3f * nd(rng));
+    const cpu::DwBf16Weights dw = cpu::dw_bf16_prepare(wc.data(), 1, g.kh, g.kw);
+    Conv2dParams act = params(1, 1, 0, 0, 0, 0, 1, 1, 1, g.act);
+    cpu::DwPlaneBf16 p;
+    p.xp = xp.data();
+    p.xp_stride = cols;
+    p.w = dw.w.data();
+    p.kh = g.kh;
+    p.pairs = dw.pairs;
+    p.sh = g.sh;
+    p.sw = g.sw;
+    p.dh = g.dh;
+    p.oh_n = g.oh;
+    p.ow_n = g.ow;
+    p.scale = 1.0f;
+    p.bias = 0.125f;
+    p.act = &act;
+    std::vector<float> y(static_cast<size_t>(g.oh * g.ow + 16), NAN);
+    p.y = y.data();
+    cpu::dw_plane_bf16(p);
+    for (int64_t oh = 0; oh < g.oh; ++oh)
+      for (int64_t ow = 0; ow < g.ow; ++ow) {
+        float acc = 0.0f;
+        for (int64_t i = 0; i < g.kh; ++i)
+          for (int64_t j = 0; j < g.kw; ++j)
+            acc = std::fma(wv[static_cast<size_t>(i * g.kw + j)],
+                           xv[static_cast<size_t>((oh * g.sh + i * g.dh) * cols + ow * g.sw + j)],
+                           acc);
+        const float want = apply_activation(acc * p.scale + p.bias, act);
+        const float got = y[static_cast<size_t>(oh * g.ow + ow)];
+        ASSERT_EQ(std::bit_cast<uint32_t>(got), std::bit_cast<uint32_t>(want))
+            << g.kh << "x" << g.kw << " stride " << g.sh << "," << g.sw << " at " << oh << "," << ow
+            << ": " << got << " vs " << want;
       }
     for (size_t i = static_cast<size_t>(g.oh * g.ow); i < y.size(); ++i)
       ASSERT_TRUE(std::isnan(y[i])) << "wrote past the plane";
