@@ -414,20 +414,23 @@ void RoundArray(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n
 // (round half to even: add 0x7FFF plus the kept part's last bit, then clear the lower half;
 // subnormals, the carry into the exponent and the overflow to inf all come out right), except
 // NaN, whose code keeps the top 7 mantissa bits and is quiet: (bits & 0xFFFF0000) | 2^22.
+template <class DU>
+HWY_INLINE hn::Vec<DU> Bf16RoundedBits(DU du, hn::Vec<DU> bits) {
+  const hn::RebindToSigned<DU> di;
+  const auto upper = hn::Set(du, 0xFFFF0000u);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::And(hn::Add(hn::Add(bits, hn::Set(du, 0x7FFFu)), lsb), upper);
+  const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7FFFFFFFu))),
+                             hn::Set(di, int32_t{0x7F800000}));
+  const auto nan = hn::Or(hn::And(bits, upper), hn::Set(du, 0x00400000u));
+  return hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded);
+}
+
 void RoundBf16(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
   const hn::ScalableTag<float> df;
   const hn::RebindToUnsigned<decltype(df)> du;
-  const hn::RebindToSigned<decltype(df)> di;
-  const auto upper = hn::Set(du, 0xFFFF0000u), quiet = hn::Set(du, 0x00400000u);
-  const auto abs_mask = hn::Set(du, 0x7FFFFFFFu), bias = hn::Set(du, 0x7FFFu);
   ConvertLoop(df, df, src, dst, n, false, [&](const float* p) {
-    const auto bits = hn::BitCast(du, hn::LoadU(df, p));
-    const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-    const auto rounded = hn::And(hn::Add(hn::Add(bits, bias), lsb), upper);
-    const auto is_nan =
-        hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)), hn::Set(di, int32_t{0x7F800000}));
-    const auto nan = hn::Or(hn::And(bits, upper), quiet);
-    return hn::BitCast(df, hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded));
+    return hn::BitCast(df, Bf16RoundedBits(du, hn::BitCast(du, hn::LoadU(df, p))));
   });
 }
 
@@ -464,18 +467,9 @@ void Bf16Rows(const float* src, size_t src_stride, uint16_t* dst, size_t dst_str
   const hn::RebindToUnsigned<decltype(df)> du;
   const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> d16;
-  const auto upper = hn::Set(du, 0xFFFF0000u), quiet = hn::Set(du, 0x00400000u);
-  const auto abs_mask = hn::Set(du, 0x7FFFFFFFu), bias = hn::Set(du, 0x7FFFu);
   for (size_t r = 0; r < rows; ++r)
     ConvertLoop(df, d16, src + r * src_stride, dst + r * dst_stride, n, false, [&](const float* p) {
-      const auto bits = hn::BitCast(du, hn::LoadU(df, p));
-      const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-      const auto rounded = hn::And(hn::Add(hn::Add(bits, bias), lsb), upper);
-      const auto is_nan =
-          hn::Gt(hn::BitCast(di, hn::And(bits, abs_mask)), hn::Set(di, int32_t{0x7F800000}));
-      const auto nan = hn::Or(hn::And(bits, upper), quiet);
-      const auto code =
-          hn::ShiftRight<16>(hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded));
+      const auto code = hn::ShiftRight<16>(Bf16RoundedBits(du, hn::BitCast(du, hn::LoadU(df, p))));
       return hn::DemoteTo(d16, hn::BitCast(di, code));  // < 2^16: the demotion is exact
     });
 }

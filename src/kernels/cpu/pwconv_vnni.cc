@@ -50,6 +50,7 @@ namespace {
 
 constexpr int64_t kTilePixels = 64;  // V = 4 vectors of 16
 constexpr int64_t kMaxTaps = 49;     // conv_int8_amx: KH · KW (7x7)
+constexpr int64_t kOneTap[1] = {0};  // a pointwise tile's one tap
 
 using vnni::activate;
 using vnni::atomic_max;
@@ -84,7 +85,7 @@ void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_
           static_cast<uint8_t>((rows[j] ? rows[j][p] : 0) ^ flip_byte);
 }
 
-// What a tile's epilogue needs (the base of TileArgs and TapTileArgs).
+// What a tile's epilogue needs.
 struct TileOut {
   int valid;            // pixels in the tile
   const int32_t* comp;  // 128 · Σ w per row
@@ -94,14 +95,6 @@ struct TileOut {
   int64_t y_stride;
   const Conv2dParams* p;
   std::atomic<uint32_t>* amax;  // where non-null: raised to max |y| (as bits) of the tile
-};
-
-struct TileArgs : TileOut {
-  const uint8_t* xu;  // the tile's first pixel in quad 0
-  int64_t quad_stride;
-  int64_t quads;
-  const int8_t* w;  // the tile's first row
-  int64_t c4;
 };
 
 struct TapTileArgs : TileOut {
@@ -144,36 +137,10 @@ DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmas
   if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
 }
 
-template <int R, int V>
-DYNAPREC_VNNI void tile(const TileArgs& a) {
-  __m512i acc[R][V];
-  __mmask16 m[V];
-#pragma GCC unroll 4
-  for (int v = 0; v < V; ++v) {
-    const int n = a.valid - 16 * v;
-    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r][v] = _mm512_setzero_si512();
-  }
-  for (int64_t q = 0; q < a.quads; ++q) {
-    const uint8_t* xq = a.xu + q * a.quad_stride;
-    __m512i xv[V];
-#pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) {
-      int32_t quad;
-      std::memcpy(&quad, a.w + r * a.c4 + 4 * q, 4);
-      const __m512i wb = _mm512_set1_epi32(quad);
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) acc[r][v] = dpbusd(acc[r][v], xv[v], wb);
-    }
-  }
-  tile_epilogue<R, V>(acc, m, a);
-}
-
-// KxK on VNNI (conv_int8_vnni): the same tile, summed over the taps as well, each tap's X a
-// shifted view of the padded codes.
+// R output rows by V vectors of 16 pixels in int32 accumulators, summed over the taps (KxK,
+// conv_int8_vnni: each tap's X a shifted view of the padded codes; pointwise: one tap) and the
+// groups of 4 input channels: per group, V loads of X, R broadcasts of 4 weight bytes, R·V
+// vpdpbusd.
 template <int R, int V>
 DYNAPREC_VNNI void tap_tile(const TapTileArgs& a) {
   __m512i acc[R][V];
@@ -195,7 +162,9 @@ DYNAPREC_VNNI void tap_tile(const TapTileArgs& a) {
       for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        const __m512i wb = _mm512_set1_epi32(wt[r * a.w_stride + q]);
+        int32_t quad;  // 4 weight bytes (pointwise weights are int8 rows: read, not aliased)
+        std::memcpy(&quad, wt + r * a.w_stride + q, 4);
+        const __m512i wb = _mm512_set1_epi32(quad);
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v) acc[r][v] = dpbusd(acc[r][v], xv[v], wb);
       }
@@ -338,11 +307,6 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
   amx_store_acc(acc);
 }
 
-using TileFn = void (*)(const TileArgs&);
-template <int R>
-constexpr TileFn kTilesOfRows[4] = {tile<R, 1>, tile<R, 2>, tile<R, 3>, tile<R, 4>};
-constexpr const TileFn* kTiles[4] = {kTilesOfRows<1>, kTilesOfRows<2>, kTilesOfRows<3>,
-                                     kTilesOfRows<4>};
 using TapTileFn = void (*)(const TapTileArgs&);
 template <int R>
 constexpr TapTileFn kTapTilesOfRows[4] = {tap_tile<R, 1>, tap_tile<R, 2>, tap_tile<R, 3>,
@@ -527,14 +491,16 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
     const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
     const int rows = static_cast<int>(std::min<int64_t>(4, oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, pixels - p0));
-    const TileArgs a{{valid, w.comp.data() + o0, rt.scale + o0, rt.shift + o0, y + o0 * pixels + p0,
-                      pixels, &p, y_amax},
-                     xu_data + p0 * 4,
-                     pixels * 4,
-                     quads,
-                     w.w.data() + o0 * w.c4,
-                     w.c4};
-    kTiles[rows - 1][(valid + 15) / 16 - 1](a);
+    const TapTileArgs a{{valid, w.comp.data() + o0, rt.scale + o0, rt.shift + o0,
+                         y + o0 * pixels + p0, pixels, &p, y_amax},
+                        xu_data + p0 * 4,
+                        pixels * 4,
+                        quads,
+                        kOneTap,
+                        1,
+                        reinterpret_cast<const int32_t*>(w.w.data() + o0 * w.c4),
+                        w.c4 / 4};
+    kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }
 
