@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,11 +61,36 @@ struct SwitchRecord {
   std::string reason;
 };
 
+/// Metrics by name, in name order: a sorted vector, not a node-based map (the report holds one
+/// per layer and portion; building ~10 map nodes per layer cost more than the monitor's 5 %
+/// budget allows on a 5 ms portion).
+class MetricMap {
+ public:
+  using value_type = std::pair<std::string, double>;
+  using const_iterator = std::vector<value_type>::const_iterator;
+
+  /// The value of `name`, inserted as 0 if absent.
+  double& operator[](std::string_view name);
+  const_iterator find(std::string_view name) const;
+  bool contains(std::string_view name) const { return find(name) != end(); }
+  /// The value of `name`; throws std::out_of_range if absent.
+  double at(std::string_view name) const;
+  const_iterator begin() const { return items_.begin(); }
+  const_iterator end() const { return items_.end(); }
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  void reserve(size_t n) { items_.reserve(n); }
+  friend bool operator==(const MetricMap&, const MetricMap&) = default;
+
+ private:
+  std::vector<value_type> items_;
+};
+
 /// One layer in one portion (CONTRACT §3 "layers").
 struct LayerReport {
   std::string name, op;
   Format precision = Format::kFp32;
-  std::map<std::string, double> metrics;
+  MetricMap metrics;
   uint64_t bytes = 0, bytes_fp32 = 0;
   int64_t macs = 0;
   double time_ms = 0;

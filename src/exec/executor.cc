@@ -109,30 +109,35 @@ InputStats input_stats(const Tensor& x, uint32_t samples, uint64_t visit, Format
       static_cast<uint32_t>(std::min<int64_t>(runs_total, std::max<uint32_t>(samples / 8, 8)));
   std::vector<int64_t> starts(nruns);
   sample_positions(runs_total, nruns, visit, starts);
-  // The sampled magnitudes, copied once (the second pass needs amax).
-  std::vector<float> mag;
-  mag.reserve(static_cast<size_t>(nruns) * kRun);
   const float* xd = x.data_as<float>();
-  double sq = 0;
+  // Two passes over the runs (the second from L1), no copy: amax and Σ x² (four independent
+  // sums: one chain of dependent double adds cost more than the reads), then the counts that
+  // depend on amax.
+  double sq[4] = {0, 0, 0, 0};
   float amax = 0;
+  int64_t n = 0;
+  for (int64_t r : starts) {
+    const int64_t lo = r * kRun, hi = std::min(count, lo + kRun);
+    n += hi - lo;
+    for (int64_t i = lo; i < hi; ++i) {
+      const float v = std::fabs(xd[i]);
+      if (v <= std::numeric_limits<float>::max()) {  // finite
+        amax = std::max(amax, v);
+        sq[i & 3] += static_cast<double>(v) * v;
+      }
+    }
+  }
+  st.amax = amax;
+  st.mean_square = (sq[0] + sq[1] + sq[2] + sq[3]) / static_cast<double>(n);
+  const bool integer = f == Format::kInt8 || f == Format::kInt4;
+  const float lim = f == Format::kFp16 ? 65504.0f : std::numeric_limits<float>::infinity();
+  const double half_step = integer ? static_cast<double>(amax) / 127 / 2 : 0;
   for (int64_t r : starts)
     for (int64_t i = r * kRun; i < std::min(count, (r + 1) * kRun); ++i) {
       const float v = std::fabs(xd[i]);
-      mag.push_back(v);
-      if (std::isfinite(v)) {
-        amax = std::max(amax, v);
-        sq += static_cast<double>(v) * v;
-      }
+      st.saturated += v > lim;
+      st.underflow += v != 0 && v < half_step;
     }
-  st.amax = amax;
-  st.mean_square = sq / static_cast<double>(mag.size());
-  const bool integer = f == Format::kInt8 || f == Format::kInt4;
-  const double lim = f == Format::kFp16 ? 65504.0 : std::numeric_limits<double>::infinity();
-  const double half_step = integer ? amax / 127 / 2 : 0;
-  for (const float v : mag) {
-    if (v > lim) ++st.saturated;
-    if (v != 0 && v < half_step) ++st.underflow;
-  }
   return st;
 }
 
@@ -864,31 +869,43 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   // At fp32 there is no higher-precision shadow: fp32 is the reference precision, so its error
   // against the reference is 0 (sqnr_db +inf) and only the output's statistics are sampled.
   // Convolutions (NCHW outputs: `channels` planes of `plane` values per image): the sample takes
-  // a few pixels and, for each, up to 16 channels, pixel-major, so that the input column a pixel
-  // needs is fetched once and reused from cache by the other channels (a 1x1 conv's column is C
-  // values H·W apart: fetching it per sampled value cost more than the layer's 5 % budget).
+  // runs of consecutive pixels and, for each pixel, the same 8 channels (more where the plane
+  // is too small), pixel-major. The shadow of a pixel needs a column of X (a 1x1 conv's column
+  // is C values H·W apart) and of a channel a row of the fp32 master weights, both cold:
+  // consecutive pixels share the column's cache lines and the channels' rows are fetched once
+  // per run, so 16 samples as 2 pixels x 8 channels read half the weight bytes of 1 pixel x 16
+  // channels from the same lines of X (4 x 4 cost no less on the recognizer and made the
+  // per-portion estimate noisier: more switches).
   auto monitor_sample = [&](int64_t count, Layer& lay, QualityReport& r, const float* ydata,
                             auto&& fn, int64_t channels = 1, int64_t plane = 1,
                             const std::function<void(int64_t)>& prefetch = nullptr) {
     const auto m0 = std::chrono::steady_clock::now();
     const uint32_t s = sample_size(opts.monitor, count);
-    std::vector<int64_t> pos(s);
+    std::vector<int64_t> pos(s), heads;  // heads: the positions whose lines are prefetched
     if (channels > 1 && plane >= 1 && count % (channels * plane) == 0) {
-      const int64_t per_pixel = std::min<int64_t>({channels, 16, static_cast<int64_t>(s)});
       const int64_t pixels_total = count / channels;  // images x plane
-      const auto npix = static_cast<uint32_t>((s + per_pixel - 1) / per_pixel);
-      std::vector<int64_t> pix(npix), chan(static_cast<size_t>(per_pixel));
-      sample_positions(pixels_total, npix, lay.visits, pix);
+      const int64_t per_pixel =
+          std::min<int64_t>({channels, static_cast<int64_t>(s),
+                             std::max<int64_t>(8, (s + pixels_total - 1) / pixels_total)});
+      const int64_t run = std::min<int64_t>(plane, (s + per_pixel - 1) / per_pixel);
+      const auto nruns = static_cast<uint32_t>((s + per_pixel * run - 1) / (per_pixel * run));
+      std::vector<int64_t> starts(nruns), chan(static_cast<size_t>(per_pixel));
+      sample_positions(pixels_total, nruns, lay.visits, starts);
       sample_positions(channels, static_cast<uint32_t>(per_pixel), lay.visits * 7 + 3, chan);
       pos.clear();
-      for (int64_t q : pix) {
+      for (int64_t q : starts) {
         if (q < 0) continue;
-        const int64_t img = q / plane, off = q % plane;
-        for (int64_t c : chan)
-          if (pos.size() < s) pos.push_back((img * channels + c) * plane + off);
+        const int64_t img = q / plane, off = std::min(q % plane, plane - run);
+        for (int64_t j = 0; j < run; ++j)
+          for (int64_t c : chan)
+            if (pos.size() < s) {
+              pos.push_back((img * channels + c) * plane + off + j);
+              if (j == 0) heads.push_back(pos.back());
+            }
       }
     } else {
       sample_positions(count, s, lay.visits, pos);
+      heads = pos;
     }
     SampleStats st;
     const bool shadow = r.format != Format::kFp32;
@@ -896,7 +913,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
     // read, and a strided column of X per pixel. Asking for all of them first lets the misses
     // overlap (one short row after another, the reads waited on each).
     if (shadow && prefetch)
-      for (int64_t i : pos) prefetch(i);
+      for (int64_t i : heads) prefetch(i);
     const size_t custom = shadow ? custom_metric_count() : 0;
     std::vector<float> refs, gots;
     for (int64_t i : pos) {

@@ -1,12 +1,40 @@
 // The run report (CONTRACT §3) and the energy model behind `energy_uj_model`.
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "dynaprec/error.h"
 #include "dynaprec/session.h"
 
 namespace dynaprec {
+
+namespace {
+template <typename V>  // the metrics' vector, const or not
+auto metric_slot(V& v, std::string_view name) {
+  return std::lower_bound(
+      v.begin(), v.end(), name,
+      [](const MetricMap::value_type& e, std::string_view n) { return e.first < n; });
+}
+}  // namespace
+
+double& MetricMap::operator[](std::string_view name) {
+  auto it = metric_slot(items_, name);
+  if (it == items_.end() || it->first != name) it = items_.emplace(it, std::string(name), 0.0);
+  return it->second;
+}
+
+MetricMap::const_iterator MetricMap::find(std::string_view name) const {
+  auto it = metric_slot(items_, name);
+  return it != items_.end() && it->first == name ? it : end();
+}
+
+double MetricMap::at(std::string_view name) const {
+  const auto it = find(name);
+  if (it == end()) throw std::out_of_range("no metric '" + std::string(name) + "'");
+  return it->second;
+}
 
 // Energy per multiply-accumulate and per DRAM byte. Horowitz, "Computing's energy problem",
 // ISSCC 2014 (45 nm): fp32 mult 3.7 pJ + add 0.9; fp16 mult 1.1 + add 0.4; int8 mult 0.2 +

@@ -358,8 +358,9 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
   pr.bytes_to_device = traffic.to_device;
   pr.bytes_from_device = traffic.from_device;
   const auto& infos = m.exec->layers();
-  std::map<uint32_t, const QualityReport*> by_layer;
-  for (const QualityReport& q : stats.reports) by_layer[q.layer] = &q;
+  std::vector<const QualityReport*> by_layer(infos.size(), nullptr);
+  for (const QualityReport& q : stats.reports)
+    if (q.layer < by_layer.size()) by_layer[q.layer] = &q;
   const auto names = metric_names();
   for (const LayerRun& r : stats.layers) {
     LayerReport lr;
@@ -372,8 +373,9 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
     lr.time_ms = r.time_ms;
     lr.fallback = r.fallback;
     if (auto it = countered.find(lr.name); it != countered.end()) lr.fallback = it->second;
-    if (auto it = by_layer.find(static_cast<uint32_t>(r.layer)); it != by_layer.end()) {
-      const QualityReport& q = *it->second;
+    if (const QualityReport* qp = by_layer[static_cast<size_t>(r.layer)]) {
+      const QualityReport& q = *qp;
+      lr.metrics.reserve(10 + names.size());
       auto put = [&](const char* k, double v) {
         if (!std::isnan(v)) lr.metrics[k] = v;
       };

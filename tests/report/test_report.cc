@@ -10,6 +10,9 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "dynaprec/error.h"
 #include "dynaprec/html_report.h"
@@ -164,6 +167,33 @@ struct TmpFile {
   }
   ~TmpFile() { fs::remove(path); }
 };
+
+TEST(MetricMap, KeepsNameOrderAndOneValuePerName) {
+  MetricMap m;
+  m["sqnr_db"] = 31.5;
+  m["amax"] = 2;
+  m["pred_sqnr_db_lower"] = 24;
+  m["amax"] = 3;  // replaced, not added
+  ASSERT_EQ(m.size(), 3u);
+  std::vector<std::string> names;
+  for (const auto& [k, v] : m) names.push_back(k);
+  EXPECT_EQ(names, (std::vector<std::string>{"amax", "pred_sqnr_db_lower", "sqnr_db"}));
+  EXPECT_EQ(m.at("amax"), 3);
+  EXPECT_TRUE(m.contains("sqnr_db"));
+  EXPECT_FALSE(m.contains("sqnr"));
+  EXPECT_EQ(m.find("nan"), m.end());
+  EXPECT_THROW((void)m.at("nan"), std::out_of_range);
+  // The JSON report lists a layer's metrics in that order.
+  Report r;
+  PortionReport p;
+  LayerReport l;
+  l.metrics = m;
+  p.layers.push_back(l);
+  r.portions.push_back(p);
+  const auto j = nlohmann::json::parse(r.to_json());
+  EXPECT_EQ(j["portions"][0]["layers"][0]["metrics"]["pred_sqnr_db_lower"], 24);
+  EXPECT_EQ(j["portions"][0]["layers"][0]["metrics"].size(), 3u);
+}
 
 TEST(Energy, DefaultsAreHorowitz) {
   const EnergyModel e = EnergyModel::defaults();
