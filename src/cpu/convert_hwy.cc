@@ -203,13 +203,56 @@ void EncodeFp8Avx512(const float* HWY_RESTRICT src, uint8_t* HWY_RESTRICT dst, s
 }
 #endif
 
+// bf16 shares fp32's exponent field, so decode(encode(x)) is x's bits rounded to the upper 16
+// (round half to even: add 0x7FFF plus the kept part's last bit, then clear the lower half;
+// subnormals, the carry into the exponent and the overflow to inf all come out right), except
+// NaN, whose code keeps the top 7 mantissa bits and is quiet: (bits & 0xFFFF0000) | 2^22.
+template <class DU>
+HWY_INLINE hn::Vec<DU> Bf16RoundedBits(DU du, hn::Vec<DU> bits) {
+  const hn::RebindToSigned<DU> di;
+  const auto upper = hn::Set(du, 0xFFFF0000u);
+  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::And(hn::Add(hn::Add(bits, hn::Set(du, 0x7FFFu)), lsb), upper);
+  const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7FFFFFFFu))),
+                             hn::Set(di, int32_t{0x7F800000}));
+  const auto nan = hn::Or(hn::And(bits, upper), hn::Set(du, 0x00400000u));
+  return hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded);
+}
+
+// bf16 codes: RoundBf16's bits, the upper 16 kept.
+template <class D16, class DF>
+HWY_INLINE hn::Vec<D16> Bf16Codes(D16 d16, DF df, const float* p) {
+  const hn::RebindToUnsigned<DF> du;
+  const hn::RebindToSigned<DF> di;
+  const auto code = hn::ShiftRight<16>(Bf16RoundedBits(du, hn::BitCast(du, hn::LoadU(df, p))));
+  return hn::DemoteTo(d16, hn::BitCast(di, code));  // < 2^16: the demotion is exact
+}
+
+// The floats of bf16 codes: the code in the upper 16 bits, NaN made quiet (as DecodeCodes).
+template <class DF, class D16>
+HWY_INLINE hn::Vec<DF> Bf16Values(DF df, D16 d16, const uint16_t* p) {
+  const hn::RebindToUnsigned<DF> du;
+  const hn::RebindToSigned<DF> di;
+  const auto bits = hn::ShiftLeft<16>(hn::PromoteTo(du, hn::LoadU(d16, p)));
+  const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7FFFFFFFu))),
+                             hn::Set(di, int32_t{0x7F800000}));
+  return hn::BitCast(
+      df, hn::IfThenElse(hn::RebindMask(du, is_nan), hn::Or(bits, hn::Set(du, 0x00400000u)), bits));
+}
+
 void EncodeFloat(uint8_t format, const float* HWY_RESTRICT src, void* HWY_RESTRICT dst, size_t n) {
   switch (static_cast<Format>(format)) {
     case Format::kFp32:
       std::memcpy(dst, src, n * sizeof(float));
       return;
-    case Format::kBf16:
-      return EncodeArray<SpecBf16>(src, static_cast<uint16_t*>(dst), n);
+    case Format::kBf16: {  // Bf16RoundedBits: a few integer ops, the same codes as SpecBf16's
+      const hn::ScalableTag<float> df;
+      const hn::Rebind<uint16_t, decltype(df)> d16;
+      ConvertLoop(df, d16, src, static_cast<uint16_t*>(dst), n, n * 2 >= kStreamMinBytes,
+                  [&](const float* p) { return Bf16Codes(d16, df, p); });
+      hwy::FlushStream();
+      return;
+    }
     case Format::kFp16:
       if constexpr (kHardwareF16) {
         const hn::ScalableTag<float> df;
@@ -242,8 +285,14 @@ void DecodeFloat(uint8_t format, const void* HWY_RESTRICT src, float* HWY_RESTRI
     case Format::kFp32:
       std::memcpy(dst, src, n * sizeof(float));
       return;
-    case Format::kBf16:
-      return DecodeArray<SpecBf16>(static_cast<const uint16_t*>(src), dst, n);
+    case Format::kBf16: {
+      const hn::ScalableTag<float> df;
+      const hn::Rebind<uint16_t, decltype(df)> d16;
+      ConvertLoop(df, df, static_cast<const uint16_t*>(src), dst, n, n * 4 >= kStreamMinBytes,
+                  [&](const uint16_t* p) { return Bf16Values(df, d16, p); });
+      hwy::FlushStream();
+      return;
+    }
     case Format::kFp16:
       if constexpr (kHardwareF16) {
         const hn::ScalableTag<float> df;
@@ -410,22 +459,6 @@ void RoundArray(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n
   });
 }
 
-// bf16 shares fp32's exponent field, so decode(encode(x)) is x's bits rounded to the upper 16
-// (round half to even: add 0x7FFF plus the kept part's last bit, then clear the lower half;
-// subnormals, the carry into the exponent and the overflow to inf all come out right), except
-// NaN, whose code keeps the top 7 mantissa bits and is quiet: (bits & 0xFFFF0000) | 2^22.
-template <class DU>
-HWY_INLINE hn::Vec<DU> Bf16RoundedBits(DU du, hn::Vec<DU> bits) {
-  const hn::RebindToSigned<DU> di;
-  const auto upper = hn::Set(du, 0xFFFF0000u);
-  const auto lsb = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-  const auto rounded = hn::And(hn::Add(hn::Add(bits, hn::Set(du, 0x7FFFu)), lsb), upper);
-  const auto is_nan = hn::Gt(hn::BitCast(di, hn::And(bits, hn::Set(du, 0x7FFFFFFFu))),
-                             hn::Set(di, int32_t{0x7F800000}));
-  const auto nan = hn::Or(hn::And(bits, upper), hn::Set(du, 0x00400000u));
-  return hn::IfThenElse(hn::RebindMask(du, is_nan), nan, rounded);
-}
-
 void RoundBf16(const float* HWY_RESTRICT src, float* HWY_RESTRICT dst, size_t n) {
   const hn::ScalableTag<float> df;
   const hn::RebindToUnsigned<decltype(df)> du;
@@ -464,14 +497,10 @@ void RoundFloat(uint8_t format, const float* HWY_RESTRICT src, float* HWY_RESTRI
 void Bf16Rows(const float* src, size_t src_stride, uint16_t* dst, size_t dst_stride, size_t rows,
               size_t n) {
   const hn::ScalableTag<float> df;
-  const hn::RebindToUnsigned<decltype(df)> du;
-  const hn::RebindToSigned<decltype(df)> di;
   const hn::Rebind<uint16_t, decltype(df)> d16;
   for (size_t r = 0; r < rows; ++r)
-    ConvertLoop(df, d16, src + r * src_stride, dst + r * dst_stride, n, false, [&](const float* p) {
-      const auto code = hn::ShiftRight<16>(Bf16RoundedBits(du, hn::BitCast(du, hn::LoadU(df, p))));
-      return hn::DemoteTo(d16, hn::BitCast(di, code));  // < 2^16: the demotion is exact
-    });
+    ConvertLoop(df, d16, src + r * src_stride, dst + r * dst_stride, n, false,
+                [&](const float* p) { return Bf16Codes(d16, df, p); });
 }
 
 // Rows of both (a depthwise plane's rows into its padded buffer: one call per plane).
