@@ -707,6 +707,43 @@ TEST(ConvCpu, HintsCarryTheAmaxBetweenLayers) {
     }
 }
 
+// bf16 pointwise convolutions through oneDNN's matmul keep the fp32 bias: where oneDNN cannot
+// add it (2.6 without AMX) it rides in W as three bf16 parts that sum to it exactly, against
+// rows of ones appended to each image's X codes. Zero weights leave y = bias bit for bit (one
+// or two bf16 parts alone are off by up to 2^-9 or 2^-17 relative); random weights on two
+// images (each image's rows of ones; a second bias with the same weights, which the cached
+// plan must not keep) against the direct path, which adds the bias in fp32.
+TEST(ConvCpu, Bf16PointwiseKeepsTheFp32Bias) {
+  const Conv2dParams p = params(1, 1, 0, 0, 0, 0);
+  const Tensor x = test::gaussian({2, 12, 5, 7}, 1700);
+  Tensor b = test::gaussian({9}, 1701, 2.0f);
+  for (int64_t i = 0; i < b.numel(); ++i)  // significant bits beyond bf16's
+    b.data_as<float>()[i] = b.data_as<float>()[i] * (1.0f + 0x1.0p-12f) + 0x1.0p-10f;
+  const ConvWeights zero = conv_weights(Tensor::zeros({9, 12, 1, 1}, DType::kF32), Format::kBf16);
+  const Shape ys = conv2d_output_shape(x.shape(), zero, p);
+  Tensor y = Tensor::zeros(ys, DType::kF32);
+  if (!cpu::conv2d_with(cpu::ConvImpl::kOneDnn, x, zero, b.data_as<float>(), p, y, 2))
+    GTEST_SKIP() << "oneDNN has no bf16 matmul here";
+  for (int64_t i = 0; i < y.numel(); ++i)
+    ASSERT_EQ(y.data_as<float>()[i], b.data_as<float>()[i / 35 % 9]) << i;
+  const Tensor w = test::gaussian({9, 12, 1, 1}, 1702, 0.3f);
+  const ConvWeights cw = conv_weights(w, Format::kBf16);
+  for (float shift : {0.0f, 1.5f}) {  // the second: another bias with the same weights
+    Tensor bb = b.clone();
+    for (int64_t i = 0; i < bb.numel(); ++i) bb.data_as<float>()[i] += shift;
+    Tensor fast = Tensor::zeros(ys, DType::kF32), direct = Tensor::zeros(ys, DType::kF32);
+    ASSERT_TRUE(cpu::conv2d_with(cpu::ConvImpl::kOneDnn, x, cw, bb.data_as<float>(), p, fast, 2));
+    ASSERT_TRUE(cpu::conv2d_with(cpu::ConvImpl::kDirect, x, cw, bb.data_as<float>(), p, direct, 2));
+    const std::vector<double> mag = conv_fp64(x, w, p, ys, true);
+    for (int64_t i = 0; i < fast.numel(); ++i) {
+      const double bias = bb.data_as<float>()[i / 35 % 9];
+      const double tol = 2 * 16 * 0x1.0p-24 * 1.5 * (mag[static_cast<size_t>(i)] + std::fabs(bias));
+      ASSERT_NEAR(fast.data_as<float>()[i], direct.data_as<float>()[i], tol)
+          << "shift " << shift << " at " << i;
+    }
+  }
+}
+
 TEST(ConvCpu, ThreadCountDoesNotChangeTheResult) {
   const Tensor x = test::gaussian({2, 16, 12, 10}, 7);
   const Tensor w = test::gaussian({24, 8, 3, 3}, 8, 0.2f);

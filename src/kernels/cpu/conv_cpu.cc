@@ -132,6 +132,13 @@ struct DnnlPlan {
   // epilogue pass over Y is left (floats differ from the reference by summation order anyway).
   bool fused = false;
   memory::desc bias;
+  // bf16 matmuls whose bias oneDNN cannot add (2.6's brgemm without AMX sends a per-row binary
+  // add to its reference; a sum post-op on a Y filled with the bias measured slower than our
+  // epilogue): the bias as kBiasColumns more columns of W, three bf16 parts whose sum is the
+  // fp32 bias exactly (8 significant bits each; parts below 2^-126 count as zero in the bf16
+  // dot products) and a zero, against rows of ones appended to X's codes. bias_in_k holds the
+  // bias that W was made with.
+  std::vector<float> bias_in_k;
   // int8 with float outputs: oneDNN's post-ops also turn the s32 sums into floats, times
   // sx · sw[oc] (a per-channel binary multiply, post-op 0, whose factors are given per call:
   // oneDNN 2.6's convolutions take no run-time output scales), then add the bias (binary add,
@@ -473,32 +480,75 @@ dnnl::post_ops fused_post_ops(DnnlPlan& plan, const memory::desc& per_oc, bool h
 // channels here, and the s32 path serves it instead.
 bool scaled_impl_ok(const std::string& impl) { return impl.find("avx512") != std::string::npos; }
 
+// W's bf16 codes [OC, C] with the bias as kBiasColumns more columns (DnnlPlan::bias_in_k): b
+// split into three bf16 parts, each the rounding of what the ones before left (exact
+// subtractions), then a zero. Empty where b is not finite (inf - inf would be a NaN part).
+constexpr int64_t kBiasColumns = 4;
+std::vector<std::byte> bias_in_k_weights(const ConvWeights& w, const float* bias) {
+  std::vector<std::byte> plain;
+  const auto* wc = static_cast<const uint16_t*>(dnnl_weight_codes(w, dt::bf16, plain));
+  const int64_t oc = w.matrix.n, c = w.matrix.k, k = c + kBiasColumns;
+  std::vector<std::byte> out(static_cast<size_t>(oc * k) * sizeof(uint16_t));
+  auto* o = reinterpret_cast<uint16_t*>(out.data());
+  for (int64_t r = 0; r < oc; ++r) {
+    if (!std::isfinite(bias[r])) return {};
+    std::memcpy(o + r * k, wc + r * c, static_cast<size_t>(c) * sizeof(uint16_t));
+    float rest = bias[r];
+    for (int64_t j = 0; j < 3; ++j) {
+      uint16_t code = 0;
+      float part = 0;
+      encode_float_array(Format::kBf16, &rest, &code, 1);
+      decode_float_array(Format::kBf16, &code, &part, 1);
+      if (!std::isfinite(part)) return {};  // |b| rounds up past bf16's largest
+      o[r * k + c + j] = code;
+      rest -= part;
+    }
+    o[r * k + c + 3] = 0;
+  }
+  return out;
+}
+
 // `scaled`: an int8 plan with float outputs (DnnlPlan::scaled; out must be f32).
-DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias,
+DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, const float* bias,
                         bool scaled) {
+  const bool has_bias = bias != nullptr;
   // Tries: bias and activation fused (bias as a per-row binary add, which oneDNN 2.6's brgemm
-  // matmul accepts where a [OC, 1] bias argument sends it to its reference), then neither.
-  for (const bool fuse : {scaled || fuse_epilogue(w.matrix.format, out, *gm.p), false}) {
+  // matmul accepts where a [OC, 1] bias argument sends it to its reference), then bf16 with the
+  // bias in K (DnnlPlan::bias_in_k), then neither.
+  enum class Try { kBinaryBias, kBiasInK, kUnfused };
+  const bool fusable = scaled || fuse_epilogue(w.matrix.format, out, *gm.p);
+  for (const Try t : {Try::kBinaryBias, Try::kBiasInK, Try::kUnfused}) {
+    const bool fuse = t != Try::kUnfused;
     if (scaled && !fuse) break;
+    if (fuse && !fusable) continue;
+    if (t == Try::kBiasInK && (scaled || !has_bias || act != dt::bf16)) continue;
     DnnlPlan plan;
     try {
-      plan.mm_w = memory::desc({gm.oc, gm.c}, act, tag::ab);
-      plan.mm_x = memory::desc({gm.c, gm.pixels}, act, tag::ab);
+      const int64_t k = gm.c + (t == Try::kBiasInK ? kBiasColumns : 0);
+      plan.mm_w = memory::desc({gm.oc, k}, act, tag::ab);
+      plan.mm_x = memory::desc({k, gm.pixels}, act, tag::ab);
       plan.mm_y = memory::desc({gm.oc, gm.pixels}, out, tag::ab);
       plan.fused = fuse;
       plan.scaled = scaled;
       dnnl::primitive_attr attr;
       attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
       if (fuse)
-        attr.set_post_ops(fused_post_ops(plan, memory::desc({gm.oc, 1}, dt::f32, tag::ab), has_bias,
-                                         true, *gm.p));
+        attr.set_post_ops(fused_post_ops(plan, memory::desc({gm.oc, 1}, dt::f32, tag::ab),
+                                         has_bias && t != Try::kBiasInK, true, *gm.p));
       const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(plan.mm_w, plan.mm_x, plan.mm_y),
                                             attr, onednn_engine());
       const std::string impl = pd.impl_info_str();
       if (impl.rfind("ref", 0) == 0 || impl.find("gemm") != std::string::npos) continue;
       if (scaled && !scaled_impl_ok(impl)) break;
       plan.scratch = pd.scratchpad_desc();
-      plan.w_codes = dnnl_weight_codes(w, act, plan.w_used);
+      if (t == Try::kBiasInK) {
+        plan.w_used = bias_in_k_weights(w, bias);
+        if (plan.w_used.empty()) continue;
+        plan.w_codes = plan.w_used.data();
+        plan.bias_in_k.assign(bias, bias + gm.oc);
+      } else {
+        plan.w_codes = dnnl_weight_codes(w, act, plan.w_used);
+      }
       plan.mm = dnnl::matmul(pd);
       plan.gemm = plan.ok = true;
       return plan;
@@ -509,10 +559,11 @@ DnnlPlan make_gemm_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bo
   return DnnlPlan{};
 }
 
-DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool has_bias, bool scaled,
-                   bool first_any = false) {
+DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, const float* bias,
+                   bool scaled, bool first_any = false) {
+  const bool has_bias = bias != nullptr;
   if (is_pointwise(gm)) {
-    DnnlPlan plan = make_gemm_plan(gm, w, act, out, has_bias, scaled);
+    DnnlPlan plan = make_gemm_plan(gm, w, act, out, bias, scaled);
     if (plan.ok) return plan;
   }
   DnnlPlan plan;
@@ -548,7 +599,7 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
     // A reference implementation is slower than ours.
     if (scaled && !scaled_impl_ok(pd.impl_info_str())) return DnnlPlan{};
     if (std::string(pd.impl_info_str()).rfind("ref", 0) == 0) {
-      if (src_tag == tag::nchw) return make_plan(gm, w, act, out, has_bias, scaled, true);
+      if (src_tag == tag::nchw) return make_plan(gm, w, act, out, bias, scaled, true);
       return plan;
     }
     plan.src_user = memory::desc(xd, act, tag::nchw);
@@ -582,7 +633,7 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, bool ha
   } catch (const dnnl::error& e) {
     if (e.status != dnnl_unimplemented) throw;
     if (!first_any && gm.c <= 4 && act == dt::f32)
-      return make_plan(gm, w, act, out, has_bias, scaled, true);
+      return make_plan(gm, w, act, out, bias, scaled, true);
   }
   return DnnlPlan{};
 }
@@ -653,17 +704,20 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
     std::lock_guard lock(st.mu);
     if (auto it = st.plans.find(key); it != st.plans.end()) plan = it->second;
   }
+  // A plan with the bias in W serves only that bias (another one with the same weights: anew).
+  if (plan && !plan->bias_in_k.empty() &&
+      std::memcmp(plan->bias_in_k.data(), bias, plan->bias_in_k.size() * sizeof(float)) != 0)
+    plan.reset();
   if (!plan) {
     // int8: float outputs with the epilogue in oneDNN's post-ops where it has them, else the
     // s32 sums and our epilogue.
-    const bool has_bias = bias != nullptr;
     DnnlPlan made;
-    if (act == dt::s8) made = make_plan(gm, w, act, dt::f32, has_bias, true);  // slow: unlocked
-    if (!made.ok) made = make_plan(gm, w, act, s8_out, has_bias, false);
+    if (act == dt::s8) made = make_plan(gm, w, act, dt::f32, bias, true);  // slow: unlocked
+    if (!made.ok) made = make_plan(gm, w, act, s8_out, bias, false);
     plan = std::make_shared<const DnnlPlan>(std::move(made));
     std::lock_guard lock(st.mu);
     if (st.plans.size() >= 64) st.plans.clear();  // bounded: input sizes can vary
-    st.plans.emplace(key, plan);
+    st.plans.insert_or_assign(key, plan);
   }
   if (!plan->ok) return false;
   const dt out = plan->scaled ? dt::f32 : s8_out;
@@ -684,20 +738,29 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
   } else if (x_format != Format::kFp32 && !plan->src_from_f32) {
     // oneDNN runs f32 (fp16, small bf16 layers): X rounded to the format, as floats, in one
     // pass; bf16: X's codes.
-    uint16_t* codes = act == dt::f32 ? nullptr : x16.get<uint16_t>(count);
+    // Per image: its values, then (bias in K) rows of bf16 ones.
+    const auto img = static_cast<size_t>(gm.c * gm.h * gm.w);
+    const size_t ones = plan->bias_in_k.empty() ? 0 : kBiasColumns * static_cast<size_t>(gm.pixels);
+    const size_t img_codes = img + ones;
+    uint16_t* codes =
+        act == dt::f32 ? nullptr : x16.get<uint16_t>(static_cast<size_t>(gm.n) * img_codes);
     float* rounded = act == dt::f32 ? xr.get<float>(count) : nullptr;
     // Memory-bound passes: on the OpenMP threads, in chunks of 64 Ki values.
     constexpr int64_t kChunk = int64_t{1} << 16;
-    const auto chunks = static_cast<int64_t>((count + kChunk - 1) / kChunk);
+    const auto per_img = static_cast<int64_t>((img + kChunk - 1) / kChunk);
+    const int64_t chunks = gm.n * per_img;
 #pragma omp parallel for num_threads(threads) schedule(static) if (chunks > 1)
     for (int64_t c = 0; c < chunks; ++c) {
-      const auto b = static_cast<size_t>(c * kChunk);
-      const size_t len = std::min(count - b, static_cast<size_t>(kChunk));
+      const auto i = static_cast<size_t>(c / per_img);
+      const auto b = static_cast<size_t>(c % per_img * kChunk);
+      const size_t len = std::min(img - b, static_cast<size_t>(kChunk));
       if (rounded)
-        round_float_array(x_format, x + b, rounded + b, len);
+        round_float_array(x_format, x + i * img + b, rounded + i * img + b, len);
       else
-        encode_float_array(x_format, x + b, codes + b, len);
+        encode_float_array(x_format, x + i * img + b, codes + i * img_codes + b, len);
     }
+    for (int64_t i = 0; ones && i < gm.n; ++i)
+      std::fill_n(codes + static_cast<size_t>(i) * img_codes + img, ones, uint16_t{0x3F80});  // 1
     x_used = rounded ? static_cast<const void*>(rounded) : codes;
   }
   const dnnl::engine& eng = onednn_engine();
@@ -716,7 +779,7 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
     if (plan->scaled)
       args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_op++) | DNNL_ARG_SRC_1,
                    memory(plan->scale, eng, scales.data()));
-    if (!bias) return;
+    if (!bias || !plan->bias_in_k.empty()) return;  // none, or in W (bias_in_k)
     memory b(plan->bias, eng, const_cast<float*>(bias));
     if (bias_op || plan->scaled)
       args.emplace(DNNL_ARG_ATTR_MULTIPLE_POST_OP(post_op) | DNNL_ARG_SRC_1, b);
