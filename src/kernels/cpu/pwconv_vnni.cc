@@ -43,6 +43,7 @@
   __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vl,avx512dq,fma")))
 #define DYNAPREC_AMX_BF16 \
   __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+#define DYNAPREC_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 
 namespace dynaprec::cpu {
 
@@ -306,6 +307,96 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
   }
   amx_store_acc(acc);
 }
+
+// ---- bf16 KxK on AVX512_BF16: tap_tile's walk with pairs of channels and vdpbf16ps ------------
+
+struct Bf16TileArgs : TileOut {  // TileOut's comp and scale unused
+  const uint8_t* x;              // the tile's first pixel at tap 0, pair 0 (padded dwords)
+  int64_t pair_step;             // bytes from one pair of channels to the next
+  int64_t pairs;                 // pairs of input channels
+  const int64_t* tap_offset;     // bytes from tap 0 to each tap
+  int64_t taps;
+  const uint32_t* w;  // the tile's first row: [taps][pairs] dwords
+  int64_t w_stride;   // taps · pairs
+};
+
+// R output rows by V vectors of 16 pixels in fp32 accumulators: per tap and pair, V loads of X,
+// R broadcasts of a weight pair, R·V vdpbf16ps; then + bias and the activation in registers
+// (sigmoid after the store), as tile_epilogue does for int8.
+template <int R, int V>
+DYNAPREC_BF16 void bf16_tap_tile(const Bf16TileArgs& a) {
+  __m512 acc[R][V];
+  __mmask16 m[V];
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    const int n = a.valid - 16 * v;
+    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) acc[r][v] = _mm512_setzero_ps();
+  }
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const uint8_t* xt = a.x + a.tap_offset[t];
+    const uint32_t* wt = a.w + t * a.pairs;
+    for (int64_t q = 0; q < a.pairs; ++q) {
+      const uint8_t* xq = xt + q * a.pair_step;
+      __m512i xv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512i wb = _mm512_set1_epi32(static_cast<int32_t>(wt[r * a.w_stride + q]));
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)xv[v], (__m512bh)wb);
+      }
+    }
+  }
+  const Lanes e(*a.p);
+  __m512i mx = _mm512_setzero_si512();
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512 b = _mm512_set1_ps(a.bias[r]);
+    float* yr = a.y + r * a.y_stride;
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) {
+      const __m512 o = _mm512_add_ps(acc[r][v], b);
+      const __m512 out = e.lanes ? activate(o, e) : o;
+      _mm512_mask_storeu_ps(yr + 16 * v, m[v], out);
+      if (a.amax && e.lanes) mx = max_abs_bits(mx, m[v], out);
+    }
+    if (!e.lanes) {
+      apply_activation_n(yr, a.valid, *a.p);
+#pragma GCC unroll 4
+      for (int v = 0; v < V && a.amax; ++v)
+        mx = max_abs_bits(mx, m[v], _mm512_maskz_loadu_ps(m[v], yr + 16 * v));
+    }
+  }
+  if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
+}
+
+// Channels 2q, 2q + 1 of X (rows of `pixels` floats, null past C) as bf16 pairs,
+// bf16(row0[p]) | bf16(row1[p]) << 16 (vcvtneps2bf16: round to nearest even; it flushes
+// subnormal inputs, which vdpbf16ps would count as zero anyway).
+DYNAPREC_BF16 void pack_pair_rows(const float* row0, const float* row1, int64_t pixels,
+                                  uint32_t* dst) {
+  for (int64_t p = 0; p < pixels; p += 16) {
+    const int64_t n = std::min<int64_t>(16, pixels - p);
+    const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    const __m512 a = row0 ? _mm512_maskz_loadu_ps(m, row0 + p) : _mm512_setzero_ps();
+    const __m512 b = row1 ? _mm512_maskz_loadu_ps(m, row1 + p) : _mm512_setzero_ps();
+    // (A vector cast: std::bit_cast's own, out-of-line copy would be compiled without AVX.)
+    const __m512i lo = _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(a)));
+    const __m512i hi = _mm512_cvtepu16_epi32(reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(b)));
+    _mm512_mask_storeu_epi32(dst + p, m, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+}
+
+using Bf16TileFn = void (*)(const Bf16TileArgs&);
+template <int R>
+constexpr Bf16TileFn kBf16TilesOfRows[4] = {bf16_tap_tile<R, 1>, bf16_tap_tile<R, 2>,
+                                            bf16_tap_tile<R, 3>, bf16_tap_tile<R, 4>};
+constexpr const Bf16TileFn* kBf16Tiles[4] = {kBf16TilesOfRows<1>, kBf16TilesOfRows<2>,
+                                             kBf16TilesOfRows<3>, kBf16TilesOfRows<4>};
 
 using TapTileFn = void (*)(const TapTileArgs&);
 template <int R>
@@ -577,6 +668,78 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
                         cw.w.data() + o0 * taps * groups,
                         taps * groups};
     kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
+  }
+}
+
+ConvBf16Weights conv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c, int64_t kh,
+                                  int64_t kw) {
+  ConvBf16Weights p;
+  p.oc = oc;
+  p.c = c;
+  p.kh = kh;
+  p.kw = kw;
+  p.pairs = (c + 1) / 2;
+  const int64_t taps = kh * kw;
+  p.w.assign(static_cast<size_t>(oc * taps * p.pairs), 0);
+  for (int64_t o = 0; o < oc; ++o)
+    for (int64_t ch = 0; ch < c; ++ch)
+      for (int64_t t = 0; t < taps; ++t)
+        p.w[static_cast<size_t>((o * taps + t) * p.pairs + ch / 2)] |=
+            static_cast<uint32_t>(w[(o * c + ch) * taps + t]) << (16 * (ch % 2));
+  return p;
+}
+
+bool conv_bf16_available() {
+  const CpuFeatures& f = cpu_features();
+  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512_bf16 && f.fma;
+}
+
+void conv_bf16(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+               const ConvBf16Weights& cw, const float* bias, const Conv2dParams& p, float* y,
+               int threads, std::atomic<uint32_t>* y_amax) {
+  const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
+  if (oh <= 0 || ow <= 0) return;
+  const int64_t pairs = cw.pairs, taps = cw.kh * cw.kw;
+  if (taps > kMaxTaps)
+    throw Error(ErrorKind::kInternal, "conv_bf16: more than 49 taps (conv_cpu.cc checks)");
+  // X's pairs, zero-padded: [hp rows][pairs][wp pixels] dwords; the tiles' loads are masked.
+  const int64_t hp = h + pads[0] + pads[2], wp = w + pads[1] + pads[3];
+  const int64_t pair_step = wp * 4, row_step = pairs * pair_step;
+  thread_local std::vector<uint32_t> xp;
+  xp.assign(static_cast<size_t>(hp * row_step / 4), 0);
+  const RowTerms rt = row_terms(cw.oc, 1.0f, nullptr, bias);
+  uint32_t* xp_data = xp.data();
+  const bool parallel = cw.oc * oh * ow * cw.c * taps > (int64_t{1} << 16);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < pairs * h; ++t) {
+    const int64_t q = t / h, iy = t % h;
+    const float* r0 = x + (2 * q * h + iy) * w;
+    const float* r1 = 2 * q + 1 < cw.c ? x + ((2 * q + 1) * h + iy) * w : nullptr;
+    pack_pair_rows(r0, r1, w, xp_data + ((iy + pads[0]) * row_step + q * pair_step) / 4 + pads[1]);
+  }
+  int64_t tap_offset[kMaxTaps];
+  for (int64_t ky = 0; ky < cw.kh; ++ky)
+    for (int64_t kx = 0; kx < cw.kw; ++kx) tap_offset[ky * cw.kw + kx] = ky * row_step + kx * 4;
+  // Tiles of 4 rows by 64 pixels of one output row, rows innermost (as conv_int8_vnni).
+  const int64_t row_blocks = (cw.oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
+  const auto* xb = reinterpret_cast<const uint8_t*>(xp_data);
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
+    const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
+                  oy = t / (row_blocks * pixel_blocks);
+    const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
+    const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
+    const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
+    const Bf16TileArgs a{{valid, nullptr, nullptr, rt.shift + o0, y + o0 * oh * ow + oy * ow + p0,
+                          oh * ow, &p, y_amax},
+                         xb + oy * row_step + p0 * 4,
+                         pair_step,
+                         pairs,
+                         tap_offset,
+                         taps,
+                         cw.w.data() + o0 * taps * pairs,
+                         taps * pairs};
+    kBf16Tiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }
 

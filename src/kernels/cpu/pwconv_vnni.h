@@ -93,4 +93,24 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
                     const Conv2dParams& p, float* y, int threads,
                     std::atomic<uint32_t>* y_amax = nullptr);
 
+/// bf16 KxK convolutions with stride 1, dilation 1 and one group on AVX512_BF16 (no AMX): X
+/// rounded to bf16 (round to nearest even; vdpbf16ps counts subnormal values as zero) and
+/// packed two channels to a 32-bit lane, zero-padded, [hp rows][pairs][wp pixels]; tiles of 4
+/// output channels by 64 pixels of one output row summed over the taps and the channel pairs
+/// with vdpbf16ps in fp32 (products exact, the summation order the tile's). W: [oc][taps][pairs]
+/// dwords of 2 codes (channel 2q low, 2q + 1 high; past C zero).
+struct ConvBf16Weights {
+  int64_t oc = 0, c = 0, kh = 0, kw = 0, pairs = 0;
+  std::vector<uint32_t> w;  ///< [oc][kh·kw][pairs]
+};
+ConvBf16Weights conv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c, int64_t kh, int64_t kw);
+/// Whether this CPU runs conv_bf16 (AVX-512 with AVX512_BF16, under the DYNAPREC_ISA cap).
+bool conv_bf16_available();
+/// One image: x [C, H, W] floats, padding (top, left, bottom, right), KH · KW <= 49,
+/// y [OC, OH, OW] = apply_activation(Σ bf16(x) · w + bias[oc], p). bias may be null. y_amax,
+/// where given: raised to max |y| (as float bits).
+void conv_bf16(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+               const ConvBf16Weights& cw, const float* bias, const Conv2dParams& p, float* y,
+               int threads, std::atomic<uint32_t>* y_amax = nullptr);
+
 }  // namespace dynaprec::cpu
