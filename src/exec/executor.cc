@@ -16,6 +16,7 @@
 #include <functional>
 #include <limits>
 #include <set>
+#include <type_traits>
 #include <unordered_map>
 
 #include "dynaprec/conv.h"
@@ -876,12 +877,15 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   // per run, so 16 samples as 2 pixels x 8 channels read half the weight bytes of 1 pixel x 16
   // channels from the same lines of X (4 x 4 cost no less on the recognizer and made the
   // per-portion estimate noisier: more switches).
+  // prefetch(i): asks for the cold lines of position i (or nullptr). The position buffers are
+  // this thread's, reused: allocating them per layer was a measurable part of the cost.
   auto monitor_sample = [&](int64_t count, Layer& lay, QualityReport& r, const float* ydata,
-                            auto&& fn, int64_t channels = 1, int64_t plane = 1,
-                            const std::function<void(int64_t)>& prefetch = nullptr) {
+                            auto&& fn, int64_t channels, int64_t plane, auto&& prefetch) {
     const auto m0 = std::chrono::steady_clock::now();
     const uint32_t s = sample_size(opts.monitor, count);
-    std::vector<int64_t> pos(s), heads;  // heads: the positions whose lines are prefetched
+    thread_local std::vector<int64_t> pos, heads, starts, chan;  // heads: prefetched positions
+    pos.assign(s, 0);
+    heads.clear();
     if (channels > 1 && plane >= 1 && count % (channels * plane) == 0) {
       const int64_t pixels_total = count / channels;  // images x plane
       const int64_t per_pixel =
@@ -889,7 +893,8 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
                              std::max<int64_t>(8, (s + pixels_total - 1) / pixels_total)});
       const int64_t run = std::min<int64_t>(plane, (s + per_pixel - 1) / per_pixel);
       const auto nruns = static_cast<uint32_t>((s + per_pixel * run - 1) / (per_pixel * run));
-      std::vector<int64_t> starts(nruns), chan(static_cast<size_t>(per_pixel));
+      starts.assign(nruns, 0);
+      chan.assign(static_cast<size_t>(per_pixel), 0);
       sample_positions(pixels_total, nruns, lay.visits, starts);
       sample_positions(channels, static_cast<uint32_t>(per_pixel), lay.visits * 7 + 3, chan);
       pos.clear();
@@ -905,15 +910,16 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       }
     } else {
       sample_positions(count, s, lay.visits, pos);
-      heads = pos;
+      heads.assign(pos.begin(), pos.end());
     }
     SampleStats st;
     const bool shadow = r.format != Format::kFp32;
     // The shadow reads cold lines: the fp32 master weights, which the layer itself did not
     // read, and a strided column of X per pixel. Asking for all of them first lets the misses
     // overlap (one short row after another, the reads waited on each).
-    if (shadow && prefetch)
-      for (int64_t i : heads) prefetch(i);
+    if constexpr (!std::is_null_pointer_v<std::decay_t<decltype(prefetch)>>)
+      if (shadow)
+        for (int64_t i : heads) prefetch(i);
     const size_t custom = shadow ? custom_metric_count() : 0;
     std::vector<float> refs, gots;
     for (int64_t i : pos) {
@@ -1077,7 +1083,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
               ap.clip_max = cp.clip_max;
               return std::pair<float, float>(apply_activation(static_cast<float>(acc), ap), yd[i]);
             },
-            oc, oh * ow);
+            oc, oh * ow, nullptr);
         const MatmulWeights& m32 =
             cached<ConvTransposeWeights>(l, Format::kFp32, make_convt).matrix;
         monitor_weights(l, m32.data.data_as<float>(), m32.n, m32.k);
