@@ -654,63 +654,71 @@ TEST(ConvCpu, KxKInt8ConvOnEveryIsaMatchesTheReference) {
     }
 }
 
-// The bf16 KxK kernel (AVX512_BF16, no AMX), called directly, against the reference: the same
-// bf16 products summed in another fp32 order, so within 2·K·2^-24·Σ|x·w| per output (times 1.5
+// The float KxK kernel (AVX-512 without AMX; bf16 with AVX512_BF16 and fp32), called directly,
+// against the reference: the same products (bf16: of the rounded values) summed in another fp32
+// order, so within 2·K·2^-24·Σ|x·w| per output (times 1.5
 // for the rounding of the used values, 1.5 for hardswish's slope, 1.25 for the affine) and a few
 // ulps of the activation. Odd C (a pair half past C), OC not a multiple of 4, rows not a
 // multiple of 16 pixels, asymmetric padding, 1x7 and 5x5, one and two threads; conv2d on two
 // images reaches it and matches it bit for bit.
-TEST(ConvCpu, KxKBf16ConvMatchesTheReference) {
-  if (!cpu::conv_bf16_available()) GTEST_SKIP() << "no AVX512_BF16 here";
-  struct Geo {
-    int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
-  };
-  uint32_t seed = 1900;
-  for (const Geo& g : {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{17, 7, 6, 37, 5, 5, 2, 2, 2, 2},
-                       Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
-                       Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, Geo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
-    for (Activation a : {Activation::kNone, Activation::kHardSwish, Activation::kSigmoid}) {
-      const Tensor x = test::gaussian({2, g.c, g.h, g.w}, seed++);
-      const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
-      const Tensor b = test::gaussian({g.oc}, seed++);
-      Conv2dParams p = params(1, 1, g.pt, g.pl, g.pb, g.pr, 1, 1, 1, a);
-      p.post_affine = a != Activation::kNone;
-      p.post_scale = -1.25f;
-      p.post_shift = 0.5f;
-      const ConvWeights cw = conv_weights(w, Format::kBf16);
-      const Shape ys = conv2d_output_shape(x.shape(), cw, p);
-      Tensor want = Tensor::zeros(ys, DType::kF32);
-      ref::conv2d(x, cw, b.data_as<float>(), p, want);
-      const std::vector<double> mag = conv_fp64(x, w, p, ys, true);
-      const int64_t k = g.c * g.kh * g.kw, image = g.oc * ys[2] * ys[3];
-      const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};
-      const cpu::ConvBf16Weights prepared =
-          cpu::conv_bf16_prepare(cw.matrix.data.data_as<uint16_t>(), g.oc, g.c, g.kh, g.kw);
-      const std::string what = "c" + std::to_string(g.c) + " oc" + std::to_string(g.oc) + " k" +
-                               std::to_string(g.kh) + "x" + std::to_string(g.kw) + " act " +
-                               std::to_string(static_cast<int>(a));
-      for (int threads : {1, 2}) {
-        Tensor got = Tensor::zeros(ys, DType::kF32);
-        for (int64_t n = 0; n < 2; ++n)
-          cpu::conv_bf16(x.data_as<float>() + n * g.c * g.h * g.w, g.h, g.w, pads, prepared,
-                         b.data_as<float>(), p, got.data_as<float>() + n * image, threads);
-        for (int64_t i = 0; i < got.numel(); ++i) {
-          const double wv = want.data_as<float>()[i];
-          const double tol = 1.5 * 1.25 * 2 * k * 0x1.0p-24 * 1.5 * mag[static_cast<size_t>(i)] +
-                             8 * 0x1.0p-24 * (std::fabs(wv) + 1);
-          ASSERT_NEAR(got.data_as<float>()[i], wv, tol)
-              << what << " threads " << threads << " at " << i;
-        }
-        if (threads == 2) {  // conv2d picks it (on two images) and adds nothing of its own
-          Tensor via = Tensor::zeros(ys, DType::kF32);
-          conv2d(x, cw, b.data_as<float>(), p, via, 2);
-          for (int64_t i = 0; i < got.numel(); ++i)
-            ASSERT_EQ(std::bit_cast<uint32_t>(via.data_as<float>()[i]),
-                      std::bit_cast<uint32_t>(got.data_as<float>()[i]))
-                << what << " via conv2d at " << i;
+TEST(ConvCpu, KxKFloatConvMatchesTheReference) {
+  bool ran = false;
+  for (Format f : {Format::kBf16, Format::kFp32}) {
+    if (!cpu::conv_float_available(f)) continue;
+    ran = true;
+    struct Geo {
+      int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
+    };
+    uint32_t seed = 1900;
+    for (const Geo& g :
+         {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{17, 7, 6, 37, 5, 5, 2, 2, 2, 2},
+          Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
+          Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, Geo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
+      for (Activation a : {Activation::kNone, Activation::kHardSwish, Activation::kSigmoid}) {
+        const Tensor x = test::gaussian({2, g.c, g.h, g.w}, seed++);
+        const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
+        const Tensor b = test::gaussian({g.oc}, seed++);
+        Conv2dParams p = params(1, 1, g.pt, g.pl, g.pb, g.pr, 1, 1, 1, a);
+        p.post_affine = a != Activation::kNone;
+        p.post_scale = -1.25f;
+        p.post_shift = 0.5f;
+        const ConvWeights cw = conv_weights(w, f);
+        const Shape ys = conv2d_output_shape(x.shape(), cw, p);
+        Tensor want = Tensor::zeros(ys, DType::kF32);
+        ref::conv2d(x, cw, b.data_as<float>(), p, want);
+        const std::vector<double> mag = conv_fp64(x, w, p, ys, true);
+        const int64_t k = g.c * g.kh * g.kw, image = g.oc * ys[2] * ys[3];
+        const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};
+        const cpu::ConvFloatWeights prepared =
+            cpu::conv_float_prepare(f, cw.matrix.data.data(), g.oc, g.c, g.kh, g.kw);
+        const std::string what = std::string(format_name(f)) + " c" + std::to_string(g.c) + " oc" +
+                                 std::to_string(g.oc) + " k" + std::to_string(g.kh) + "x" +
+                                 std::to_string(g.kw) + " act " +
+                                 std::to_string(static_cast<int>(a));
+        for (int threads : {1, 2}) {
+          Tensor got = Tensor::zeros(ys, DType::kF32);
+          for (int64_t n = 0; n < 2; ++n)
+            cpu::conv_float(x.data_as<float>() + n * g.c * g.h * g.w, g.h, g.w, pads, prepared,
+                            b.data_as<float>(), p, got.data_as<float>() + n * image, threads);
+          for (int64_t i = 0; i < got.numel(); ++i) {
+            const double wv = want.data_as<float>()[i];
+            const double tol = 1.5 * 1.25 * 2 * k * 0x1.0p-24 * 1.5 * mag[static_cast<size_t>(i)] +
+                               8 * 0x1.0p-24 * (std::fabs(wv) + 1);
+            ASSERT_NEAR(got.data_as<float>()[i], wv, tol)
+                << what << " threads " << threads << " at " << i;
+          }
+          if (threads == 2) {  // conv2d picks it (on two images) and adds nothing of its own
+            Tensor via = Tensor::zeros(ys, DType::kF32);
+            conv2d(x, cw, b.data_as<float>(), p, via, 2);
+            for (int64_t i = 0; i < got.numel(); ++i)
+              ASSERT_EQ(std::bit_cast<uint32_t>(via.data_as<float>()[i]),
+                        std::bit_cast<uint32_t>(got.data_as<float>()[i]))
+                  << what << " via conv2d at " << i;
+          }
         }
       }
-    }
+  }
+  if (!ran) GTEST_SKIP() << "no AVX-512 here";
 }
 
 // ConvHints: a layer told max |X| makes the scale from it and gives the same bits as one that

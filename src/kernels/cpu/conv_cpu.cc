@@ -195,7 +195,7 @@ struct ConvState {
   std::optional<PwBf16Weights> pointwise_bf16;  // (bf16)
   std::optional<ConvInt8AmxWeights> amx;        // conv_amx's form of W
   std::optional<ConvInt8VnniWeights> kxk_vnni;  // conv_kxk_vnni's
-  std::optional<ConvBf16Weights> kxk_bf16;      // conv_kxk_bf16's
+  std::optional<ConvFloatWeights> kxk_float;    // conv_kxk_float's
   std::optional<DwInt8Weights> dw_int8;         // conv_depthwise's on VNNI (int8)
   std::optional<DwBf16Weights> dw_bf16;         // and on AVX512_BF16 (bf16)
   std::vector<float> w_float;                   // weights_as_floats
@@ -1384,34 +1384,36 @@ bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, float sx, const ConvWeights
   return true;
 }
 
-// bf16 KxK convolutions on AVX512_BF16 without AMX (pwconv_vnni.h conv_bf16): oneDNN 2.6's
-// bf16 convolution ran 96 -> 24 3x3 at 160x160 at 224 GFLOP/s here (its 16-channel blocks
-// half empty at 24 outputs). Where AMX is, oneDNN's AMX kernels stay.
-bool bf16_conv_applies(const Geom& gm, Format f) {
+// fp32 and bf16 KxK convolutions on AVX-512 without AMX (pwconv_vnni.h conv_float): oneDNN
+// 2.6's convolutions ran 96 -> 24 3x3 at 160x160 at 128 (fp32) and 224 (bf16) GFLOP/s here
+// (AMD Zen 4; their 16-channel blocks half empty at 24 outputs). Where AMX is, oneDNN's kernels
+// stay.
+bool float_conv_applies(const Geom& gm, Format f) {
   const Conv2dParams& p = *gm.p;
-  return f == Format::kBf16 && gm.groups == 1 && p.stride_h == 1 && p.stride_w == 1 &&
-         p.dilation_h == 1 && p.dilation_w == 1 && gm.c >= 16 && gm.kh * gm.kw > 1 &&
-         gm.kh * gm.kw <= 49 && conv_bf16_available() &&
+  return (f == Format::kFp32 || f == Format::kBf16) && gm.groups == 1 && p.stride_h == 1 &&
+         p.stride_w == 1 && p.dilation_h == 1 && p.dilation_w == 1 && gm.c >= 16 &&
+         gm.kh * gm.kw > 1 && gm.kh * gm.kw <= 49 && conv_float_available(f) &&
          !onednn_has(dnnl::cpu_isa::avx512_core_amx);
 }
 
-bool conv_kxk_bf16(const Geom& gm, const float* x, const ConvWeights& w, const float* bias,
-                   float* y, int threads) {
-  if (!bf16_conv_applies(gm, w.matrix.format) || !weights_finite(w)) return false;
+bool conv_kxk_float(const Geom& gm, const float* x, const ConvWeights& w, const float* bias,
+                    float* y, int threads) {
+  const Format f = w.matrix.format;
+  if (!float_conv_applies(gm, f) || !weights_finite(w)) return false;
   ConvState& st = state(w);
-  const ConvBf16Weights* cw = nullptr;
+  const ConvFloatWeights* cw = nullptr;
   {
     std::lock_guard lock(st.mu);
-    if (!st.kxk_bf16)
-      st.kxk_bf16 = conv_bf16_prepare(w.matrix.data.data_as<uint16_t>(), gm.oc, gm.c, gm.kh, gm.kw);
-    cw = &*st.kxk_bf16;
+    if (!st.kxk_float)
+      st.kxk_float = conv_float_prepare(f, w.matrix.data.data(), gm.oc, gm.c, gm.kh, gm.kw);
+    cw = &*st.kxk_float;
   }
   const Conv2dParams& p = *gm.p;
   const int64_t pads[4] = {p.pad_top, p.pad_left, p.pad_bottom, p.pad_right};
   std::atomic<uint32_t>* amax = take_amax(gm);
   for (int64_t n = 0; n < gm.n; ++n)
-    conv_bf16(x + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, bias, p, y + n * gm.oc * gm.pixels,
-              threads, amax);
+    conv_float(x + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, bias, p,
+               y + n * gm.oc * gm.pixels, threads, amax);
   return true;
 }
 
@@ -1534,7 +1536,7 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
     if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
     if (vnni_conv_applies(gm, f) && conv_kxk_vnni(gm, codes(), sx, w, bias, yd, t)) return true;
-    if (bf16_conv_applies(gm, f) && conv_kxk_bf16(gm, xs, w, bias, yd, t)) return true;
+    if (float_conv_applies(gm, f) && conv_kxk_float(gm, xs, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):
     // below 1024 (int8) or 2048 (floats) the per-pixel GEMV calls of im2col cost more (measured

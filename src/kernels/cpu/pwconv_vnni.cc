@@ -44,6 +44,10 @@
 #define DYNAPREC_AMX_BF16 \
   __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
 #define DYNAPREC_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16,fma")))
+// What both float tiles inline (a subset of both targets: an out-of-line epilogue took the
+// accumulators' address, and they went through memory on every step).
+#define DYNAPREC_AVX512_INLINE \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"), always_inline)) inline
 
 namespace dynaprec::cpu {
 
@@ -308,49 +312,36 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
   amx_store_acc(acc);
 }
 
-// ---- bf16 KxK on AVX512_BF16: tap_tile's walk with pairs of channels and vdpbf16ps ------------
+// ---- Float KxK without AMX: tap_tile's walk in fp32 lanes -------------------------------------
+// fp32: one channel per 32-bit lane and an FMA per weight; bf16 (AVX512_BF16): a pair of
+// channels per lane and vdpbf16ps. The two tiles differ only in that step (and in the target
+// they are compiled for: the fp32 one runs on AVX-512 CPUs without BF16).
 
-struct Bf16TileArgs : TileOut {  // TileOut's comp and scale unused
-  const uint8_t* x;              // the tile's first pixel at tap 0, pair 0 (padded dwords)
-  int64_t pair_step;             // bytes from one pair of channels to the next
-  int64_t pairs;                 // pairs of input channels
-  const int64_t* tap_offset;     // bytes from tap 0 to each tap
+struct FloatTileArgs : TileOut {  // TileOut's comp and scale unused
+  const uint8_t* x;               // the tile's first pixel at tap 0, group 0 (padded lanes)
+  int64_t group_step;             // bytes from one group of channels (1 fp32, 2 bf16) to the next
+  int64_t groups;
+  const int64_t* tap_offset;  // bytes from tap 0 to each tap
   int64_t taps;
-  const uint32_t* w;  // the tile's first row: [taps][pairs] dwords
-  int64_t w_stride;   // taps · pairs
+  const uint32_t* w;  // the tile's first row: [taps][groups] lanes
+  int64_t w_stride;   // taps · groups
 };
 
-// R output rows by V vectors of 16 pixels in fp32 accumulators: per tap and pair, V loads of X,
-// R broadcasts of a weight pair, R·V vdpbf16ps; then + bias and the activation in registers
-// (sigmoid after the store), as tile_epilogue does for int8.
-template <int R, int V>
-DYNAPREC_BF16 void bf16_tap_tile(const Bf16TileArgs& a) {
-  __m512 acc[R][V];
-  __mmask16 m[V];
+// The pixel masks of a tile's V vectors.
+template <int V>
+DYNAPREC_AVX512_INLINE void tile_masks(int valid, __mmask16 (&m)[V]) {
 #pragma GCC unroll 4
   for (int v = 0; v < V; ++v) {
-    const int n = a.valid - 16 * v;
+    const int n = valid - 16 * v;
     m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
-#pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r][v] = _mm512_setzero_ps();
   }
-  for (int64_t t = 0; t < a.taps; ++t) {
-    const uint8_t* xt = a.x + a.tap_offset[t];
-    const uint32_t* wt = a.w + t * a.pairs;
-    for (int64_t q = 0; q < a.pairs; ++q) {
-      const uint8_t* xq = xt + q * a.pair_step;
-      __m512i xv[V];
-#pragma GCC unroll 4
-      for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
-#pragma GCC unroll 4
-      for (int r = 0; r < R; ++r) {
-        const __m512i wb = _mm512_set1_epi32(static_cast<int32_t>(wt[r * a.w_stride + q]));
-#pragma GCC unroll 4
-        for (int v = 0; v < V; ++v)
-          acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)xv[v], (__m512bh)wb);
-      }
-    }
-  }
+}
+
+// acc + bias, the activation in registers (sigmoid after the store), stored under the masks;
+// max |y| where asked (as tile_epilogue does for int8).
+template <int R, int V>
+DYNAPREC_AVX512_INLINE void float_tile_epilogue(const __m512 (&acc)[R][V], const __mmask16 (&m)[V],
+                                                const TileOut& a) {
   const Lanes e(*a.p);
   __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 4
@@ -374,6 +365,69 @@ DYNAPREC_BF16 void bf16_tap_tile(const Bf16TileArgs& a) {
   if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
 }
 
+// R output rows by V vectors of 16 pixels in fp32 accumulators: per tap and channel, V loads of
+// X, R broadcasts of a weight, R·V FMAs.
+template <int R, int V>
+__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void f32_tap_tile(
+    const FloatTileArgs& a) {
+  __m512 acc[R][V];
+  __mmask16 m[V];
+  tile_masks<V>(a.valid, m);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const uint8_t* xt = a.x + a.tap_offset[t];
+    const uint32_t* wt = a.w + t * a.groups;
+    for (int64_t q = 0; q < a.groups; ++q) {
+      const uint8_t* xq = xt + q * a.group_step;
+      __m512 xv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_ps(m[v], xq + 64 * v);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        float wv;
+        std::memcpy(&wv, wt + r * a.w_stride + q, 4);
+        const __m512 wb = _mm512_set1_ps(wv);
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v) acc[r][v] = _mm512_fmadd_ps(xv[v], wb, acc[r][v]);
+      }
+    }
+  }
+  float_tile_epilogue<R, V>(acc, m, a);
+}
+
+// The same with pairs of channels: R broadcasts of a weight pair, R·V vdpbf16ps.
+template <int R, int V>
+DYNAPREC_BF16 void bf16_tap_tile(const FloatTileArgs& a) {
+  __m512 acc[R][V];
+  __mmask16 m[V];
+  tile_masks<V>(a.valid, m);
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
+  for (int64_t t = 0; t < a.taps; ++t) {
+    const uint8_t* xt = a.x + a.tap_offset[t];
+    const uint32_t* wt = a.w + t * a.groups;
+    for (int64_t q = 0; q < a.groups; ++q) {
+      const uint8_t* xq = xt + q * a.group_step;
+      __m512i xv[V];
+#pragma GCC unroll 4
+      for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m512i wb = _mm512_set1_epi32(static_cast<int32_t>(wt[r * a.w_stride + q]));
+#pragma GCC unroll 4
+        for (int v = 0; v < V; ++v)
+          acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)xv[v], (__m512bh)wb);
+      }
+    }
+  }
+  float_tile_epilogue<R, V>(acc, m, a);
+}
+
 // Channels 2q, 2q + 1 of X (rows of `pixels` floats, null past C) as bf16 pairs,
 // bf16(row0[p]) | bf16(row1[p]) << 16 (vcvtneps2bf16: round to nearest even; it flushes
 // subnormal inputs, which vdpbf16ps would count as zero anyway).
@@ -391,12 +445,16 @@ DYNAPREC_BF16 void pack_pair_rows(const float* row0, const float* row1, int64_t 
   }
 }
 
-using Bf16TileFn = void (*)(const Bf16TileArgs&);
-template <int R>
-constexpr Bf16TileFn kBf16TilesOfRows[4] = {bf16_tap_tile<R, 1>, bf16_tap_tile<R, 2>,
-                                            bf16_tap_tile<R, 3>, bf16_tap_tile<R, 4>};
-constexpr const Bf16TileFn* kBf16Tiles[4] = {kBf16TilesOfRows<1>, kBf16TilesOfRows<2>,
-                                             kBf16TilesOfRows<3>, kBf16TilesOfRows<4>};
+using FloatTileFn = void (*)(const FloatTileArgs&);
+template <bool kBf16, int R>
+constexpr FloatTileFn kFloatTilesOfRows[4] = {kBf16 ? bf16_tap_tile<R, 1> : f32_tap_tile<R, 1>,
+                                              kBf16 ? bf16_tap_tile<R, 2> : f32_tap_tile<R, 2>,
+                                              kBf16 ? bf16_tap_tile<R, 3> : f32_tap_tile<R, 3>,
+                                              kBf16 ? bf16_tap_tile<R, 4> : f32_tap_tile<R, 4>};
+template <bool kBf16>
+constexpr const FloatTileFn* kFloatTiles[4] = {
+    kFloatTilesOfRows<kBf16, 1>, kFloatTilesOfRows<kBf16, 2>, kFloatTilesOfRows<kBf16, 3>,
+    kFloatTilesOfRows<kBf16, 4>};
 
 using TapTileFn = void (*)(const TapTileArgs&);
 template <int R>
@@ -671,56 +729,73 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
   }
 }
 
-ConvBf16Weights conv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c, int64_t kh,
-                                  int64_t kw) {
-  ConvBf16Weights p;
+ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t c, int64_t kh,
+                                    int64_t kw) {
+  DP_CHECK(f == Format::kFp32 || f == Format::kBf16, "conv_float: fp32 or bf16 weights");
+  ConvFloatWeights p;
+  p.format = f;
   p.oc = oc;
   p.c = c;
   p.kh = kh;
   p.kw = kw;
-  p.pairs = (c + 1) / 2;
+  const bool bf16 = f == Format::kBf16;
+  p.groups = bf16 ? (c + 1) / 2 : c;
   const int64_t taps = kh * kw;
-  p.w.assign(static_cast<size_t>(oc * taps * p.pairs), 0);
+  p.w.assign(static_cast<size_t>(oc * taps * p.groups), 0);
   for (int64_t o = 0; o < oc; ++o)
     for (int64_t ch = 0; ch < c; ++ch)
-      for (int64_t t = 0; t < taps; ++t)
-        p.w[static_cast<size_t>((o * taps + t) * p.pairs + ch / 2)] |=
-            static_cast<uint32_t>(w[(o * c + ch) * taps + t]) << (16 * (ch % 2));
+      for (int64_t t = 0; t < taps; ++t) {
+        const int64_t from = (o * c + ch) * taps + t;
+        uint32_t& lane = p.w[static_cast<size_t>((o * taps + t) * p.groups + (bf16 ? ch / 2 : ch))];
+        if (bf16)
+          lane |= static_cast<uint32_t>(static_cast<const uint16_t*>(w)[from]) << (16 * (ch % 2));
+        else
+          std::memcpy(&lane, static_cast<const float*>(w) + from, 4);
+      }
   return p;
 }
 
-bool conv_bf16_available() {
-  const CpuFeatures& f = cpu_features();
-  return f.avx512f && f.avx512bw && f.avx512vl && f.avx512dq && f.avx512_bf16 && f.fma;
+bool conv_float_available(Format f) {
+  const CpuFeatures& cf = cpu_features();
+  const bool avx512 = cf.avx512f && cf.avx512bw && cf.avx512vl && cf.avx512dq && cf.fma;
+  return f == Format::kFp32 ? avx512 : f == Format::kBf16 && avx512 && cf.avx512_bf16;
 }
 
-void conv_bf16(const float* x, int64_t h, int64_t w, const int64_t pads[4],
-               const ConvBf16Weights& cw, const float* bias, const Conv2dParams& p, float* y,
-               int threads, std::atomic<uint32_t>* y_amax) {
+void conv_float(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+                const ConvFloatWeights& cw, const float* bias, const Conv2dParams& p, float* y,
+                int threads, std::atomic<uint32_t>* y_amax) {
   const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
   if (oh <= 0 || ow <= 0) return;
-  const int64_t pairs = cw.pairs, taps = cw.kh * cw.kw;
+  const bool bf16 = cw.format == Format::kBf16;
+  const int64_t groups = cw.groups, taps = cw.kh * cw.kw;
   if (taps > kMaxTaps)
-    throw Error(ErrorKind::kInternal, "conv_bf16: more than 49 taps (conv_cpu.cc checks)");
-  // X's pairs, zero-padded: [hp rows][pairs][wp pixels] dwords; the tiles' loads are masked.
+    throw Error(ErrorKind::kInternal, "conv_float: more than 49 taps (conv_cpu.cc checks)");
+  // X's channel groups, zero-padded: [hp rows][groups][wp pixels] lanes; the tiles' loads are
+  // masked.
   const int64_t hp = h + pads[0] + pads[2], wp = w + pads[1] + pads[3];
-  const int64_t pair_step = wp * 4, row_step = pairs * pair_step;
+  const int64_t group_step = wp * 4, row_step = groups * group_step;
   thread_local std::vector<uint32_t> xp;
   xp.assign(static_cast<size_t>(hp * row_step / 4), 0);
   const RowTerms rt = row_terms(cw.oc, 1.0f, nullptr, bias);
   uint32_t* xp_data = xp.data();
   const bool parallel = cw.oc * oh * ow * cw.c * taps > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-  for (int64_t t = 0; t < pairs * h; ++t) {
+  for (int64_t t = 0; t < groups * h; ++t) {
     const int64_t q = t / h, iy = t % h;
-    const float* r0 = x + (2 * q * h + iy) * w;
-    const float* r1 = 2 * q + 1 < cw.c ? x + ((2 * q + 1) * h + iy) * w : nullptr;
-    pack_pair_rows(r0, r1, w, xp_data + ((iy + pads[0]) * row_step + q * pair_step) / 4 + pads[1]);
+    uint32_t* dst = xp_data + ((iy + pads[0]) * row_step + q * group_step) / 4 + pads[1];
+    if (bf16) {
+      const float* r0 = x + (2 * q * h + iy) * w;
+      const float* r1 = 2 * q + 1 < cw.c ? x + ((2 * q + 1) * h + iy) * w : nullptr;
+      pack_pair_rows(r0, r1, w, dst);
+    } else {
+      std::memcpy(dst, x + (q * h + iy) * w, static_cast<size_t>(w) * sizeof(float));
+    }
   }
   int64_t tap_offset[kMaxTaps];
   for (int64_t ky = 0; ky < cw.kh; ++ky)
     for (int64_t kx = 0; kx < cw.kw; ++kx) tap_offset[ky * cw.kw + kx] = ky * row_step + kx * 4;
   // Tiles of 4 rows by 64 pixels of one output row, rows innermost (as conv_int8_vnni).
+  const FloatTileFn* const* tiles = bf16 ? kFloatTiles<true> : kFloatTiles<false>;
   const int64_t row_blocks = (cw.oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
   const auto* xb = reinterpret_cast<const uint8_t*>(xp_data);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
@@ -730,16 +805,16 @@ void conv_bf16(const float* x, int64_t h, int64_t w, const int64_t pads[4],
     const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
     const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
     const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
-    const Bf16TileArgs a{{valid, nullptr, nullptr, rt.shift + o0, y + o0 * oh * ow + oy * ow + p0,
-                          oh * ow, &p, y_amax},
-                         xb + oy * row_step + p0 * 4,
-                         pair_step,
-                         pairs,
-                         tap_offset,
-                         taps,
-                         cw.w.data() + o0 * taps * pairs,
-                         taps * pairs};
-    kBf16Tiles[rows - 1][(valid + 15) / 16 - 1](a);
+    const FloatTileArgs a{{valid, nullptr, nullptr, rt.shift + o0, y + o0 * oh * ow + oy * ow + p0,
+                           oh * ow, &p, y_amax},
+                          xb + oy * row_step + p0 * 4,
+                          group_step,
+                          groups,
+                          tap_offset,
+                          taps,
+                          cw.w.data() + o0 * taps * groups,
+                          taps * groups};
+    tiles[rows - 1][(valid + 15) / 16 - 1](a);
   }
 }
 

@@ -93,24 +93,31 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
                     const Conv2dParams& p, float* y, int threads,
                     std::atomic<uint32_t>* y_amax = nullptr);
 
-/// bf16 KxK convolutions with stride 1, dilation 1 and one group on AVX512_BF16 (no AMX): X
-/// rounded to bf16 (round to nearest even; vdpbf16ps counts subnormal values as zero) and
-/// packed two channels to a 32-bit lane, zero-padded, [hp rows][pairs][wp pixels]; tiles of 4
-/// output channels by 64 pixels of one output row summed over the taps and the channel pairs
-/// with vdpbf16ps in fp32 (products exact, the summation order the tile's). W: [oc][taps][pairs]
-/// dwords of 2 codes (channel 2q low, 2q + 1 high; past C zero).
-struct ConvBf16Weights {
-  int64_t oc = 0, c = 0, kh = 0, kw = 0, pairs = 0;
-  std::vector<uint32_t> w;  ///< [oc][kh·kw][pairs]
+/// Float KxK convolutions with stride 1, dilation 1 and one group on AVX-512 without AMX, the
+/// int8 walk with fp32 accumulators: fp32 with one channel per 32-bit lane and FMAs; bf16
+/// (AVX512_BF16) with X rounded to bf16 (round to nearest even; vdpbf16ps counts subnormal
+/// values as zero), two channels per lane and vdpbf16ps. X is packed zero-padded, [hp rows]
+/// [groups][wp pixels] lanes; tiles of 4 output channels by 64 pixels of one output row are
+/// summed over the taps and the channel groups (products exact, the summation order the
+/// tile's). W: [oc][taps][groups] lanes (fp32: the weights' bits; bf16: two codes, channel 2q
+/// low, 2q + 1 high, past C zero).
+struct ConvFloatWeights {
+  Format format = Format::kFp32;  ///< kFp32 or kBf16
+  int64_t oc = 0, c = 0, kh = 0, kw = 0;
+  int64_t groups = 0;       ///< of channels in a lane: C (fp32) or ceil(C / 2) (bf16)
+  std::vector<uint32_t> w;  ///< [oc][kh·kw][groups]
 };
-ConvBf16Weights conv_bf16_prepare(const uint16_t* w, int64_t oc, int64_t c, int64_t kh, int64_t kw);
-/// Whether this CPU runs conv_bf16 (AVX-512 with AVX512_BF16, under the DYNAPREC_ISA cap).
-bool conv_bf16_available();
+/// w: [oc][c][kh][kw] floats (kFp32) or bf16 codes (kBf16).
+ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t c, int64_t kh,
+                                    int64_t kw);
+/// Whether this CPU runs conv_float for f (AVX-512 F/BW/DQ/VL with FMA; bf16 also AVX512_BF16;
+/// under the DYNAPREC_ISA cap).
+bool conv_float_available(Format f);
 /// One image: x [C, H, W] floats, padding (top, left, bottom, right), KH · KW <= 49,
-/// y [OC, OH, OW] = apply_activation(Σ bf16(x) · w + bias[oc], p). bias may be null. y_amax,
-/// where given: raised to max |y| (as float bits).
-void conv_bf16(const float* x, int64_t h, int64_t w, const int64_t pads[4],
-               const ConvBf16Weights& cw, const float* bias, const Conv2dParams& p, float* y,
-               int threads, std::atomic<uint32_t>* y_amax = nullptr);
+/// y [OC, OH, OW] = apply_activation(Σ x'·w + bias[oc], p), x' = x (fp32) or bf16(x). bias may be
+/// null. y_amax, where given: raised to max |y| (as float bits).
+void conv_float(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+                const ConvFloatWeights& cw, const float* bias, const Conv2dParams& p, float* y,
+                int threads, std::atomic<uint32_t>* y_amax = nullptr);
 
 }  // namespace dynaprec::cpu
