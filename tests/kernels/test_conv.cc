@@ -602,6 +602,35 @@ TEST(ConvCpu, DepthwiseBf16MatchesTheFmaChain) {
   }
 }
 
+// A KxK test case (stride 1, one group): `images` images of Gaussian X, W and a bias drawn in
+// that order from `seed` on, the activation with a scalar affine after it (none without one),
+// W in format f, and the reference's output.
+struct KxkGeo {
+  int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
+};
+struct KxkCase {
+  Tensor x, w, b;
+  Conv2dParams p;
+  ConvWeights cw;
+  Shape ys;
+  Tensor want;
+};
+KxkCase kxk_case(const KxkGeo& g, Activation a, Format f, int64_t images, uint32_t& seed) {
+  KxkCase k;
+  k.x = test::gaussian({images, g.c, g.h, g.w}, seed++);
+  k.w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
+  k.b = test::gaussian({g.oc}, seed++);
+  k.p = params(1, 1, g.pt, g.pl, g.pb, g.pr, 1, 1, 1, a);
+  k.p.post_affine = a != Activation::kNone;
+  k.p.post_scale = -1.25f;
+  k.p.post_shift = 0.5f;
+  k.cw = conv_weights(k.w, f);
+  k.ys = conv2d_output_shape(k.x.shape(), k.cw, k.p);
+  k.want = Tensor::zeros(k.ys, DType::kF32);
+  ref::conv2d(k.x, k.cw, k.b.data_as<float>(), k.p, k.want);
+  return k;
+}
+
 // The int8 KxK convolutions (stride 1) on each instruction set this CPU has (VNNI, AMX), called
 // directly, against the reference bit for bit: kernels 3x3, 5x5, 1x7 and 2x3, symmetric and
 // asymmetric padding (and none), C and OC not multiples of the tiles, widths with partial last
@@ -609,26 +638,18 @@ TEST(ConvCpu, DepthwiseBf16MatchesTheFmaChain) {
 TEST(ConvCpu, KxKInt8ConvOnEveryIsaMatchesTheReference) {
   const cpu::PwIsa best = cpu::pwconv_int8_isa();
   if (best == cpu::PwIsa::kNone) GTEST_SKIP() << "no AVX-512 VNNI here";
-  struct Geo {
-    int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
-  };
   uint32_t seed = 1300;
-  for (const Geo& g : {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{20, 7, 6, 37, 5, 5, 2, 2, 2, 2},
-                       Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
-                       Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, Geo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
+  for (const KxkGeo& g :
+       {KxkGeo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, KxkGeo{20, 7, 6, 37, 5, 5, 2, 2, 2, 2},
+        KxkGeo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, KxkGeo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
+        KxkGeo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, KxkGeo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
     for (Activation a : {Activation::kNone, Activation::kHardSwish, Activation::kSigmoid}) {
-      const Tensor x = test::gaussian({1, g.c, g.h, g.w}, seed++);
-      const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
-      const Tensor b = test::gaussian({g.oc}, seed++);
-      Conv2dParams p = params(1, 1, g.pt, g.pl, g.pb, g.pr, 1, 1, 1, a);
-      p.post_affine = a != Activation::kNone;
-      p.post_scale = -1.25f;
-      p.post_shift = 0.5f;
-      const ConvWeights cw = conv_weights(w, Format::kInt8);
-      const Shape ys = conv2d_output_shape(x.shape(), cw, p);
-      Tensor want = Tensor::zeros(ys, DType::kF32);
-      ref::conv2d(x, cw, b.data_as<float>(), p, want);
-      const auto [sx, xq] = reference_codes(x);
+      const KxkCase kc = kxk_case(g, a, Format::kInt8, 1, seed);
+      const Conv2dParams& p = kc.p;
+      const ConvWeights& cw = kc.cw;
+      const Shape& ys = kc.ys;
+      const Tensor &b = kc.b, &want = kc.want;
+      const auto [sx, xq] = reference_codes(kc.x);
       const int8_t* codes = cw.matrix.data.data_as<int8_t>();
       const float* wscale = cw.matrix.data.quant().scales.data();
       const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};
@@ -666,26 +687,17 @@ TEST(ConvCpu, KxKFloatConvMatchesTheReference) {
   for (Format f : {Format::kBf16, Format::kFp32}) {
     if (!cpu::conv_float_available(f)) continue;
     ran = true;
-    struct Geo {
-      int64_t c, oc, h, w, kh, kw, pt, pl, pb, pr;
-    };
     uint32_t seed = 1900;
-    for (const Geo& g :
-         {Geo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, Geo{17, 7, 6, 37, 5, 5, 2, 2, 2, 2},
-          Geo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, Geo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
-          Geo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, Geo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
+    for (const KxkGeo& g :
+         {KxkGeo{64, 64, 9, 40, 3, 3, 1, 1, 1, 1}, KxkGeo{17, 7, 6, 37, 5, 5, 2, 2, 2, 2},
+          KxkGeo{70, 33, 5, 13, 1, 7, 0, 3, 0, 3}, KxkGeo{16, 40, 7, 70, 2, 3, 0, 1, 1, 0},
+          KxkGeo{96, 24, 4, 33, 3, 3, 0, 0, 0, 0}, KxkGeo{24, 9, 3, 150, 3, 3, 1, 1, 1, 1}})
       for (Activation a : {Activation::kNone, Activation::kHardSwish, Activation::kSigmoid}) {
-        const Tensor x = test::gaussian({2, g.c, g.h, g.w}, seed++);
-        const Tensor w = test::gaussian({g.oc, g.c, g.kh, g.kw}, seed++, 0.2f);
-        const Tensor b = test::gaussian({g.oc}, seed++);
-        Conv2dParams p = params(1, 1, g.pt, g.pl, g.pb, g.pr, 1, 1, 1, a);
-        p.post_affine = a != Activation::kNone;
-        p.post_scale = -1.25f;
-        p.post_shift = 0.5f;
-        const ConvWeights cw = conv_weights(w, f);
-        const Shape ys = conv2d_output_shape(x.shape(), cw, p);
-        Tensor want = Tensor::zeros(ys, DType::kF32);
-        ref::conv2d(x, cw, b.data_as<float>(), p, want);
+        const KxkCase kc = kxk_case(g, a, f, 2, seed);
+        const Tensor &x = kc.x, &w = kc.w, &b = kc.b, &want = kc.want;
+        const Conv2dParams& p = kc.p;
+        const ConvWeights& cw = kc.cw;
+        const Shape& ys = kc.ys;
         const std::vector<double> mag = conv_fp64(x, w, p, ys, true);
         const int64_t k = g.c * g.kh * g.kw, image = g.oc * ys[2] * ys[3];
         const int64_t pads[4] = {g.pt, g.pl, g.pb, g.pr};

@@ -496,12 +496,10 @@ std::vector<std::byte> bias_in_k_weights(const ConvWeights& w, const float* bias
     std::memcpy(o + r * k, wc + r * c, static_cast<size_t>(c) * sizeof(uint16_t));
     float rest = bias[r];
     for (int64_t j = 0; j < 3; ++j) {
-      uint16_t code = 0;
-      float part = 0;
-      encode_float_array(Format::kBf16, &rest, &code, 1);
-      decode_float_array(Format::kBf16, &code, &part, 1);
+      const uint32_t code = ref::encode_float(Format::kBf16, rest);
+      const float part = ref::decode_float(Format::kBf16, code);
       if (!std::isfinite(part)) return {};  // |b| rounds up past bf16's largest
-      o[r * k + c + j] = code;
+      o[r * k + c + j] = static_cast<uint16_t>(code);
       rest -= part;
     }
     o[r * k + c + 3] = 0;

@@ -102,33 +102,41 @@ struct TileOut {
   std::atomic<uint32_t>* amax;  // where non-null: raised to max |y| (as bits) of the tile
 };
 
+// A tile of the implicit GEMMs over taps (pointwise: one tap): X's channels in groups of one
+// 32-bit lane per pixel (4 int8 codes, 2 bf16 codes or 1 float), W's row per tap and group.
 struct TapTileArgs : TileOut {
-  const uint8_t* x;           // the tile's first pixel at tap 0, group 0 (padded codes + 128)
-  int64_t group_step;         // bytes from one group of 4 channels to the next
-  int64_t groups;             // groups of 4 input channels
+  const uint8_t* x;           // the tile's first pixel at tap 0, group 0 (padded lanes)
+  int64_t group_step;         // bytes from one group of channels to the next
+  int64_t groups;             // groups of input channels
   const int64_t* tap_offset;  // bytes from tap 0 to each tap
   int64_t taps;
-  const int32_t* w;  // the tile's first row: [taps][groups] quads
+  const int32_t* w;  // the tile's first row: [taps][groups] lanes
   int64_t w_stride;  // taps · groups
 };
 
-// float(acc - 128·Σw) · scale + bias, the activation in registers (or after the store for
-// sigmoid), stored under the pixel masks: the reference's arithmetic.
+// The pixel masks of a tile's V vectors.
+template <int V>
+DYNAPREC_AVX512_INLINE void tile_masks(int valid, __mmask16 (&m)[V]) {
+#pragma GCC unroll 4
+  for (int v = 0; v < V; ++v) {
+    const int n = valid - 16 * v;
+    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
+  }
+}
+
+// The epilogues' common end: the finished sums o (bias added), the activation in registers (or
+// after the store for sigmoid), stored under the pixel masks; max |y| where asked.
 template <int R, int V>
-DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmask16 (&m)[V],
-                                        const TileOut& a) {
+DYNAPREC_AVX512_INLINE void store_tile(const __m512 (&o)[R][V], const __mmask16 (&m)[V],
+                                       const TileOut& a) {
   const Lanes e(*a.p);
   __m512i mx = _mm512_setzero_si512();
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
-    const __m512i comp = _mm512_set1_epi32(a.comp[r]);
-    const __m512 s = _mm512_set1_ps(a.scale[r]), b = _mm512_set1_ps(a.bias[r]);
     float* yr = a.y + r * a.y_stride;
 #pragma GCC unroll 4
     for (int v = 0; v < V; ++v) {
-      const __m512 f = _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp));
-      const __m512 o = _mm512_add_ps(_mm512_mul_ps(f, s), b);
-      const __m512 out = e.lanes ? activate(o, e) : o;
+      const __m512 out = e.lanes ? activate(o[r][v], e) : o[r][v];
       _mm512_mask_storeu_ps(yr + 16 * v, m[v], out);
       if (a.amax && e.lanes) mx = max_abs_bits(mx, m[v], out);
     }
@@ -142,6 +150,23 @@ DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmas
   if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
 }
 
+// int8: float(acc - 128·Σw) · scale + bias, the reference's arithmetic, then store_tile.
+template <int R, int V>
+DYNAPREC_VNNI inline void tile_epilogue(const __m512i (&acc)[R][V], const __mmask16 (&m)[V],
+                                        const TileOut& a) {
+  __m512 o[R][V];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+    const __m512i comp = _mm512_set1_epi32(a.comp[r]);
+    const __m512 s = _mm512_set1_ps(a.scale[r]), b = _mm512_set1_ps(a.bias[r]);
+#pragma GCC unroll 4
+    for (int v = 0; v < V; ++v)
+      o[r][v] =
+          _mm512_add_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_sub_epi32(acc[r][v], comp)), s), b);
+  }
+  store_tile<R, V>(o, m, a);
+}
+
 // R output rows by V vectors of 16 pixels in int32 accumulators, summed over the taps (KxK,
 // conv_int8_vnni: each tap's X a shifted view of the padded codes; pointwise: one tap) and the
 // groups of 4 input channels: per group, V loads of X, R broadcasts of 4 weight bytes, R·V
@@ -150,13 +175,11 @@ template <int R, int V>
 DYNAPREC_VNNI void tap_tile(const TapTileArgs& a) {
   __m512i acc[R][V];
   __mmask16 m[V];
+  tile_masks<V>(a.valid, m);
 #pragma GCC unroll 4
-  for (int v = 0; v < V; ++v) {
-    const int n = a.valid - 16 * v;
-    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
+  for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int r = 0; r < R; ++r) acc[r][v] = _mm512_setzero_si512();
-  }
+    for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_si512();
   for (int64_t t = 0; t < a.taps; ++t) {
     const uint8_t* xt = a.x + a.tap_offset[t];
     const int32_t* wt = a.w + t * a.groups;
@@ -317,59 +340,25 @@ DYNAPREC_AMX void amx_conv_block(const int8_t* w, int64_t c64, int64_t tap_strid
 // channels per lane and vdpbf16ps. The two tiles differ only in that step (and in the target
 // they are compiled for: the fp32 one runs on AVX-512 CPUs without BF16).
 
-struct FloatTileArgs : TileOut {  // TileOut's comp and scale unused
-  const uint8_t* x;               // the tile's first pixel at tap 0, group 0 (padded lanes)
-  int64_t group_step;             // bytes from one group of channels (1 fp32, 2 bf16) to the next
-  int64_t groups;
-  const int64_t* tap_offset;  // bytes from tap 0 to each tap
-  int64_t taps;
-  const uint32_t* w;  // the tile's first row: [taps][groups] lanes
-  int64_t w_stride;   // taps · groups
-};
-
-// The pixel masks of a tile's V vectors.
-template <int V>
-DYNAPREC_AVX512_INLINE void tile_masks(int valid, __mmask16 (&m)[V]) {
-#pragma GCC unroll 4
-  for (int v = 0; v < V; ++v) {
-    const int n = valid - 16 * v;
-    m[v] = static_cast<__mmask16>(n >= 16 ? 0xFFFF : n > 0 ? (1u << n) - 1 : 0);
-  }
-}
-
-// acc + bias, the activation in registers (sigmoid after the store), stored under the masks;
-// max |y| where asked (as tile_epilogue does for int8).
+// acc + bias, then store_tile.
 template <int R, int V>
 DYNAPREC_AVX512_INLINE void float_tile_epilogue(const __m512 (&acc)[R][V], const __mmask16 (&m)[V],
                                                 const TileOut& a) {
-  const Lanes e(*a.p);
-  __m512i mx = _mm512_setzero_si512();
+  __m512 o[R][V];
 #pragma GCC unroll 4
   for (int r = 0; r < R; ++r) {
     const __m512 b = _mm512_set1_ps(a.bias[r]);
-    float* yr = a.y + r * a.y_stride;
 #pragma GCC unroll 4
-    for (int v = 0; v < V; ++v) {
-      const __m512 o = _mm512_add_ps(acc[r][v], b);
-      const __m512 out = e.lanes ? activate(o, e) : o;
-      _mm512_mask_storeu_ps(yr + 16 * v, m[v], out);
-      if (a.amax && e.lanes) mx = max_abs_bits(mx, m[v], out);
-    }
-    if (!e.lanes) {
-      apply_activation_n(yr, a.valid, *a.p);
-#pragma GCC unroll 4
-      for (int v = 0; v < V && a.amax; ++v)
-        mx = max_abs_bits(mx, m[v], _mm512_maskz_loadu_ps(m[v], yr + 16 * v));
-    }
+    for (int v = 0; v < V; ++v) o[r][v] = _mm512_add_ps(acc[r][v], b);
   }
-  if (a.amax) atomic_max(a.amax, _mm512_reduce_max_epu32(mx));
+  store_tile<R, V>(o, m, a);
 }
 
 // R output rows by V vectors of 16 pixels in fp32 accumulators: per tap and channel, V loads of
 // X, R broadcasts of a weight, R·V FMAs.
 template <int R, int V>
 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void f32_tap_tile(
-    const FloatTileArgs& a) {
+    const TapTileArgs& a) {
   __m512 acc[R][V];
   __mmask16 m[V];
   tile_masks<V>(a.valid, m);
@@ -379,7 +368,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void f32_tap_t
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t t = 0; t < a.taps; ++t) {
     const uint8_t* xt = a.x + a.tap_offset[t];
-    const uint32_t* wt = a.w + t * a.groups;
+    const int32_t* wt = a.w + t * a.groups;
     for (int64_t q = 0; q < a.groups; ++q) {
       const uint8_t* xq = xt + q * a.group_step;
       __m512 xv[V];
@@ -400,7 +389,7 @@ __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma"))) void f32_tap_t
 
 // The same with pairs of channels: R broadcasts of a weight pair, R·V vdpbf16ps.
 template <int R, int V>
-DYNAPREC_BF16 void bf16_tap_tile(const FloatTileArgs& a) {
+DYNAPREC_BF16 void bf16_tap_tile(const TapTileArgs& a) {
   __m512 acc[R][V];
   __mmask16 m[V];
   tile_masks<V>(a.valid, m);
@@ -410,7 +399,7 @@ DYNAPREC_BF16 void bf16_tap_tile(const FloatTileArgs& a) {
     for (int v = 0; v < V; ++v) acc[r][v] = _mm512_setzero_ps();
   for (int64_t t = 0; t < a.taps; ++t) {
     const uint8_t* xt = a.x + a.tap_offset[t];
-    const uint32_t* wt = a.w + t * a.groups;
+    const int32_t* wt = a.w + t * a.groups;
     for (int64_t q = 0; q < a.groups; ++q) {
       const uint8_t* xq = xt + q * a.group_step;
       __m512i xv[V];
@@ -418,7 +407,7 @@ DYNAPREC_BF16 void bf16_tap_tile(const FloatTileArgs& a) {
       for (int v = 0; v < V; ++v) xv[v] = _mm512_maskz_loadu_epi32(m[v], xq + 64 * v);
 #pragma GCC unroll 4
       for (int r = 0; r < R; ++r) {
-        const __m512i wb = _mm512_set1_epi32(static_cast<int32_t>(wt[r * a.w_stride + q]));
+        const __m512i wb = _mm512_set1_epi32(wt[r * a.w_stride + q]);
 #pragma GCC unroll 4
         for (int v = 0; v < V; ++v)
           acc[r][v] = _mm512_dpbf16_ps(acc[r][v], (__m512bh)xv[v], (__m512bh)wb);
@@ -445,7 +434,7 @@ DYNAPREC_BF16 void pack_pair_rows(const float* row0, const float* row1, int64_t 
   }
 }
 
-using FloatTileFn = void (*)(const FloatTileArgs&);
+using FloatTileFn = void (*)(const TapTileArgs&);
 template <bool kBf16, int R>
 constexpr FloatTileFn kFloatTilesOfRows[4] = {kBf16 ? bf16_tap_tile<R, 1> : f32_tap_tile<R, 1>,
                                               kBf16 ? bf16_tap_tile<R, 2> : f32_tap_tile<R, 2>,
@@ -455,6 +444,30 @@ template <bool kBf16>
 constexpr const FloatTileFn* kFloatTiles[4] = {
     kFloatTilesOfRows<kBf16, 1>, kFloatTilesOfRows<kBf16, 2>, kFloatTilesOfRows<kBf16, 3>,
     kFloatTilesOfRows<kBf16, 4>};
+
+// The KxK kernels' walk (conv_int8_vnni, conv_float): tiles of 4 output channels by
+// kTilePixels pixels of one output row, rows innermost (the rows of one pixel block share its X
+// lines); tile(o0, rows, oy, p0, valid) on `threads` OpenMP threads where `parallel`.
+template <class Tile>
+void for_each_kxk_tile(int64_t oc, int64_t oh, int64_t ow, int threads, bool parallel,
+                       const Tile& tile) {
+  const int64_t row_blocks = (oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
+#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
+  for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
+    const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
+                  oy = t / (row_blocks * pixel_blocks);
+    const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
+    tile(o0, static_cast<int>(std::min<int64_t>(4, oc - o0)), oy, p0,
+         static_cast<int>(std::min(kTilePixels, ow - p0)));
+  }
+}
+
+// Bytes from tap 0 to each tap of a KH x KW window over padded rows row_step bytes apart, one
+// 32-bit lane per pixel.
+void kxk_tap_offsets(int64_t kh, int64_t kw, int64_t row_step, int64_t* offset) {
+  for (int64_t ky = 0; ky < kh; ++ky)
+    for (int64_t kx = 0; kx < kw; ++kx) offset[ky * kw + kx] = ky * row_step + kx * 4;
+}
 
 using TapTileFn = void (*)(const TapTileArgs&);
 template <int R>
@@ -704,29 +717,20 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
               64);
   }
   int64_t tap_offset[kMaxTaps];
-  for (int64_t ky = 0; ky < cw.kh; ++ky)
-    for (int64_t kx = 0; kx < cw.kw; ++kx) tap_offset[ky * cw.kw + kx] = ky * row_step + kx * 4;
-  // Tiles of 4 rows by 64 pixels of one output row, rows innermost: the rows of one pixel block
-  // share its X lines.
-  const int64_t row_blocks = (cw.oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-  for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
-    const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
-                  oy = t / (row_blocks * pixel_blocks);
-    const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
-    const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
-    const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
-    const TapTileArgs a{{valid, cw.comp.data() + o0, rt.scale + o0, rt.shift + o0,
-                         y + o0 * oh * ow + oy * ow + p0, oh * ow, &p, y_amax},
-                        xp_data + oy * row_step + p0 * 4,
-                        group_step,
-                        groups,
-                        tap_offset,
-                        taps,
-                        cw.w.data() + o0 * taps * groups,
-                        taps * groups};
-    kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
-  }
+  kxk_tap_offsets(cw.kh, cw.kw, row_step, tap_offset);
+  for_each_kxk_tile(cw.oc, oh, ow, threads, parallel,
+                    [&](int64_t o0, int rows, int64_t oy, int64_t p0, int valid) {
+                      const TapTileArgs a{{valid, cw.comp.data() + o0, rt.scale + o0, rt.shift + o0,
+                                           y + o0 * oh * ow + oy * ow + p0, oh * ow, &p, y_amax},
+                                          xp_data + oy * row_step + p0 * 4,
+                                          group_step,
+                                          groups,
+                                          tap_offset,
+                                          taps,
+                                          cw.w.data() + o0 * taps * groups,
+                                          taps * groups};
+                      kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
+                    });
 }
 
 ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t c, int64_t kh,
@@ -746,11 +750,13 @@ ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t
     for (int64_t ch = 0; ch < c; ++ch)
       for (int64_t t = 0; t < taps; ++t) {
         const int64_t from = (o * c + ch) * taps + t;
-        uint32_t& lane = p.w[static_cast<size_t>((o * taps + t) * p.groups + (bf16 ? ch / 2 : ch))];
+        uint32_t lane = 0;  // the bits of the lane's float, or of its two codes
         if (bf16)
-          lane |= static_cast<uint32_t>(static_cast<const uint16_t*>(w)[from]) << (16 * (ch % 2));
+          lane = static_cast<uint32_t>(static_cast<const uint16_t*>(w)[from]) << (16 * (ch % 2));
         else
           std::memcpy(&lane, static_cast<const float*>(w) + from, 4);
+        int32_t& dst = p.w[static_cast<size_t>((o * taps + t) * p.groups + (bf16 ? ch / 2 : ch))];
+        dst = static_cast<int32_t>(static_cast<uint32_t>(dst) | lane);
       }
   return p;
 }
@@ -792,30 +798,22 @@ void conv_float(const float* x, int64_t h, int64_t w, const int64_t pads[4],
     }
   }
   int64_t tap_offset[kMaxTaps];
-  for (int64_t ky = 0; ky < cw.kh; ++ky)
-    for (int64_t kx = 0; kx < cw.kw; ++kx) tap_offset[ky * cw.kw + kx] = ky * row_step + kx * 4;
-  // Tiles of 4 rows by 64 pixels of one output row, rows innermost (as conv_int8_vnni).
+  kxk_tap_offsets(cw.kh, cw.kw, row_step, tap_offset);
   const FloatTileFn* const* tiles = bf16 ? kFloatTiles<true> : kFloatTiles<false>;
-  const int64_t row_blocks = (cw.oc + 3) / 4, pixel_blocks = (ow + kTilePixels - 1) / kTilePixels;
   const auto* xb = reinterpret_cast<const uint8_t*>(xp_data);
-#pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
-  for (int64_t t = 0; t < oh * pixel_blocks * row_blocks; ++t) {
-    const int64_t rb = t % row_blocks, pb = t / row_blocks % pixel_blocks,
-                  oy = t / (row_blocks * pixel_blocks);
-    const int64_t o0 = rb * 4, p0 = pb * kTilePixels;
-    const int rows = static_cast<int>(std::min<int64_t>(4, cw.oc - o0));
-    const int valid = static_cast<int>(std::min(kTilePixels, ow - p0));
-    const FloatTileArgs a{{valid, nullptr, nullptr, rt.shift + o0, y + o0 * oh * ow + oy * ow + p0,
-                           oh * ow, &p, y_amax},
-                          xb + oy * row_step + p0 * 4,
-                          group_step,
-                          groups,
-                          tap_offset,
-                          taps,
-                          cw.w.data() + o0 * taps * groups,
-                          taps * groups};
-    tiles[rows - 1][(valid + 15) / 16 - 1](a);
-  }
+  for_each_kxk_tile(cw.oc, oh, ow, threads, parallel,
+                    [&](int64_t o0, int rows, int64_t oy, int64_t p0, int valid) {
+                      const TapTileArgs a{{valid, nullptr, nullptr, rt.shift + o0,
+                                           y + o0 * oh * ow + oy * ow + p0, oh * ow, &p, y_amax},
+                                          xb + oy * row_step + p0 * 4,
+                                          group_step,
+                                          groups,
+                                          tap_offset,
+                                          taps,
+                                          cw.w.data() + o0 * taps * groups,
+                                          taps * groups};
+                      tiles[rows - 1][(valid + 15) / 16 - 1](a);
+                    });
 }
 
 }  // namespace dynaprec::cpu

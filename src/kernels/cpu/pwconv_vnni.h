@@ -104,8 +104,8 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
 struct ConvFloatWeights {
   Format format = Format::kFp32;  ///< kFp32 or kBf16
   int64_t oc = 0, c = 0, kh = 0, kw = 0;
-  int64_t groups = 0;       ///< of channels in a lane: C (fp32) or ceil(C / 2) (bf16)
-  std::vector<uint32_t> w;  ///< [oc][kh·kw][groups]
+  int64_t groups = 0;      ///< of channels in a lane: C (fp32) or ceil(C / 2) (bf16)
+  std::vector<int32_t> w;  ///< [oc][kh·kw][groups], the lanes' bits
 };
 /// w: [oc][c][kh][kw] floats (kFp32) or bf16 codes (kBf16).
 ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t c, int64_t kh,
