@@ -12,8 +12,10 @@
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <memory>
 
 #include "dynaprec/matmul.h"
@@ -37,8 +39,34 @@ struct Conv2dParams {
   float post_scale = 1.0f, post_shift = 0.0f;
 };
 
+/// e^x for the sigmoid activation, from IEEE operations only (no libm, no fused multiply-add),
+/// so that a vector form (src/kernels/cpu/activation_hwy-inl.h) gives the very same bits on
+/// every SIMD target: n = floor(x·log2 e + 1/2), r = x - n·C1 - n·C2 (Cody-Waite, n·C1 exact),
+/// e^r by Cephes' degree-7 expf polynomial, times 2^n as an exponent field. Within 2 ulp of
+/// std::exp on [-87, 88]; 0 below -87 (where e^x < 2^-125), +inf above 88, NaN stays NaN.
+inline float activation_exp(float x) {
+  if (x != x) return x;
+  if (x < -87.0f) return 0.0f;
+  if (x > 88.0f) return std::numeric_limits<float>::infinity();
+  const float n = std::floor(x * 1.44269504088896341f + 0.5f);
+  float r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * (r * r);
+  p = p + r;
+  p = p + 1.0f;
+  const auto e = static_cast<uint32_t>(static_cast<int32_t>(n) + 127) << 23;
+  return p * std::bit_cast<float>(e);
+}
+
 /// The activation of p applied to one biased output v: relu max(v, 0); clip to [clip_min,
-/// clip_max]; sigmoid 1 / (1 + exp(-v)); hardswish v · clip(v + 3, 0, 6) / 6. NaN propagates.
+/// clip_max]; sigmoid 1 / (1 + activation_exp(-v)); hardswish v · clip(v + 3, 0, 6) / 6. NaN
+/// propagates.
 /// Inline here so that the reference and the kernels evaluate the very same expression (int8
 /// results are compared bit for bit after the activation).
 inline float apply_activation(float v, const Conv2dParams& p) {
@@ -52,7 +80,7 @@ inline float apply_activation(float v, const Conv2dParams& p) {
       v = std::min(std::max(v, p.clip_min), p.clip_max);
       break;
     case Activation::kSigmoid:
-      v = 1.0f / (1.0f + std::exp(-v));
+      v = 1.0f / (1.0f + activation_exp(-v));
       break;
     case Activation::kHardSwish:
       v = v * std::min(std::max(v + 3.0f, 0.0f), 6.0f) / 6.0f;

@@ -161,6 +161,20 @@ std::vector<Case> cases() {
     p.activation = Activation::kRelu;
     v.push_back({"relu", 1, 4, 4, 4, 4, 2, 2, 1, p, true});
   }
+  // 2x2 stride 2 (convt_rows_k2): one output channel over several vectors of a row, with the
+  // DB head's sigmoid; 13 channels (blocks of 6 and a single one) cropped at the end only, so
+  // the output width is odd; groups.
+  {
+    ConvTransposeParams p = params(2, 0);
+    p.activation = Activation::kSigmoid;
+    v.push_back({"k2_one_out", 1, 24, 3, 37, 1, 2, 2, 1, p, true});
+  }
+  {
+    ConvTransposeParams p = params(2, 0);
+    p.pad_bottom = p.pad_right = 1;
+    v.push_back({"k2_crop_end", 2, 16, 5, 21, 13, 2, 2, 1, p, true});
+  }
+  v.push_back({"k2_groups2", 1, 8, 4, 19, 7, 2, 2, 2, params(2, 0), false});
   return v;
 }
 

@@ -12,7 +12,8 @@
 //
 // Non-overlapping taps (kernel <= stride, dilation 1: the 2x2 stride-2 upsampling of DB heads)
 // skip all of that. kernel == stride (every output reached by exactly one tap):
-// conv_transpose_direct, each input row's output rows computed in registers (convt_hwy.h).
+// conv_transpose_direct, each input row's output rows computed in registers (convt_hwy.h; the
+// 2x2 stride-2 case at input resolution, its two column taps interleaved on the way out).
 // Otherwise conv_transpose_plain (a GEMM on the NCHW planes, then strided stores).
 //
 // Threads: with at least as many groups as threads (depthwise-like layers), one task per group
@@ -61,6 +62,7 @@ struct State {
   cpu::PlainGemmCache gemm;  // the non-overlapping fast path's oneDNN matmuls
   std::vector<float> wpat;   // conv_transpose_direct's weight lane patterns (for wpat_lanes)
   int64_t wpat_lanes = 0;
+  std::vector<float> w2;  // the 2x2 stride-2 kernel's weights, [oc][cg][kh·2 + kw]
 };
 
 State& state(const ConvTransposeWeights& w) {
@@ -198,10 +200,28 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   const int64_t total_rows = w.groups * g.rows;
   const QuantParams& qp = w.matrix.data.quant();
   State& st = state(w);
+  // 2x2 stride 2 with no left pad (the DB heads' upsampling): convt_rows_k2, at input
+  // resolution; it declines only on targets under 4 lanes (known before any task runs).
+  const bool k2 =
+      g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pl == 0 && lanes >= 4 && lanes % 4 == 0;
   const float* wpat = nullptr;
+  const float* w2 = nullptr;
   {
     std::lock_guard lock(st.mu);
-    if (st.wpat_lanes != lanes) {
+    if (k2 && st.w2.empty()) {
+      const auto count = static_cast<size_t>(total_rows * g.cg);
+      std::vector<float> wf(count);
+      cpu::codes_as_floats(w.matrix, wf.data());
+      st.w2.resize(count);
+      // Matrix row oc·4 + kh·2 + kw (oc over all groups) holds that tap's cg weights.
+      for (int64_t oc = 0; oc < total_rows / 4; ++oc)
+        for (int64_t ci = 0; ci < g.cg; ++ci)
+          for (int64_t t = 0; t < 4; ++t)
+            st.w2[static_cast<size_t>((oc * g.cg + ci) * 4 + t)] =
+                wf[static_cast<size_t>((oc * 4 + t) * g.cg + ci)];
+    }
+    w2 = st.w2.data();
+    if (!k2 && st.wpat_lanes != lanes) {
       const auto count = static_cast<size_t>(total_rows * g.cg);
       std::vector<float> wf(count);
       cpu::codes_as_floats(w.matrix, wf.data());
@@ -226,19 +246,26 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   // The scale of each lane's tap: int8 sx · the row's scale (the reference's float product);
   // fp8 the tensor scale; else 1.
   const bool fp8 = f == Format::kFp8E4M3 || f == Format::kFp8E5M2;
-  std::vector<float> spat(static_cast<size_t>(total_rows / g.kw * sw * lanes));
-  for (int64_t grp = 0; grp < w.groups; ++grp)
-    for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
-      for (int64_t kh = 0; kh < g.kh; ++kh)
-        for (int64_t ph = 0; ph < sw; ++ph)
-          for (int64_t j = 0; j < lanes; ++j) {
-            const int64_t row = grp * g.rows + ocl * taps + kh * g.kw + (ph + j) % sw;
-            const float s = f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row)]
-                            : fp8              ? qp.scales.at(0)
-                                               : 1.0f;
-            spat[static_cast<size_t>(((((grp * g.ocg + ocl) * g.kh + kh) * sw + ph) * lanes) + j)] =
-                s;
-          }
+  auto row_scale = [&](int64_t row) {
+    return f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row)]
+           : fp8              ? qp.scales.at(0)
+                              : 1.0f;
+  };
+  std::vector<float> spat, s2;
+  if (k2) {
+    s2.resize(static_cast<size_t>(total_rows));  // matrix row oc·4 + kh·2 + kw
+    for (int64_t row = 0; row < total_rows; ++row) s2[static_cast<size_t>(row)] = row_scale(row);
+  } else {
+    spat.resize(static_cast<size_t>(total_rows / g.kw * sw * lanes));
+    for (int64_t grp = 0; grp < w.groups; ++grp)
+      for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
+        for (int64_t kh = 0; kh < g.kh; ++kh)
+          for (int64_t ph = 0; ph < sw; ++ph)
+            for (int64_t j = 0; j < lanes; ++j)
+              spat[static_cast<size_t>(((((grp * g.ocg + ocl) * g.kh + kh) * sw + ph) * lanes) +
+                                       j)] =
+                  row_scale(grp * g.rows + ocl * taps + kh * g.kw + (ph + j) % sw);
+  }
   const Format act_format = f == Format::kInt8 ? Format::kInt8 : fp8 ? Format::kBf16 : f;
   const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
   const int64_t stride = (g.w + 5 * lanes + 15) / 16 * 16;  // the row and the kernel's slack
@@ -252,34 +279,60 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
       rows.assign(static_cast<size_t>(g.cg * stride), 0.0f);  // the slack stays 0
     // The group's cg channel rows (pixels apart) as the format rounds them, in one call.
     const float* src = xs + (n * g.c + grp * g.cg) * pixels + ih * g.w;
+    // The rows two tasks ahead (cg streams, pixels apart: too many for the hardware prefetcher).
+    if (ih + 2 < g.h)
+      for (int64_t ci = 0; ci < g.cg; ++ci)
+        for (int64_t off = 0; off < g.w; off += 16)
+          __builtin_prefetch(src + ci * pixels + 2 * g.w + off);
     const auto ss = static_cast<size_t>(pixels), ds = static_cast<size_t>(stride);
     const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
     if (f == Format::kInt8)
       int8_round_rows(src, ss, rows.data(), ds, nrows, len, sx);
     else
       round_float_rows(act_format, src, ss, rows.data(), ds, nrows, len);
-    cpu::ConvtRows r;
-    r.x = rows.data();
-    r.x_stride = stride;
-    r.cg = g.cg;
-    r.wpat = wpat + grp * pattern_group;
-    r.spat = spat.data() + grp * scale_group;
-    r.bias = bias ? bias + grp * g.ocg : nullptr;
-    r.ocg = g.ocg;
-    r.kh_n = g.kh;
-    r.sw = sw;
-    r.pl = g.pl;
-    r.oh0 = ih * g.sh - g.pt;
-    r.oh_n = g.oh;
-    r.ow = g.ow;
-    r.y = yd + (n * g.oc + grp * g.ocg) * out_plane;
-    r.plane = out_plane;
-    cpu::convt_rows(r);
+    float* yg = yd + (n * g.oc + grp * g.ocg) * out_plane;
+    const int64_t oh0 = ih * g.sh - g.pt;
+    if (k2) {
+      cpu::ConvtRows2 r;
+      r.x = rows.data();
+      r.x_stride = stride;
+      r.cg = g.cg;
+      r.w = g.w;
+      r.w2 = w2 + grp * g.ocg * g.cg * 4;
+      r.s2 = s2.data() + grp * g.ocg * 4;
+      r.bias = bias ? bias + grp * g.ocg : nullptr;
+      r.ocg = g.ocg;
+      r.oh0 = oh0;
+      r.oh_n = g.oh;
+      r.ow = g.ow;
+      r.y = yg;
+      r.plane = out_plane;
+      if (!cpu::convt_rows_k2(r))
+        throw Error(ErrorKind::kInternal, "ConvTranspose: 2x2 kernel declined after the check");
+    } else {
+      cpu::ConvtRows r;
+      r.x = rows.data();
+      r.x_stride = stride;
+      r.cg = g.cg;
+      r.wpat = wpat + grp * pattern_group;
+      r.spat = spat.data() + grp * scale_group;
+      r.bias = bias ? bias + grp * g.ocg : nullptr;
+      r.ocg = g.ocg;
+      r.kh_n = g.kh;
+      r.sw = sw;
+      r.pl = g.pl;
+      r.oh0 = oh0;
+      r.oh_n = g.oh;
+      r.ow = g.ow;
+      r.y = yg;
+      r.plane = out_plane;
+      cpu::convt_rows(r);
+    }
     if (p.activation == Activation::kNone) return;
     for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
       for (int64_t kh = 0; kh < g.kh; ++kh) {
-        const int64_t oh = r.oh0 + kh;
-        if (oh >= 0 && oh < g.oh) apply_activation_n(r.y + ocl * out_plane + oh * g.ow, g.ow, p);
+        const int64_t oh = oh0 + kh;
+        if (oh >= 0 && oh < g.oh) apply_activation_n(yg + ocl * out_plane + oh * g.ow, g.ow, p);
       }
   });
   return true;

@@ -125,6 +125,82 @@ void ConvtRowsImpl(const ConvtRows& p) {
   }
 }
 
+#if HWY_TARGET != HWY_SCALAR
+// convt_rows_k2: R output channels by V vectors of input pixels (from iw0), all four taps of
+// each at input resolution; x lanes permuted by `perm` so that the in-block interleave of the two
+// column taps gives consecutive output columns.
+template <int R, int V>
+HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, int64_t ocl, int64_t iw0) {
+  const DF d;
+  const auto n = static_cast<int64_t>(hn::Lanes(d));
+  hn::Vec<DF> acc[R][4][V];
+  for (int r = 0; r < R; ++r)
+    for (int t = 0; t < 4; ++t)
+      for (int v = 0; v < V; ++v) acc[r][t][v] = hn::Zero(d);
+  const float* w0 = p.w2 + ocl * p.cg * 4;
+  const int64_t wstep = p.cg * 4;  // one output channel
+  for (int64_t ci = 0; ci < p.cg; ++ci) {
+    const float* xr = p.x + ci * p.x_stride + iw0;
+    hn::Vec<DF> xv[V];
+    for (int v = 0; v < V; ++v) xv[v] = hn::TableLookupLanes(hn::LoadU(d, xr + v * n), perm);
+    for (int r = 0; r < R; ++r) {
+      const float* wr = w0 + r * wstep + ci * 4;
+      for (int t = 0; t < 4; ++t) {
+        const auto wv = hn::Set(d, wr[t]);
+        for (int v = 0; v < V; ++v) acc[r][t][v] = hn::MulAdd(xv[v], wv, acc[r][t][v]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    const auto b = hn::Set(d, p.bias ? p.bias[ocl + r] : 0.0f);
+    for (int kh = 0; kh < 2; ++kh) {
+      const int64_t oh = p.oh0 + kh;
+      if (oh < 0 || oh >= p.oh_n) continue;
+      const float* s = p.s2 + (ocl + r) * 4 + kh * 2;
+      const auto s0 = hn::Set(d, s[0]), s1 = hn::Set(d, s[1]);
+      float* yr = p.y + (ocl + r) * p.plane + oh * p.ow;
+      for (int v = 0; v < V; ++v) {
+        const auto a = hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2][v], s0)), b);
+        const auto c = hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2 + 1][v], s1)), b);
+        const int64_t col = 2 * (iw0 + v * n);
+        const hn::Vec<DF> halves[2] = {hn::InterleaveLower(d, a, c), hn::InterleaveUpper(d, a, c)};
+        int64_t at = col;
+        for (const auto& out : halves) {
+          const int64_t left = p.ow - at;
+          if (left >= n)
+            hn::StoreU(out, d, yr + at);
+          else if (left > 0)
+            hn::BlendedStore(out, hn::FirstN(d, static_cast<size_t>(left)), d, yr + at);
+          at += n;
+        }
+      }
+    }
+  }
+}
+
+bool ConvtRowsK2Impl(const ConvtRows2& p) {
+  const DF d;
+  const auto n = static_cast<int64_t>(hn::Lanes(d));
+  if (n < 4 || n % 4 != 0) return false;
+  // Lane 4k + j of a block holds input pixel 2k + j (j < 2) or n/2 + 2k + j - 2 (j >= 2): the
+  // block-wise InterleaveLower then yields output columns [0, n), InterleaveUpper [n, 2n).
+  HWY_ALIGN int32_t idx[hn::MaxLanes(d)];
+  for (int64_t l = 0; l < n; ++l) {
+    const int64_t k = l / 4, j = l % 4;
+    idx[l] = static_cast<int32_t>(j < 2 ? 2 * k + j : n / 2 + 2 * k + j - 2);
+  }
+  const Tables perm = hn::SetTableIndices(d, idx);
+  int64_t ocl = 0;
+  for (; ocl + 6 <= p.ocg; ocl += 6)
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += n) Block2<6, 1>(p, perm, ocl, iw0);
+  for (; ocl < p.ocg; ++ocl)
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += 4 * n) Block2<1, 4>(p, perm, ocl, iw0);
+  return true;
+}
+#else
+bool ConvtRowsK2Impl(const ConvtRows2&) { return false; }  // one lane: no interleave
+#endif
+
 int64_t ConvtLanesImpl() { return static_cast<int64_t>(hn::Lanes(hn::ScalableTag<float>())); }
 
 }  // namespace dynaprec::cpu::HWY_NAMESPACE
@@ -134,8 +210,10 @@ HWY_AFTER_NAMESPACE();
 namespace dynaprec::cpu {
 HWY_EXPORT(ConvtRowsImpl);
 HWY_EXPORT(ConvtLanesImpl);
+HWY_EXPORT(ConvtRowsK2Impl);
 
 void convt_rows(const ConvtRows& p) { HWY_DYNAMIC_DISPATCH(ConvtRowsImpl)(p); }
+bool convt_rows_k2(const ConvtRows2& p) { return HWY_DYNAMIC_DISPATCH(ConvtRowsK2Impl)(p); }
 int64_t convt_lanes() { return HWY_DYNAMIC_DISPATCH(ConvtLanesImpl)(); }
 
 }  // namespace dynaprec::cpu

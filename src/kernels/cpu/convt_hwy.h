@@ -31,6 +31,28 @@ struct ConvtRows {
 };
 void convt_rows(const ConvtRows& r);
 
+/// kernel == stride == 2 along both axes, no left pad: the same outputs as convt_rows, computed
+/// at input resolution: per vector of input pixels, every tap (kh, kw) of every output channel
+/// is its own sum over ci (the weight a broadcast scalar, in ci order from +0 with fused
+/// multiply-adds, as convt_rows), and the two column taps of an output row are interleaved into
+/// output columns at the end (the input lanes pre-permuted so that the target's in-block
+/// interleave yields consecutive columns). No permute per tap, no upsampled duplicates: the
+/// DB heads' 24 -> 24 and 24 -> 1 layers. Weights w2[(ocl·cg + ci)·4 + kh·2 + kw], scales
+/// s2[ocl·4 + kh·2 + kw] (oc-local to the group; x must be readable for w + 4·lanes floats).
+/// false (nothing written) where the target has fewer than 4 float lanes.
+struct ConvtRows2 {
+  const float* x = nullptr;
+  int64_t x_stride = 0, cg = 0, w = 0;
+  const float* w2 = nullptr;
+  const float* s2 = nullptr;
+  const float* bias = nullptr;  // [ocg], or nullptr
+  int64_t ocg = 0;
+  int64_t oh0 = 0, oh_n = 0, ow = 0;
+  float* y = nullptr;  // the group's first output plane
+  int64_t plane = 0;   // oh_n · ow
+};
+bool convt_rows_k2(const ConvtRows2& r);
+
 /// Float lanes of the dispatched target.
 int64_t convt_lanes();
 

@@ -438,17 +438,15 @@ void BatchNormF32(const float* x, float* y, size_t batch, size_t channels, size_
 
 // ---- Conv activations (apply_activation_n) --------------------------------------------------
 
-// apply_activation's expressions lane by lane, bit for bit (activation_hwy-inl.h); sigmoid's exp
-// stays the scalar libm call. One row, on the caller's thread.
+// apply_activation's expressions lane by lane, bit for bit (activation_hwy-inl.h). One row, on
+// the caller's thread.
 void ActivationRowF32(float* y, size_t n, Activation act, float lo, float hi, bool affine,
                       float scale, float shift) {
   const DF d;
   const size_t lanes = hn::Lanes(d);
   const VecActivation<DF> activate(d, act, lo, hi, affine, scale, shift);
   size_t i = 0;
-  if (act != Activation::kSigmoid) {
-    for (; i + lanes <= n; i += lanes) hn::StoreU(activate(hn::LoadU(d, y + i)), d, y + i);
-  }
+  for (; i + lanes <= n; i += lanes) hn::StoreU(activate(hn::LoadU(d, y + i)), d, y + i);
   Conv2dParams p;
   p.activation = act;
   p.clip_min = lo;
