@@ -307,8 +307,12 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
       r.ow = g.ow;
       r.y = yg;
       r.plane = out_plane;
+      r.act = p.activation;
+      r.clip_min = p.clip_min;
+      r.clip_max = p.clip_max;
       if (!cpu::convt_rows_k2(r))
         throw Error(ErrorKind::kInternal, "ConvTranspose: 2x2 kernel declined after the check");
+      return;  // the activation applied in registers
     } else {
       cpu::ConvtRows r;
       r.x = rows.data();

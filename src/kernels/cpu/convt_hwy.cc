@@ -12,6 +12,7 @@
 
 #include <algorithm>
 
+#include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/convt_hwy.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -130,7 +131,8 @@ void ConvtRowsImpl(const ConvtRows& p) {
 // each at input resolution; x lanes permuted by `perm` so that the in-block interleave of the two
 // column taps gives consecutive output columns.
 template <int R, int V>
-HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, int64_t ocl, int64_t iw0) {
+HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, const VecActivation<DF>& activate,
+                       int64_t ocl, int64_t iw0) {
   const DF d;
   const auto n = static_cast<int64_t>(hn::Lanes(d));
   hn::Vec<DF> acc[R][4][V];
@@ -160,8 +162,9 @@ HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, int64_t ocl, int
       const auto s0 = hn::Set(d, s[0]), s1 = hn::Set(d, s[1]);
       float* yr = p.y + (ocl + r) * p.plane + oh * p.ow;
       for (int v = 0; v < V; ++v) {
-        const auto a = hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2][v], s0)), b);
-        const auto c = hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2 + 1][v], s1)), b);
+        const auto a = activate(hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2][v], s0)), b));
+        const auto c =
+            activate(hn::Add(hn::Add(hn::Zero(d), hn::Mul(acc[r][kh * 2 + 1][v], s1)), b));
         const int64_t col = 2 * (iw0 + v * n);
         const hn::Vec<DF> halves[2] = {hn::InterleaveLower(d, a, c), hn::InterleaveUpper(d, a, c)};
         int64_t at = col;
@@ -190,11 +193,12 @@ bool ConvtRowsK2Impl(const ConvtRows2& p) {
     idx[l] = static_cast<int32_t>(j < 2 ? 2 * k + j : n / 2 + 2 * k + j - 2);
   }
   const Tables perm = hn::SetTableIndices(d, idx);
+  const VecActivation<DF> activate(d, p.act, p.clip_min, p.clip_max, false, 1.0f, 0.0f);
   int64_t ocl = 0;
   for (; ocl + 6 <= p.ocg; ocl += 6)
-    for (int64_t iw0 = 0; iw0 < p.w; iw0 += n) Block2<6, 1>(p, perm, ocl, iw0);
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += n) Block2<6, 1>(p, perm, activate, ocl, iw0);
   for (; ocl < p.ocg; ++ocl)
-    for (int64_t iw0 = 0; iw0 < p.w; iw0 += 4 * n) Block2<1, 4>(p, perm, ocl, iw0);
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += 4 * n) Block2<1, 4>(p, perm, activate, ocl, iw0);
   return true;
 }
 #else

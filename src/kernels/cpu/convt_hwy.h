@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "dynaprec/conv.h"
+
 namespace dynaprec::cpu {
 
 /// The output rows one input row of one group makes, from the row's cg channels x[ci·x_stride + i]
@@ -48,8 +50,10 @@ struct ConvtRows2 {
   const float* bias = nullptr;  // [ocg], or nullptr
   int64_t ocg = 0;
   int64_t oh0 = 0, oh_n = 0, ow = 0;
-  float* y = nullptr;  // the group's first output plane
-  int64_t plane = 0;   // oh_n · ow
+  float* y = nullptr;                  // the group's first output plane
+  int64_t plane = 0;                   // oh_n · ow
+  Activation act = Activation::kNone;  // applied in registers, as apply_activation
+  float clip_min = 0.0f, clip_max = 6.0f;
 };
 bool convt_rows_k2(const ConvtRows2& r);
 
