@@ -280,6 +280,16 @@ Tensor resize(const Tensor& x, const ResizeParams& p);
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
                    bool resized_first = false);
 
+/// One input of concat_resized: *x as it is, or resize(*x, *resize).
+struct ConcatPart {
+  const Tensor* x = nullptr;
+  const ResizeParams* resize = nullptr;
+};
+/// concat of the parts along axis, each resized part written straight into its place in the
+/// output (a feature pyramid's upsampled maps never exist on their own): the bits of resize then
+/// concat. Float32 parts concatenated along an axis before the last; otherwise the two ops.
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis);
+
 // ---- The references ---------------------------------------------------------------------------
 
 namespace ref {
@@ -322,6 +332,7 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats);
 Tensor resize(const Tensor& x, const ResizeParams& p);
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
                    bool resized_first = false);
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis);
 }  // namespace ref
 
 }  // namespace dynaprec

@@ -614,6 +614,62 @@ void Executor::Impl::fuse(Graph& g) {
       break;
     }
   }
+  // Concat of Resize outputs read only there (opset 11+, the same plain Resize attributes): one
+  // ConcatResized, the upsampled maps written straight into the concatenation (the fused map of
+  // a feature pyramid: they are never written on their own and read back).
+  auto plain_attrs_equal = [](const Node& a, const Node& b) {
+    auto same = [](const Attribute& x, const Attribute& y) {
+      if (x.index() != y.index()) return false;
+      if (const auto* i = std::get_if<int64_t>(&x)) return *i == std::get<int64_t>(y);
+      if (const auto* f = std::get_if<float>(&x)) return *f == std::get<float>(y);
+      if (const auto* t = std::get_if<std::string>(&x)) return *t == std::get<std::string>(y);
+      return false;  // lists, tensors, graphs: not compared, not fused
+    };
+    if (a.attrs.size() != b.attrs.size()) return false;
+    for (const auto& [k, v] : a.attrs) {
+      auto it = b.attrs.find(k);
+      if (it == b.attrs.end() || !same(v, it->second)) return false;
+    }
+    return true;
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& cat = g.nodes[i];
+    if (dead[i] || cat.op != "Concat" || !cat.domain.empty() || cat.outputs.size() != 1 ||
+        !exec::has_attr(cat, "axis"))
+      continue;
+    std::vector<std::string> inputs;
+    std::vector<int64_t> counts, flags;
+    std::vector<size_t> resizes;
+    const Node* first = nullptr;
+    for (const std::string& in : cat.inputs) {
+      auto pit = in.empty() ? producer.end() : producer.find(in);
+      const Node* rs = pit == producer.end() || dead[pit->second] ? nullptr : &g.nodes[pit->second];
+      if (rs && rs->op == "Resize" && rs->domain.empty() && rs->opset >= 11 &&
+          rs->outputs.size() == 1 && uses[in] == 1 && !rs->inputs.empty() &&
+          (!first || (rs->opset == first->opset && plain_attrs_equal(*rs, *first)))) {
+        if (!first) first = rs;
+        inputs.insert(inputs.end(), rs->inputs.begin(), rs->inputs.end());
+        counts.push_back(static_cast<int64_t>(rs->inputs.size()));
+        flags.push_back(1);
+        resizes.push_back(pit->second);
+      } else {
+        inputs.push_back(in);
+        counts.push_back(1);
+        flags.push_back(0);
+      }
+    }
+    if (!first) continue;
+    const int64_t axis = attr_int(cat, "axis", 0);
+    cat.attrs = first->attrs;
+    cat.attrs["concat_axis"] = axis;
+    cat.attrs["part_inputs"] = counts;
+    cat.attrs["resized"] = flags;
+    cat.opset = first->opset;
+    cat.inputs = std::move(inputs);
+    cat.op = "ConcatResized";
+    cat.domain = std::string(exec::kFusedDomain);
+    for (size_t r : resizes) dead[r] = 1;
+  }
   std::vector<Node> kept;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!dead[i]) kept.push_back(std::move(g.nodes[i]));

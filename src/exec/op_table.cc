@@ -1494,11 +1494,50 @@ Outputs op_add_resized(const Node& n, Inputs in) {
   const Tensor r = back_to(resize(as_f32(n, rin, 0), p), rin[0]->dtype());
   return {first ? ew_binary(n, BinaryOp::kAdd, r, a) : ew_binary(n, BinaryOp::kAdd, a, r)};
 }
+
+// ConcatResized(parts...) with concat_axis, part_inputs (the node inputs of each part) and
+// resized (1 where the part is Resize(X, roi, scales, sizes) with the node's Resize attributes):
+// Concat(..., Resize(...), ...) with the resized parts written straight into the output.
+Outputs op_concat_resized(const Node& n, Inputs in) {
+  const std::vector<int64_t> counts = attr_ints(n, "part_inputs");
+  const std::vector<int64_t> resized = attr_ints(n, "resized");
+  if (counts.empty() || counts.size() != resized.size())
+    bad(n, "part_inputs and resized must list the same parts");
+  std::vector<std::vector<const Tensor*>> spans;
+  size_t at = 0;
+  for (int64_t c : counts) {
+    if (c < 1) bad(n, "a part needs at least one input");
+    std::vector<const Tensor*> v;
+    for (int64_t j = 0; j < c; ++j, ++at) v.push_back(at < in.size() ? in[at] : nullptr);
+    if (!v[0]) bad(n, "input " + std::to_string(spans.size()) + " is missing");
+    spans.push_back(std::move(v));
+  }
+  std::vector<ResizeParams> params(spans.size());
+  bool f32 = true;
+  for (size_t k = 0; k < spans.size(); ++k) {
+    f32 = f32 && spans[k][0]->dtype() == DType::kF32;
+    if (resized[k]) params[k] = resize11_params(n, spans[k]);
+  }
+  const int64_t axis = attr_int(n, "concat_axis", 0);
+  if (f32) {
+    std::vector<ConcatPart> parts;
+    for (size_t k = 0; k < spans.size(); ++k)
+      parts.push_back({spans[k][0], resized[k] ? &params[k] : nullptr});
+    return {concat_resized(parts, axis)};
+  }
+  std::vector<Tensor> xs;
+  for (size_t k = 0; k < spans.size(); ++k)
+    xs.push_back(resized[k]
+                     ? back_to(resize(as_f32(n, spans[k], 0), params[k]), spans[k][0]->dtype())
+                     : *spans[k][0]);
+  return {concat(xs, axis)};
+}
 }  // namespace
 
 OpFn find_fused_op(std::string_view op) {
   if (op == "AddScaled") return &op_add_scaled;
   if (op == "AddResized") return &op_add_resized;
+  if (op == "ConcatResized") return &op_concat_resized;
   return nullptr;
 }
 

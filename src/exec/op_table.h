@@ -36,6 +36,9 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset);
 ///   AddResized(a, X, roi, scales, sizes) = Add(a, Resize(X, roi, scales, sizes)) with the
 ///     Resize's (opset 11+) attributes, or Add(Resize(...), a) with resized_first = 1
 ///     (ops.h add_resized)
+///   ConcatResized(parts...) = Concat(..., Resize(X, roi, scales, sizes), ...) with attributes
+///     concat_axis, part_inputs (node inputs per part), resized (1 for a Resize part) and the
+///     Resize's (opset 11+) attributes, shared by every resized part (ops.h concat_resized)
 inline constexpr std::string_view kFusedDomain = "dynaprec.fused";
 OpFn find_fused_op(std::string_view op);
 

@@ -315,6 +315,65 @@ TEST(Executor, PyramidAddOfAnUpsampledMapIsOnePass) {
   EXPECT_EQ(ran, "Add AddResized Resize ") << "the first two pairs fused, the third not";
 }
 
+// Concat of upsampled maps (a feature pyramid's fused map) runs as one ConcatResized node with
+// the unfused graph's bits; a Resize whose output is also read elsewhere, or with other
+// attributes than the first fused one, stays as written.
+TEST(Executor, ConcatOfUpsampledMapsIsOnePass) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("p5", {{1, ""}, {3, ""}, {-1, "H"}, {-1, "W"}}),
+              value("p4", {{1, ""}, {3, ""}, {-1, "H2"}, {-1, "W2"}}),
+              value("p2", {{1, ""}, {2, ""}, {-1, "H8"}, {-1, "W8"}})};
+  g.outputs = {value("y", {}), value("r4", {})};
+  auto scales = [&](const std::string& name, float s) {
+    Tensor t = Tensor::zeros({4}, DType::kF32);
+    std::copy_n(std::array<float, 4>{1, 1, s, s}.data(), 4, t.data_as<float>());
+    g.initializers[name] = t;
+  };
+  scales("s8", 8), scales("s4", 4), scales("s2", 2);
+  auto resize = [&](const std::string& in, const std::string& s, const std::string& out,
+                    const char* mode) {
+    Node r = node("Resize", {in, "", s}, {out});
+    r.opset = 13;
+    r.attrs["mode"] = std::string(mode);
+    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+    r.attrs["nearest_mode"] = std::string("floor");
+    return r;
+  };
+  g.nodes.push_back(resize("p5", "s8", "r5", "nearest"));
+  g.nodes.push_back(resize("p4", "s4", "r4", "nearest"));  // also a graph output
+  g.nodes.push_back(resize("p5", "s8", "r5b", "linear"));  // other attributes
+  g.nodes.push_back(resize("p4", "s2", "r4b", "nearest"));
+  Node cat = node("Concat", {"r5", "r4", "p2", "r5b", "r4b", "r5"}, {"y"});
+  cat.attrs["axis"] = int64_t{1};
+  g.nodes.push_back(cat);
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const TensorMap in = {{"p5", randn({1, 3, 3, 5}, 81)},
+                        {"p4", randn({1, 3, 6, 10}, 82)},
+                        {"p2", randn({1, 2, 24, 40}, 83)}};
+  // r4b (6x10 by 2 = 12x20) does not fit the 24x40 maps: that Concat must fail alike.
+  EXPECT_THROW(plain.run(in), Error);
+  EXPECT_THROW(fused.run(in), Error);
+  g.nodes[3] = resize("p4", "s4", "r4b", "nearest");
+  Executor fused2(m), plain2(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const TensorMap f = fused2.run(in), u = plain2.run(in);
+  ASSERT_EQ(f.at("y").shape(), (Shape{1, 17, 24, 40}));
+  for (const char* name : {"y", "r4"})
+    for (int64_t i = 0; i < u.at(name).numel(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(f.at(name).data_as<float>()[i]),
+                std::bit_cast<uint32_t>(u.at(name).data_as<float>()[i]))
+          << name << " at " << i;
+  RunStats st;
+  st.profile_ops = true;
+  fused2.run(in, {}, &st);
+  std::string ran;
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  // r5 (read twice by the Concat) and r4 (a graph output) stay; r5b, the first the Concat can
+  // take, is fused; r4b (nearest, unlike r5b) stays.
+  EXPECT_EQ(ran, "ConcatResized Resize ") << "r5b fused; r5, r4, r4b as written";
+}
+
 // Add(x, Mul(x, s)) (a squeeze-excite residual) runs as one AddScaled node with the unfused
 // graph's bits, in either operand order; a Mul whose product is also read elsewhere, or whose
 // other factor is not the Add's other operand, stays as written.

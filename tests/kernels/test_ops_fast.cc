@@ -547,6 +547,50 @@ TEST(OpsFast, ResizeMatchesReferenceBitForBit) {
   }
 }
 
+// concat_resized (each Resize written straight into its place in the Concat) against the
+// reference's ops, bit for bit, on every SIMD target: nearest by 2, 4 and 8 (the vectorized
+// rows, each with source rows repeated: the copy of the previous output row), by 3, linear mode,
+// a part of channels that are not resized, batch 2 (the output runs interleave), a concat
+// along H, and the fallbacks (along W, the last axis; mismatched shapes throw as the reference).
+TEST(OpsFast, ConcatResizedIsResizeThenConcatBitForBit) {
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 900;
+    for (int64_t n : {1, 2})
+      for (ResizeMode mode : {ResizeMode::kNearest, ResizeMode::kLinear}) {
+        const Tensor a = nasty({n, 3, 5, 9}, seed++), b = nasty({n, 2, 10, 18}, seed++);
+        const Tensor c = nasty({n, 4, 20, 36}, seed++), d = nasty({n, 1, 40, 72}, seed++);
+        const Tensor e = nasty({n, 2, 8, 15}, seed++);
+        auto params = [&](float s) {
+          ResizeParams p;
+          p.mode = mode;
+          p.coord = CoordMode::kAsymmetric;
+          p.nearest = NearestMode::kFloor;
+          p.scales = {1, 1, s, s};
+          return p;
+        };
+        const ResizeParams p8 = params(8), p4 = params(4), p2 = params(2), p3 = params(3);
+        const std::vector<ConcatPart> parts = {
+            {&a, &p8}, {&b, &p4}, {&c, &p2}, {&d, nullptr}, {&a, &p8}};
+        const std::string what =
+            target + " n " + std::to_string(n) + " mode " + std::to_string(static_cast<int>(mode));
+        expect_same_bits(concat_resized(parts, 1), ref::concat_resized(parts, 1), what);
+        expect_same_bits(concat_resized({{&d, nullptr}, {&c, &p2}}, -3),
+                         ref::concat_resized({{&d, nullptr}, {&c, &p2}}, -3), what + " axis -3");
+        // Along H (f stretched 3x in H only), along W (the last axis: the two ops), and e (8 x
+        // 15 by 3: 24 x 45) next to d (40 x 72): the reference's error.
+        const Tensor f = nasty({n, 1, 7, 24}, seed++);
+        ResizeParams ph = p3, pw = p3;
+        ph.scales = {1, 1, 3, 1};
+        pw.scales = {1, 1, 1, 3};
+        expect_same_bits(concat_resized({{&f, &ph}, {&f, nullptr}}, 2),
+                         ref::concat_resized({{&f, &ph}, {&f, nullptr}}, 2), what + " along H");
+        expect_same_bits(concat_resized({{&f, &pw}, {&f, nullptr}}, 3),
+                         ref::concat_resized({{&f, &pw}, {&f, nullptr}}, 3), what + " along W");
+        EXPECT_THROW(concat_resized({{&e, &p3}, {&d, nullptr}}, 1), Error) << what;
+      }
+  });
+}
+
 // add_resized (Add after Resize in one pass) against the reference's two ops, bit for bit, on
 // every SIMD target: nearest upsampling by 2, 4 and 8 along the row (the vectorized rows, with
 // rows longer than a vector and a scalar tail), by 3 and 1.5 (the gather), every rounding, the

@@ -1013,37 +1013,60 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::
 // source row equals the previous one's is copied from it.
 
 namespace {
-// resize, and with `add` (f32, the output's shape; nearest mode only) add + resize(x) in the
-// same pass (resized + add with add_last); nothing where it declines (only with `add`).
-std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const Tensor* add,
-                                  bool add_last) {
+// The output geometry of resize(x, p) where the fast path takes them; nullopt for anything
+// unusual (errors included), which is the reference's to handle.
+struct ResizeGeom {
+  Shape out;
+  std::vector<double> scale, out_width;
+};
+std::optional<ResizeGeom> resize_geom(const Tensor& x, const ResizeParams& p) {
   const size_t r = static_cast<size_t>(x.rank());
-  // Anything unusual (errors included) is the reference's to handle.
   if (x.dtype() != DType::kF32 || r < 1 || r > 8 || p.scales.empty() == p.sizes.empty() ||
       (p.scales.empty() ? p.sizes.size() : p.scales.size()) != r)
-    return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
-  Shape out(r);
-  std::vector<double> scale(r), out_width(r);
+    return std::nullopt;
+  ResizeGeom g{Shape(r), std::vector<double>(r), std::vector<double>(r)};
   for (size_t d = 0; d < r; ++d) {
     const int64_t in = x.dim(static_cast<int>(d));
     if (!p.scales.empty()) {
       const float s = p.scales[d];
-      if (!(s > 0.0f) || !std::isfinite(s))
-        return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
-      out[d] = static_cast<int64_t>(std::floor(static_cast<float>(in) * s));
-      scale[d] = s;
-      out_width[d] = static_cast<double>(in) * static_cast<double>(s);
+      if (!(s > 0.0f) || !std::isfinite(s)) return std::nullopt;
+      g.out[d] = static_cast<int64_t>(std::floor(static_cast<float>(in) * s));
+      g.scale[d] = s;
+      g.out_width[d] = static_cast<double>(in) * static_cast<double>(s);
     } else {
-      out[d] = p.sizes[d];
-      if (out[d] < 0) return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
-      scale[d] = in ? static_cast<double>(out[d]) / static_cast<double>(in) : 0.0;
-      out_width[d] = static_cast<double>(out[d]);
+      g.out[d] = p.sizes[d];
+      if (g.out[d] < 0) return std::nullopt;
+      g.scale[d] = in ? static_cast<double>(g.out[d]) / static_cast<double>(in) : 0.0;
+      g.out_width[d] = static_cast<double>(g.out[d]);
     }
-    if (in == 0 && out[d] > 0) return add ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
+    if (in == 0 && g.out[d] > 0) return std::nullopt;
   }
+  return g;
+}
+
+// Where resize_impl writes instead of a new tensor: element e of the resized tensor (row-major)
+// goes to base[(e / run) · out_run + e % run] (its place in a concatenation along an axis before
+// the last: run = the part's elements per outer index, out_run = the output's).
+struct ResizeInto {
+  float* base;
+  int64_t run, out_run;
+};
+
+// resize, and with `add` (f32, the output's shape; nearest mode only) add + resize(x) in the
+// same pass (resized + add with add_last), or with `into` straight into a concatenation's
+// output (an empty Tensor back); nothing where it declines (only with `add` or `into`).
+std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const Tensor* add,
+                                  bool add_last, const ResizeInto* into = nullptr) {
+  const size_t r = static_cast<size_t>(x.rank());
+  std::optional<ResizeGeom> geo = resize_geom(x, p);
+  if (!geo) return add || into ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
+  const Shape& out = geo->out;
+  const std::vector<double>& scale = geo->scale;
+  const std::vector<double>& out_width = geo->out_width;
   if (add && (add->shape() != out || p.mode != ResizeMode::kNearest)) return std::nullopt;
-  Tensor y = Tensor::empty(out, DType::kF32);
-  if (y.numel() == 0) return y;
+  Tensor y = into ? Tensor() : Tensor::empty(out, DType::kF32);
+  const int64_t count = prod(out, 0, r);
+  if (count == 0) return y;
   const Tensor xc = contiguous(x);
   const bool nearest = p.mode == ResizeMode::kNearest;
   const float* pa = add ? add->data_as<float>() : nullptr;
@@ -1072,9 +1095,14 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
   const Shape xs = xc.strides();
   const size_t last = r - 1;
   const int64_t row_len = out[last], in_last = x.dim(static_cast<int>(last));
-  const int64_t rows = y.numel() / row_len;
+  const int64_t rows = count / row_len;
   const float* px = xc.data_as<float>();
-  float* py = y.data_as<float>();
+  float* py = into ? nullptr : y.data_as<float>();
+  auto row_ptr = [&](int64_t row) {
+    if (!into) return py + row * row_len;
+    const int64_t e = row * row_len;
+    return into->base + e / into->run * into->out_run + e % into->run;
+  };
   const int64_t* li0 = i0[last].data();
   const int64_t* li1 = i1[last].data();
   const double* lw1 = w1[last].data();
@@ -1100,8 +1128,9 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
     std::vector<double> cw;
     std::vector<int64_t> coff;
     int64_t prev_off = -1;
+    const float* prev_yr = nullptr;
     for (int64_t row = r0; row < r1; ++row) {
-      float* yr = py + row * row_len;
+      float* yr = row_ptr(row);
       cw.clear(), coff.clear();
       for (uint32_t corner = 0; corner < (1u << last); ++corner) {
         double w = 1.0;
@@ -1118,7 +1147,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
       if (nearest) {
         const float* ar = pa ? pa + row * row_len : nullptr;
         if (!ar && coff[0] == prev_off && row > r0) {
-          std::memcpy(yr, yr - row_len, static_cast<size_t>(row_len) * sizeof(float));
+          std::memcpy(yr, prev_yr, static_cast<size_t>(row_len) * sizeof(float));
         } else {
           const float* src = px + coff[0];
           if (up_k > 0) {
@@ -1132,6 +1161,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
           }
         }
         prev_off = coff[0];
+        prev_yr = yr;
       } else if (cw.size() == 1 && last_identity && cw[0] == 1.0) {
         const float* src = px + coff[0];
         for (int64_t j = 0; j < row_len; ++j)
@@ -1182,7 +1212,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
       }
     }
   };
-  if (tasks > 1 && y.numel() >= 65536)
+  if (tasks > 1 && count >= 65536)
     ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), run);
   else
     for (int64_t t = 0; t < tasks; ++t) run(static_cast<size_t>(t));
@@ -1205,6 +1235,63 @@ Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool
   const Tensor ac = contiguous(a);
   std::optional<Tensor> y = resize_impl(x, p, &ac, resized_first);
   return y ? std::move(*y) : unfused();
+}
+
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis) {
+  auto unfused = [&] {
+    std::vector<Tensor> xs;
+    for (const ConcatPart& part : parts)
+      xs.push_back(part.resize ? resize(*part.x, *part.resize) : *part.x);
+    return concat(xs, axis);
+  };
+  if (parts.empty()) return unfused();
+  // Every part's shape (the resized ones' from their geometry), float32 and plain.
+  std::vector<Shape> shapes;
+  for (const ConcatPart& part : parts) {
+    if (part.x->dtype() != DType::kF32 || part.x->quant().scales.size()) return unfused();
+    if (!part.resize) {
+      shapes.push_back(part.x->shape());
+      continue;
+    }
+    std::optional<ResizeGeom> geo = resize_geom(*part.x, *part.resize);
+    if (!geo) return unfused();
+    shapes.push_back(geo->out);
+  }
+  const auto r = static_cast<int64_t>(shapes[0].size());
+  const int64_t ax = axis < 0 ? axis + r : axis;
+  // The axis before the last: every resized row lands whole in one output run.
+  if (ax < 0 || ax >= r - 1) return unfused();
+  Shape out = shapes[0];
+  out[static_cast<size_t>(ax)] = 0;
+  for (const Shape& sh : shapes) {
+    if (static_cast<int64_t>(sh.size()) != r) return unfused();
+    for (int64_t d = 0; d < r; ++d)
+      if (d != ax && sh[static_cast<size_t>(d)] != out[static_cast<size_t>(d)]) return unfused();
+    out[static_cast<size_t>(ax)] += sh[static_cast<size_t>(ax)];
+  }
+  Tensor y = Tensor::empty(out, DType::kF32);
+  if (y.numel() == 0) return y;
+  const int64_t outer = prod(out, 0, static_cast<size_t>(ax));
+  const int64_t inner = prod(out, static_cast<size_t>(ax) + 1, out.size());
+  const int64_t out_run = out[static_cast<size_t>(ax)] * inner;
+  float* py = y.data_as<float>();
+  int64_t off = 0;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const int64_t run = shapes[i][static_cast<size_t>(ax)] * inner;
+    if (run == 0) continue;
+    if (parts[i].resize) {
+      const ResizeInto into{py + off, run, out_run};
+      if (!resize_impl(*parts[i].x, *parts[i].resize, nullptr, false, &into))
+        throw Error(ErrorKind::kInternal, "concat_resized: resize declined after its geometry");
+    } else {
+      const Tensor xc = contiguous(*parts[i].x);
+      const float* px = xc.data_as<float>();
+      for (int64_t o = 0; o < outer; ++o)
+        std::memcpy(py + o * out_run + off, px + o * run, static_cast<size_t>(run) * sizeof(float));
+    }
+    off += run;
+  }
+  return y;
 }
 
 }  // namespace dynaprec

@@ -233,6 +233,13 @@ Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool
   return resized_first ? ref::binary(BinaryOp::kAdd, r, a) : ref::binary(BinaryOp::kAdd, a, r);
 }
 
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis) {
+  std::vector<Tensor> xs;
+  for (const ConcatPart& part : parts)
+    xs.push_back(part.resize ? ref::resize(*part.x, *part.resize) : *part.x);
+  return ref::concat(xs, axis);
+}
+
 Tensor add_scaled(const Tensor& a, const Tensor& b) {
   if (a.dtype() != DType::kF32 || b.dtype() != DType::kF32)
     fail("AddScaled", "takes float32, got " + describe("A", a) + " and " + describe("B", b));
