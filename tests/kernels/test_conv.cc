@@ -275,6 +275,10 @@ const Case kCases[] = {
     {"1x1_planes_se", 3, 48, 1, 1, 12, 1, 1,
      params(1, 1, 0, 0, 0, 0, 1, 1, 1, Activation::kHardSwish), true},
     {"first_layer_c3_s2", 1, 3, 20, 18, 16, 3, 3, params(2, 2, 1, 1, 1, 1), true},
+    // 1, 2 and 4 input channels (int8: X's NHWC codes one word per pixel), 37 pixels per row.
+    {"first_layer_c1", 1, 1, 9, 37, 5, 3, 3, params(1, 1, 1, 1, 1, 1), true},
+    {"first_layer_c2_s2_batch2", 2, 2, 10, 37, 7, 3, 3, params(2, 2, 1, 1, 1, 1), true},
+    {"first_layer_c4", 1, 4, 7, 37, 6, 3, 3, params(1, 1, 1, 1, 1, 1), false},
     // Depthwise layers as the OCR models have them (dwconv_hwy.cc): rows of several vectors and
     // a partial one, strides (2,1) and (1,2), asymmetric pads, dilation, a one-column plane.
     {"dw_5x5_rows80", 1, 16, 12, 80, 16, 5, 5,

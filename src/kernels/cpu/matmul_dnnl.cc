@@ -223,6 +223,45 @@ DYNAPREC_AVX512 void quantize_nhwc_avx512(const float* x, int64_t c, int64_t hw,
   }
 }
 
+// The same for c <= 4 channels (a first layer's RGB): each pixel's codes as one 32-bit word
+// (channel j in byte j), stored as 4, 3 (a byte permute), 2 or 1 bytes per pixel; no transpose
+// of mostly-empty 16 x 16 blocks.
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi"))) void
+quantize_nhwc_narrow_avx512(const float* x, int64_t c, int64_t hw, int64_t p0, int64_t p1,
+                            float s, float r, int8_t* out) {
+  const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r);
+  alignas(64) uint8_t idx3[64];
+  for (int j = 0; j < 64; ++j) idx3[j] = static_cast<uint8_t>(j < 48 ? 4 * (j / 3) + j % 3 : 0);
+  const __m512i perm3 = _mm512_load_si512(idx3);
+  for (int64_t p = p0; p < p1; p += 16) {
+    const int64_t n = std::min<int64_t>(16, p1 - p);
+    const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+    __m512i word = _mm512_setzero_si512();
+    for (int64_t j = 0; j < c; ++j) {
+      const __m128i q = quantize16(_mm512_maskz_loadu_ps(m, x + j * hw + p), vs, vr);
+      word = _mm512_or_si512(
+          word, _mm512_slli_epi32(_mm512_cvtepu8_epi32(q), static_cast<unsigned>(8 * j)));
+    }
+    int8_t* o = out + p * c;
+    switch (c) {
+      case 4:
+        _mm512_mask_storeu_epi32(o, m, word);
+        break;
+      case 3: {
+        const __mmask64 bm = n >= 16 ? 0xFFFFFFFFFFFFull : (__mmask64{1} << (3 * n)) - 1;
+        _mm512_mask_storeu_epi8(o, bm, _mm512_permutexvar_epi8(perm3, word));
+        break;
+      }
+      case 2:
+        _mm256_mask_storeu_epi16(o, m, _mm512_cvtepi32_epi16(word));
+        break;
+      default:
+        _mm_mask_storeu_epi8(o, m, _mm512_cvtepi32_epi8(word));
+        break;
+    }
+  }
+}
+
 }  // namespace
 
 void int8_encode_fast(const float* x, int8_t* out, size_t n, float sx) {
@@ -247,13 +286,18 @@ bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float 
   const CpuFeatures& f = cpu_features();
   if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl) || !(sx >= 0x1p-125f)) return false;
   const float r = 1.0f / sx;
+  const bool narrow = c <= 4 && f.avx512_vbmi;
   constexpr int64_t kBlock = 256;  // pixels per task
   const int64_t blocks = (hw + kBlock - 1) / kBlock, tasks = n * blocks;
 #pragma omp parallel for num_threads(threads) schedule(static) if (tasks > 1)
   for (int64_t t = 0; t < tasks; ++t) {
     const int64_t img = t / blocks, p0 = t % blocks * kBlock;
-    quantize_nhwc_avx512(x + img * c * hw, c, hw, p0, std::min(hw, p0 + kBlock), sx, r,
-                         out + img * hw * c);
+    if (narrow)
+      quantize_nhwc_narrow_avx512(x + img * c * hw, c, hw, p0, std::min(hw, p0 + kBlock), sx, r,
+                                  out + img * hw * c);
+    else
+      quantize_nhwc_avx512(x + img * c * hw, c, hw, p0, std::min(hw, p0 + kBlock), sx, r,
+                           out + img * hw * c);
   }
   return true;
 }
