@@ -740,7 +740,7 @@ TEST(ConvCpu, KxKFloatConvMatchesTheReference) {
 // ConvHints: a layer told max |X| makes the scale from it and gives the same bits as one that
 // takes its own pass (and a different result when told a wrong value: the hint is used); the
 // kernels that take max |Y| while storing report exactly max |Y| (sigmoid too, after it), the
-// others -1. Pointwise, KxK and depthwise layers, int8 and bf16, batch 2.
+// others -1. Pointwise, KxK, depthwise and (oneDNN's) first layers, int8 and bf16, batch 2.
 TEST(ConvCpu, HintsCarryTheAmaxBetweenLayers) {
   struct Layer {
     int64_t c, oc, k, groups;
@@ -749,7 +749,8 @@ TEST(ConvCpu, HintsCarryTheAmaxBetweenLayers) {
   uint32_t seed = 1500;
   for (const Layer& l :
        {Layer{32, 24, 1, 1, Activation::kHardSwish}, Layer{20, 16, 3, 1, Activation::kRelu},
-        Layer{24, 24, 5, 24, Activation::kNone}, Layer{16, 16, 3, 16, Activation::kSigmoid}})
+        Layer{24, 24, 5, 24, Activation::kNone}, Layer{16, 16, 3, 16, Activation::kSigmoid},
+        Layer{3, 16, 3, 1, Activation::kHardSwish}})  // a first layer: oneDNN and our epilogue
     for (Format f : {Format::kInt8, Format::kBf16}) {
       const Tensor x = test::gaussian({2, l.c, 9, 37}, seed++);
       const Tensor w = test::gaussian({l.oc, l.c / l.groups, l.k, l.k}, seed++, 0.2f);

@@ -66,6 +66,7 @@
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/pwconv_vnni.h"
 #include "kernels/cpu/scratch_buffer.h"
+#include "kernels/cpu/vnni_common.h"
 
 namespace dynaprec {
 namespace cpu {
@@ -834,6 +835,9 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
                         (out == dt::f32 && sw == 1.0f && !bias &&
                          p.activation == Activation::kNone && !p.post_affine);
   const int64_t planes = identity ? 0 : gm.n * gm.oc;
+  // Where the epilogue runs, max |Y| for the next layer's int8 scale comes with it (the plane is
+  // still in cache).
+  std::atomic<uint32_t>* y_amax = planes > 0 ? take_amax(gm) : nullptr;
   const bool s32_out = out == dt::s32;  // (OpenMP regions may not capture structured bindings)
   const bool only_activation = plan->fused;
 #pragma omp parallel for num_threads(threads) schedule(static) if (planes * gm.pixels > 65536)
@@ -851,6 +855,8 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
       for (int64_t i = 0; i < gm.pixels; ++i) yp[i] = yp[i] * sw + b;
     }
     apply_activation_n(yp, gm.pixels, p);
+    if (y_amax)
+      vnni::atomic_max(y_amax, std::bit_cast<uint32_t>(amax(yp, static_cast<size_t>(gm.pixels))));
   }
   return true;
 }
