@@ -98,4 +98,14 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
 void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
                       const ConvTransposeParams& p, Tensor& y, int threads = 0);
 
+/// Two ConvTransposes in a row, y = B(A(x)), where the CPU kernel can run them as one: both 2x2
+/// stride 2 without padding or cropping, one group, A not int4 and B neither int4 nor int8 (its
+/// scale would need all of A(x) first) — a DB head's upsampling pair. A's output never exists
+/// whole: each input row's two output rows go straight through B. The same bits as the two
+/// conv_transpose2d calls. false (nothing written) where it does not apply; errors as the calls.
+bool conv_transpose2d_chain(const Tensor& x, const ConvTransposeWeights& wa, const float* ba,
+                            const ConvTransposeParams& pa, const ConvTransposeWeights& wb,
+                            const float* bb, const ConvTransposeParams& pb, Tensor& y,
+                            int threads = 0);
+
 }  // namespace dynaprec

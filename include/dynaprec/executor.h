@@ -65,6 +65,9 @@ struct LayerRun {
   uint64_t bytes_fp32 = 0;  ///< the same work with fp32 weights
   double time_ms = 0;
   std::string fallback;  ///< why the plan's format was not used (empty when it was)
+  /// The layer this one ran as one kernel with (a ConvTranspose pair), or -1: time_ms is then
+  /// this layer's share of that kernel's time, by MACs.
+  int chained_with = -1;
 };
 
 struct RunStats {

@@ -228,6 +228,9 @@ struct Step {
   std::vector<int> in, out;
   std::vector<int> free_after;                    // value ids whose last use is this step
   std::unique_ptr<CompiledGraph> then_g, else_g;  // If
+  // A ConvTranspose layer whose output only the next step, another ConvTranspose layer, reads:
+  // the two may run as one (run_convt_chain) where the monitor does not need that output.
+  bool chain_next = false;
 };
 
 struct CompiledGraph {
@@ -277,6 +280,10 @@ struct Executor::Impl {
   std::vector<Tensor> run_graph(CompiledGraph& cg, std::vector<Tensor>& vals, const Plan& plan,
                                 RunStats* stats,
                                 const std::function<const Tensor*(const std::string&)>& outer);
+  // Layers a and b (Step::chain_next) as one kernel: b's output, or nullopt where the kernel
+  // does not take them (then they run one by one). Reports both layers as run_layer would.
+  std::optional<Tensor> run_convt_chain(Layer& a, const Node& na, const Tensor* x, Layer& b,
+                                        const Plan& plan, RunStats* stats, int ia, int ib);
   std::map<std::string, Node> fused_act;  // layer node name -> the activation fused into it
   // Conv node name -> the scalar affine (scale, shift) after its activation (post_affine)
   std::map<std::string, std::pair<float, float>> fused_affine;
@@ -900,6 +907,24 @@ std::unique_ptr<CompiledGraph> Executor::Impl::compile(const Graph& g,
   for (size_t id = 0; id < last.size(); ++id)
     if (last[id] >= 0 && !cg->has_const[id])
       cg->steps[static_cast<size_t>(last[id])].free_after.push_back(static_cast<int>(id));
+  // ConvTranspose -> ConvTranspose with nothing else reading the value between them.
+  std::vector<int> readers(cg->names.size(), 0);
+  for (const Step& st : cg->steps)
+    for (int id : st.in)
+      if (id >= 0) ++readers[static_cast<size_t>(id)];
+  for (size_t si = 0; si + 1 < cg->steps.size(); ++si) {
+    Step& sa = cg->steps[si];
+    const Step& sb = cg->steps[si + 1];
+    auto is_convt = [&](const Step& st) {
+      return st.layer >= 0 &&
+             layers[static_cast<size_t>(st.layer)].kind == LayerKind::kConvTranspose;
+    };
+    if (!is_convt(sa) || !is_convt(sb) || sa.out.size() != 1 || sa.out[0] < 0 || sb.in.empty() ||
+        sb.in[0] != sa.out[0] || sb.out.size() != 1 || sb.out[0] < 0)
+      continue;
+    const auto mid = static_cast<size_t>(sa.out[0]);
+    sa.chain_next = opts.fuse && readers[mid] == 1 && last[mid] == static_cast<int>(si + 1);
+  }
   return cg;
 }
 
@@ -1255,6 +1280,59 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   return out;
 }
 
+std::optional<Tensor> Executor::Impl::run_convt_chain(Layer& a, const Node& na, const Tensor* xin,
+                                                      Layer& b, const Plan& plan, RunStats* stats,
+                                                      int ia, int ib) {
+  if (!xin || xin->rank() != 4) return std::nullopt;  // run_layer reports what is wrong
+  const Format fa = plan.at(a.name), fb = plan.at(b.name);
+  const auto t0 = std::chrono::steady_clock::now();
+  const Tensor x = contiguous_f32(*xin, na, "input X");
+  const ConvTransposeWeights& wa = cached<ConvTransposeWeights>(a, fa, make_convt);
+  const ConvTransposeWeights& wb = cached<ConvTransposeWeights>(b, fb, make_convt);
+  const Shape mid = conv_transpose_output_shape(x.shape(), wa, a.convt);
+  Tensor y = Tensor::empty(conv_transpose_output_shape(mid, wb, b.convt), DType::kF32);
+  if (!conv_transpose2d_chain(x, wa, a.b.empty() ? nullptr : a.b.data_as<float>(), a.convt, wb,
+                              b.b.empty() ? nullptr : b.b.data_as<float>(), b.convt, y,
+                              opts.threads))
+    return std::nullopt;
+  const double ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  // Each layer as run_layer reports it (activations in and out counted in fp32, A's output as
+  // if it had been written and read), the time split by MACs.
+  uint64_t mid_count = 1;
+  for (int64_t d : mid) mid_count *= static_cast<uint64_t>(d);
+  LayerRun ra, rb;
+  ra.layer = ia, rb.layer = ib;
+  ra.chained_with = ib, rb.chained_with = ia;
+  ra.format = fa, rb.format = fb;
+  ra.macs = x.numel() * (a.w.numel() / a.w.dim(0));
+  rb.macs = static_cast<int64_t>(mid_count) * (b.w.numel() / b.w.dim(0));
+  const uint64_t xa = static_cast<uint64_t>(x.numel()) * 4, xb = mid_count * 4,
+                 yb = static_cast<uint64_t>(y.numel()) * 4;
+  ra.bytes = xa + xb + wa.matrix.bytes();
+  ra.bytes_fp32 = xa + xb + static_cast<uint64_t>(a.w.numel()) * 4;
+  rb.bytes = xb + yb + wb.matrix.bytes();
+  rb.bytes_fp32 = xb + yb + static_cast<uint64_t>(b.w.numel()) * 4;
+  const double share =
+      static_cast<double>(ra.macs) / static_cast<double>(std::max<int64_t>(1, ra.macs + rb.macs));
+  ra.time_ms = ms * share;
+  rb.time_ms = ms - ra.time_ms;
+  if (trace_layers()) {
+    auto line = [](const Layer& l, Format f, const Shape& xs, const Shape& ys, double t) {
+      std::fprintf(stderr, "layer %s %s %s x%s w%s -> y%s %.3f ms\n", l.name.c_str(), l.op.c_str(),
+                   std::string(format_name(f)).c_str(), shape_str(xs).c_str(),
+                   shape_str(l.w.shape()).c_str(), shape_str(ys).c_str(), t);
+    };
+    line(a, fa, x.shape(), mid, ra.time_ms);
+    line(b, fb, mid, y.shape(), rb.time_ms);
+  }
+  if (stats) {
+    stats->layers.push_back(ra);
+    stats->layers.push_back(rb);
+  }
+  return y;
+}
+
 std::vector<Tensor> Executor::Impl::run_graph(
     CompiledGraph& cg, std::vector<Tensor>& vals, const Plan& plan, RunStats* stats,
     const std::function<const Tensor*(const std::string&)>& outer) {
@@ -1275,10 +1353,31 @@ std::vector<Tensor> Executor::Impl::run_graph(
   std::vector<const Tensor*> in;
   // Per value, max |value| where the layer that made it took it (-1: unknown).
   std::vector<float> amax(cg.names.size(), -1.0f);
-  for (Step& s : cg.steps) {
+  const bool monitoring = stats && stats->monitor && opts.monitor.rate > 0;
+  for (size_t si = 0; si < cg.steps.size(); ++si) {
+    Step& s = cg.steps[si];
     const Node& n = *s.node;
     in.clear();
     for (int id : s.in) in.push_back(value(id, n));
+    if (s.chain_next && !monitoring) {
+      Step& s2 = cg.steps[si + 1];
+      const auto t0 = std::chrono::steady_clock::now();
+      std::optional<Tensor> y =
+          run_convt_chain(layers[static_cast<size_t>(s.layer)], n, in.empty() ? nullptr : in[0],
+                          layers[static_cast<size_t>(s2.layer)], plan, stats, s.layer, s2.layer);
+      if (y) {
+        if (stats && stats->profile_ops)
+          stats->op_time_ms[n.op] +=
+              std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                  .count();
+        vals[static_cast<size_t>(s2.out[0])] = std::move(*y);
+        set[static_cast<size_t>(s2.out[0])] = 1;
+        for (int id : s.free_after) vals[static_cast<size_t>(id)] = Tensor();
+        for (int id : s2.free_after) vals[static_cast<size_t>(id)] = Tensor();
+        ++si;
+        continue;
+      }
+    }
     std::vector<Tensor> out;
     const bool prof = stats && stats->profile_ops;
     const auto t0 =

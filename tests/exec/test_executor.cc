@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <random>
 
 #include "dynaprec/error.h"
@@ -372,6 +373,63 @@ TEST(Executor, ConcatOfUpsampledMapsIsOnePass) {
   // r5 (read twice by the Concat) and r4 (a graph output) stay; r5b, the first the Concat can
   // take, is fused; r4b (nearest, unlike r5b) stays.
   EXPECT_EQ(ran, "ConcatResized Resize ") << "r5b fused; r5, r4, r4b as written";
+}
+
+// A DB head's two 2x2 stride-2 ConvTransposes (the first's output read only by the second) run
+// as one kernel where the monitor is off and the second is not int8: the bits of the two layers
+// run one by one (as they run with the monitor on, which samples the second layer's input), both
+// layers in the stats with their formats and MACs; at int8 they run one by one. The unfused
+// graph (Relu and Sigmoid as ops) agrees to rounding.
+TEST(Executor, UpsamplingPairRunsAsOneKernel) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {16, ""}, {-1, "H"}, {-1, "W"}})};
+  g.outputs = {value("y", {})};
+  g.initializers["wa"] = randn({16, 16, 2, 2}, 91, 0.3f);
+  g.initializers["ba"] = randn({16}, 92);
+  g.initializers["wb"] = randn({16, 1, 2, 2}, 93, 0.3f);
+  g.initializers["bb"] = randn({1}, 94);
+  auto convt = [&](const std::string& in, const std::string& w, const std::string& b,
+                   const std::string& out) {
+    Node n = node("ConvTranspose", {in, w, b}, {out}, out + "_node");
+    n.attrs["strides"] = std::vector<int64_t>{2, 2};
+    n.attrs["kernel_shape"] = std::vector<int64_t>{2, 2};
+    return n;
+  };
+  g.nodes.push_back(convt("x", "wa", "ba", "a"));
+  g.nodes.push_back(node("Relu", {"a"}, {"r"}));
+  g.nodes.push_back(convt("r", "wb", "bb", "c"));
+  g.nodes.push_back(node("Sigmoid", {"c"}, {"y"}));
+  ExecutorOptions mo;
+  mo.monitor.rate = 0.01;
+  Executor fused(m, mo), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const Tensor x = randn({1, 16, 7, 37}, 95);
+  for (Format f : {Format::kFp32, Format::kBf16, Format::kInt8}) {
+    Plan p;
+    p.default_format = f;
+    RunStats one_by_one;
+    one_by_one.monitor = true;
+    const Tensor want = fused.run({{"x", x}}, p, &one_by_one).at("y");
+    EXPECT_EQ(one_by_one.reports.size(), 2u);
+    for (const LayerRun& r : one_by_one.layers) EXPECT_EQ(r.chained_with, -1);
+    RunStats st;
+    const Tensor got = fused.run({{"x", x}}, p, &st).at("y");
+    const std::string what(format_name(f));
+    ASSERT_EQ(got.shape(), (Shape{1, 1, 28, 148})) << what;
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << what;
+    EXPECT_LT(max_rel(plain.run({{"x", x}}, p).at("y"), got), 1e-5) << what;
+    ASSERT_EQ(st.layers.size(), 2u) << what;
+    EXPECT_EQ(st.layers[0].macs, 16 * 7 * 37 * 16 * 4) << what;
+    EXPECT_EQ(st.layers[1].macs, 16 * 14 * 74 * 4) << what;
+    const bool chained = f != Format::kInt8;
+    EXPECT_EQ(st.layers[0].chained_with, chained ? 1 : -1) << what;
+    EXPECT_EQ(st.layers[1].chained_with, chained ? 0 : -1) << what;
+    for (const LayerRun& r : st.layers) {
+      EXPECT_EQ(r.format, f) << what;
+      EXPECT_GT(r.time_ms, 0.0) << what;
+    }
+  }
 }
 
 // Add(x, Mul(x, s)) (a squeeze-excite residual) runs as one AddScaled node with the unfused

@@ -30,6 +30,7 @@
 #include "dynaprec/conv_transpose.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
+#include "kernels/cpu/convt_hwy.h"
 #include "kernels/matmul_util.h"
 
 namespace dynaprec {
@@ -326,6 +327,81 @@ TEST(ConvTransposeCpu, ThreadCounts) {
   for (const Case& cs : cases())
     for (Format f : {Format::kFp32, Format::kBf16, Format::kInt8}) check_fast(cs, f, seed += 3, 4);
   ThreadPool::set_default_threads(0);
+}
+
+// Two 2x2 stride-2 ConvTransposes as one (a DB head: 24 -> 24 with ReLU, then 24 -> 1 with
+// the sigmoid): the bits of the two calls for every format pair the chain takes, rows with
+// tails, batch 2, 1 and 2 threads; it declines (writing nothing) for int4, an int8 B, padding,
+// groups and a kernel that is not 2x2, and an int8 A refuses NaN inputs as the single call does.
+TEST(ConvTransposeCpu, ChainOfTwoUpsamplingsIsTheTwoCalls) {
+  const Tensor x = test::gaussian({2, 24, 5, 37}, 71);
+  const Tensor wa = test::gaussian({24, 24, 2, 2}, 72, 0.3f), ba = test::gaussian({24}, 73);
+  const Tensor wb = test::gaussian({24, 1, 2, 2}, 74, 0.3f), bb = test::gaussian({1}, 75);
+  ConvTransposeParams pa, pb;
+  pa.stride_h = pa.stride_w = pb.stride_h = pb.stride_w = 2;
+  pa.activation = Activation::kRelu;
+  pb.activation = Activation::kSigmoid;
+  const Format formats[] = {Format::kFp32, Format::kBf16, Format::kFp16, Format::kFp8E4M3,
+                            Format::kInt8};
+  for (Format fa : formats)
+    for (Format fb : formats)
+      for (int threads : {1, 2}) {
+        if (fb == Format::kInt8) continue;  // declines (below)
+        const ConvTransposeWeights ta = conv_transpose_weights(wa, 1, fa);
+        const ConvTransposeWeights tb = conv_transpose_weights(wb, 1, fb);
+        Tensor mid = Tensor::zeros(conv_transpose_output_shape(x.shape(), ta, pa), DType::kF32);
+        conv_transpose2d(x, ta, ba.data_as<float>(), pa, mid, threads);
+        const Shape ys = conv_transpose_output_shape(mid.shape(), tb, pb);
+        ASSERT_EQ(ys, (Shape{2, 1, 20, 148}));
+        Tensor want = Tensor::zeros(ys, DType::kF32), got = Tensor::zeros(ys, DType::kF32);
+        conv_transpose2d(mid, tb, bb.data_as<float>(), pb, want, threads);
+        std::fill_n(got.data_as<float>(), got.numel(), 1e30f);
+        const std::string what = std::string(format_name(fa)) + " then " +
+                                 std::string(format_name(fb)) + ", threads " +
+                                 std::to_string(threads);
+        if (!conv_transpose2d_chain(x, ta, ba.data_as<float>(), pa, tb, bb.data_as<float>(), pb,
+                                    got, threads)) {
+          // Only where the 2x2 kernel is missing (a target of fewer than 4 float lanes).
+          ASSERT_LT(cpu::convt_lanes(), 4) << what;
+          for (int64_t i = 0; i < got.numel(); ++i) ASSERT_EQ(got.data_as<float>()[i], 1e30f);
+          continue;
+        }
+        ASSERT_EQ(std::memcmp(got.data(), want.data(), want.nbytes()), 0) << what;
+      }
+  // Where it does not apply: nothing written.
+  auto declines = [&](const ConvTransposeWeights& ta, const ConvTransposeParams& qa,
+                      const ConvTransposeWeights& tb, const ConvTransposeParams& qb,
+                      const std::string& what) {
+    const Shape mid = conv_transpose_output_shape(x.shape(), ta, qa);
+    Tensor y = Tensor::zeros(conv_transpose_output_shape(mid, tb, qb), DType::kF32);
+    std::fill_n(y.data_as<float>(), y.numel(), 7.0f);
+    EXPECT_FALSE(conv_transpose2d_chain(x, ta, nullptr, qa, tb, nullptr, qb, y)) << what;
+    for (int64_t i = 0; i < y.numel(); ++i) ASSERT_EQ(y.data_as<float>()[i], 7.0f) << what;
+  };
+  const ConvTransposeWeights a32 = conv_transpose_weights(wa, 1, Format::kFp32);
+  const ConvTransposeWeights b32 = conv_transpose_weights(wb, 1, Format::kFp32);
+  declines(conv_transpose_weights(wa, 1, Format::kInt4), pa, b32, pb, "int4 A");
+  declines(a32, pa, conv_transpose_weights(wb, 1, Format::kInt4), pb, "int4 B");
+  declines(conv_transpose_weights(wa, 1, Format::kInt8), pa,
+           conv_transpose_weights(wb, 1, Format::kInt8), pb, "int8 B");
+  ConvTransposeParams padded = pb;
+  padded.pad_top = padded.pad_bottom = 1;
+  declines(a32, pa, b32, padded, "padded B");
+  declines(conv_transpose_weights(test::gaussian({24, 12, 2, 2}, 77, 0.3f), 2, Format::kFp32), pa,
+           b32, pb, "groups");
+  const ConvTransposeWeights b3 =
+      conv_transpose_weights(test::gaussian({24, 1, 3, 3}, 76), 1, Format::kFp32);
+  ConvTransposeParams p3 = pb;
+  p3.stride_h = p3.stride_w = 3;
+  declines(a32, pa, b3, p3, "3x3 B");
+  Tensor bad = x.clone();
+  bad.data_as<float>()[5] = std::numeric_limits<float>::quiet_NaN();
+  Tensor y = Tensor::zeros({2, 1, 20, 148}, DType::kF32);
+  const ConvTransposeWeights a8 = conv_transpose_weights(wa, 1, Format::kInt8);
+  if (cpu::convt_lanes() >= 4)
+    EXPECT_THROW(conv_transpose2d_chain(bad, a8, nullptr, pa, b32, nullptr, pb, y), Error);
+  else
+    EXPECT_FALSE(conv_transpose2d_chain(bad, a8, nullptr, pa, b32, nullptr, pb, y));
 }
 
 TEST(ConvTransposeCpu, EmptyBatch) {

@@ -24,6 +24,8 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <mutex>
@@ -191,24 +193,62 @@ bool direct_applies(const Geom& g, const ConvTransposeWeights& w) {
   return w.groups * g.rows * g.cg * g.sw * cpu::convt_lanes() <= (int64_t{1} << 20);
 }
 
-bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
-                           const ConvTransposeParams& p, const float* xs, float sx,
-                           const float* bias, float* yd, int threads) {
-  if (!direct_applies(g, w)) return false;
+// The scale of each matrix row's products: int8 sx · the row's scale (the reference's float
+// product); fp8 the tensor scale; else 1.
+float row_scale(const ConvTransposeWeights& w, int64_t row, float sx) {
   const Format f = w.matrix.format;
-  const int64_t lanes = cpu::convt_lanes(), sw = g.sw, taps = g.kh * g.kw;
-  const int64_t total_rows = w.groups * g.rows;
   const QuantParams& qp = w.matrix.data.quant();
-  State& st = state(w);
-  // 2x2 stride 2 with no left pad (the DB heads' upsampling): convt_rows_k2, at input
-  // resolution; it declines only on targets under 4 lanes (known before any task runs).
-  const bool k2 =
-      g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pl == 0 && lanes >= 4 && lanes % 4 == 0;
-  const float* wpat = nullptr;
+  return f == Format::kInt8                               ? sx * qp.scales[static_cast<size_t>(row)]
+         : f == Format::kFp8E4M3 || f == Format::kFp8E5M2 ? qp.scales.at(0)
+                                                          : 1.0f;
+}
+
+// The format X's rows are rounded to (fp8 weights run against bf16 activations).
+Format act_format(Format f) {
+  return f == Format::kFp8E4M3 || f == Format::kFp8E5M2 ? Format::kBf16 : f;
+}
+
+// Rows of `len` values `ss` apart as the activations of format f use them (int8: codes with sx)
+// into dst, `ds` apart.
+void round_rows(Format f, float sx, const float* src, size_t ss, float* dst, size_t ds,
+                size_t nrows, size_t len) {
+  if (f == Format::kInt8)
+    int8_round_rows(src, ss, dst, ds, nrows, len, sx);
+  else
+    round_float_rows(act_format(f), src, ss, dst, ds, nrows, len);
+}
+
+// Row length of the rounded input rows: the row and the kernels' slack (4 lanes past it).
+int64_t row_stride(const Geom& g) { return (g.w + 5 * cpu::convt_lanes() + 15) / 16 * 16; }
+
+// 2x2 stride 2 with no left pad (the DB heads' upsampling): convt_rows_k2, at input resolution,
+// on targets of 4 lanes or more.
+bool k2_applies(const Geom& g, const ConvTransposeWeights& w) {
+  const int64_t lanes = cpu::convt_lanes();
+  return direct_applies(g, w) && g.kh == 2 && g.kw == 2 && g.sh == 2 && g.sw == 2 && g.pl == 0 &&
+         lanes >= 4 && lanes % 4 == 0;
+}
+
+// A layer as convt_rows_k2 runs it: its weights [oc][cg][kh·2 + kw] (made once per weights) and
+// each matrix row's scale for this call's sx.
+struct K2Layer {
+  const Geom* g = nullptr;
+  const ConvTransposeWeights* w = nullptr;
   const float* w2 = nullptr;
+  std::vector<float> s2;
+  float sx = 1.0f;
+  const float* bias = nullptr;
+  const ConvTransposeParams* p = nullptr;
+};
+
+K2Layer k2_layer(const Geom& g, const ConvTransposeWeights& w, float sx, const float* bias,
+                 const ConvTransposeParams& p) {
+  K2Layer k{&g, &w, nullptr, {}, sx, bias, &p};
+  const int64_t total_rows = w.groups * g.rows;
+  State& st = state(w);
   {
     std::lock_guard lock(st.mu);
-    if (k2 && st.w2.empty()) {
+    if (st.w2.empty()) {
       const auto count = static_cast<size_t>(total_rows * g.cg);
       std::vector<float> wf(count);
       cpu::codes_as_floats(w.matrix, wf.data());
@@ -220,8 +260,76 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
             st.w2[static_cast<size_t>((oc * g.cg + ci) * 4 + t)] =
                 wf[static_cast<size_t>((oc * 4 + t) * g.cg + ci)];
     }
-    w2 = st.w2.data();
-    if (!k2 && st.wpat_lanes != lanes) {
+    k.w2 = st.w2.data();
+  }
+  k.s2.resize(static_cast<size_t>(total_rows));
+  for (int64_t row = 0; row < total_rows; ++row)
+    k.s2[static_cast<size_t>(row)] = row_scale(w, row, sx);
+  return k;
+}
+
+// Input row `rows` (group grp's cg rounded channel rows, `stride` apart) into the output rows
+// oh0, oh0 + 1 of the group's planes at yg (rows of ow, planes `plane` apart; rows outside
+// [0, oh_n) skipped), activation included.
+void k2_run(const K2Layer& k, int64_t grp, const float* rows, int64_t stride, float* yg,
+            int64_t oh0, int64_t oh_n, int64_t ow, int64_t plane) {
+  const Geom& g = *k.g;
+  cpu::ConvtRows2 r;
+  r.x = rows;
+  r.x_stride = stride;
+  r.cg = g.cg;
+  r.w = g.w;
+  r.w2 = k.w2 + grp * g.ocg * g.cg * 4;
+  r.s2 = k.s2.data() + grp * g.ocg * 4;
+  r.bias = k.bias ? k.bias + grp * g.ocg : nullptr;
+  r.ocg = g.ocg;
+  r.oh0 = oh0;
+  r.oh_n = oh_n;
+  r.ow = ow;
+  r.y = yg;
+  r.plane = plane;
+  r.act = k.p->activation;
+  r.clip_min = k.p->clip_min;
+  r.clip_max = k.p->clip_max;
+  if (!cpu::convt_rows_k2(r))
+    throw Error(ErrorKind::kInternal, "ConvTranspose: 2x2 kernel declined after the check");
+}
+
+// A thread's buffer of n floats, zeroed when it is (re)made for another size: the rows' slack
+// past their values stays 0 (only lanes that are never stored read it).
+float* thread_buffer(std::vector<float>& buf, int64_t n) {
+  if (buf.size() != static_cast<size_t>(n)) buf.assign(static_cast<size_t>(n), 0.0f);
+  return buf.data();
+}
+
+bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
+                           const ConvTransposeParams& p, const float* xs, float sx,
+                           const float* bias, float* yd, int threads) {
+  if (!direct_applies(g, w)) return false;
+  const Format f = w.matrix.format;
+  const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow, stride = row_stride(g);
+  const auto ss = static_cast<size_t>(pixels), ds = static_cast<size_t>(stride);
+  const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
+  if (k2_applies(g, w)) {
+    const K2Layer k = k2_layer(g, w, sx, bias, p);
+    run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
+      const auto task = static_cast<int64_t>(t);
+      const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
+      thread_local std::vector<float> rows_buf;
+      float* rows = thread_buffer(rows_buf, g.cg * stride);
+      round_rows(f, sx, xs + (n * g.c + grp * g.cg) * pixels + ih * g.w, ss, rows, ds, nrows, len);
+      k2_run(k, grp, rows, stride, yd + (n * g.oc + grp * g.ocg) * out_plane, ih * 2 - g.pt, g.oh,
+             g.ow, out_plane);
+    });
+    return true;
+  }
+  const int64_t lanes = cpu::convt_lanes(), sw = g.sw, taps = g.kh * g.kw;
+  const int64_t total_rows = w.groups * g.rows;
+  State& st = state(w);
+  const float* wpat = nullptr;
+  {
+    std::lock_guard lock(st.mu);
+    if (st.wpat_lanes != lanes) {
       const auto count = static_cast<size_t>(total_rows * g.cg);
       std::vector<float> wf(count);
       cpu::codes_as_floats(w.matrix, wf.data());
@@ -243,95 +351,42 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
     }
     wpat = st.wpat.data();
   }
-  // The scale of each lane's tap: int8 sx · the row's scale (the reference's float product);
-  // fp8 the tensor scale; else 1.
-  const bool fp8 = f == Format::kFp8E4M3 || f == Format::kFp8E5M2;
-  auto row_scale = [&](int64_t row) {
-    return f == Format::kInt8 ? sx * qp.scales[static_cast<size_t>(row)]
-           : fp8              ? qp.scales.at(0)
-                              : 1.0f;
-  };
-  std::vector<float> spat, s2;
-  if (k2) {
-    s2.resize(static_cast<size_t>(total_rows));  // matrix row oc·4 + kh·2 + kw
-    for (int64_t row = 0; row < total_rows; ++row) s2[static_cast<size_t>(row)] = row_scale(row);
-  } else {
-    spat.resize(static_cast<size_t>(total_rows / g.kw * sw * lanes));
-    for (int64_t grp = 0; grp < w.groups; ++grp)
-      for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
-        for (int64_t kh = 0; kh < g.kh; ++kh)
-          for (int64_t ph = 0; ph < sw; ++ph)
-            for (int64_t j = 0; j < lanes; ++j)
-              spat[static_cast<size_t>(((((grp * g.ocg + ocl) * g.kh + kh) * sw + ph) * lanes) +
-                                       j)] =
-                  row_scale(grp * g.rows + ocl * taps + kh * g.kw + (ph + j) % sw);
-  }
-  const Format act_format = f == Format::kInt8 ? Format::kInt8 : fp8 ? Format::kBf16 : f;
-  const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow;
-  const int64_t stride = (g.w + 5 * lanes + 15) / 16 * 16;  // the row and the kernel's slack
+  std::vector<float> spat(static_cast<size_t>(total_rows / g.kw * sw * lanes));
+  for (int64_t grp = 0; grp < w.groups; ++grp)
+    for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
+      for (int64_t kh = 0; kh < g.kh; ++kh)
+        for (int64_t ph = 0; ph < sw; ++ph)
+          for (int64_t j = 0; j < lanes; ++j)
+            spat[static_cast<size_t>(((((grp * g.ocg + ocl) * g.kh + kh) * sw + ph) * lanes) + j)] =
+                row_scale(w, grp * g.rows + ocl * taps + kh * g.kw + (ph + j) % sw, sx);
   const int64_t pattern_group = g.ocg * g.kh * g.cg * sw * lanes,
                 scale_group = g.ocg * g.kh * sw * lanes;
   run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
     const auto task = static_cast<int64_t>(t);
     const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
-    thread_local std::vector<float> rows;
-    if (rows.size() != static_cast<size_t>(g.cg * stride))
-      rows.assign(static_cast<size_t>(g.cg * stride), 0.0f);  // the slack stays 0
+    thread_local std::vector<float> rows_buf;
+    float* rows = thread_buffer(rows_buf, g.cg * stride);
     // The group's cg channel rows (pixels apart) as the format rounds them, in one call.
-    const float* src = xs + (n * g.c + grp * g.cg) * pixels + ih * g.w;
-    // The rows two tasks ahead (cg streams, pixels apart: too many for the hardware prefetcher).
-    if (ih + 2 < g.h)
-      for (int64_t ci = 0; ci < g.cg; ++ci)
-        for (int64_t off = 0; off < g.w; off += 16)
-          __builtin_prefetch(src + ci * pixels + 2 * g.w + off);
-    const auto ss = static_cast<size_t>(pixels), ds = static_cast<size_t>(stride);
-    const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
-    if (f == Format::kInt8)
-      int8_round_rows(src, ss, rows.data(), ds, nrows, len, sx);
-    else
-      round_float_rows(act_format, src, ss, rows.data(), ds, nrows, len);
+    round_rows(f, sx, xs + (n * g.c + grp * g.cg) * pixels + ih * g.w, ss, rows, ds, nrows, len);
     float* yg = yd + (n * g.oc + grp * g.ocg) * out_plane;
     const int64_t oh0 = ih * g.sh - g.pt;
-    if (k2) {
-      cpu::ConvtRows2 r;
-      r.x = rows.data();
-      r.x_stride = stride;
-      r.cg = g.cg;
-      r.w = g.w;
-      r.w2 = w2 + grp * g.ocg * g.cg * 4;
-      r.s2 = s2.data() + grp * g.ocg * 4;
-      r.bias = bias ? bias + grp * g.ocg : nullptr;
-      r.ocg = g.ocg;
-      r.oh0 = oh0;
-      r.oh_n = g.oh;
-      r.ow = g.ow;
-      r.y = yg;
-      r.plane = out_plane;
-      r.act = p.activation;
-      r.clip_min = p.clip_min;
-      r.clip_max = p.clip_max;
-      if (!cpu::convt_rows_k2(r))
-        throw Error(ErrorKind::kInternal, "ConvTranspose: 2x2 kernel declined after the check");
-      return;  // the activation applied in registers
-    } else {
-      cpu::ConvtRows r;
-      r.x = rows.data();
-      r.x_stride = stride;
-      r.cg = g.cg;
-      r.wpat = wpat + grp * pattern_group;
-      r.spat = spat.data() + grp * scale_group;
-      r.bias = bias ? bias + grp * g.ocg : nullptr;
-      r.ocg = g.ocg;
-      r.kh_n = g.kh;
-      r.sw = sw;
-      r.pl = g.pl;
-      r.oh0 = oh0;
-      r.oh_n = g.oh;
-      r.ow = g.ow;
-      r.y = yg;
-      r.plane = out_plane;
-      cpu::convt_rows(r);
-    }
+    cpu::ConvtRows r;
+    r.x = rows;
+    r.x_stride = stride;
+    r.cg = g.cg;
+    r.wpat = wpat + grp * pattern_group;
+    r.spat = spat.data() + grp * scale_group;
+    r.bias = bias ? bias + grp * g.ocg : nullptr;
+    r.ocg = g.ocg;
+    r.kh_n = g.kh;
+    r.sw = sw;
+    r.pl = g.pl;
+    r.oh0 = oh0;
+    r.oh_n = g.oh;
+    r.ow = g.ow;
+    r.y = yg;
+    r.plane = out_plane;
+    cpu::convt_rows(r);
     if (p.activation == Activation::kNone) return;
     for (int64_t ocl = 0; ocl < g.ocg; ++ocl)
       for (int64_t kh = 0; kh < g.kh; ++kh) {
@@ -422,6 +477,14 @@ bool conv_transpose_plain(const Geom& g, const ConvTransposeWeights& w,
   return true;
 }
 
+Geom make_geom(const Shape& x, const Shape& ys, const ConvTransposeGeometry& geo,
+               const ConvTransposeWeights& w, const ConvTransposeParams& p) {
+  return Geom{
+      x[0],       x[1],       x[2],         x[3],         w.matrix.k,  w.oc_per_group,
+      ys[1],      ys[2],      ys[3],        w.kh,         w.kw,        w.oc_per_group * w.kh * w.kw,
+      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, geo.pad_top, geo.pad_left};
+}
+
 }  // namespace
 
 void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
@@ -440,10 +503,7 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
   const Tensor xc = x.is_contiguous() ? x : x.clone();
   const int pool = ThreadPool::default_pool().threads();
   const int t = threads > 0 ? std::min(threads, pool) : pool;
-  const Geom g{
-      x.dim(0),   x.dim(1),   x.dim(2),     x.dim(3),     w.matrix.k,  w.oc_per_group,
-      ys[1],      ys[2],      ys[3],        w.kh,         w.kw,        w.oc_per_group * w.kh * w.kw,
-      p.stride_h, p.stride_w, p.dilation_h, p.dilation_w, geo.pad_top, geo.pad_left};
+  const Geom g = make_geom(x.shape(), ys, geo, w, p);
   const Format f = w.matrix.format;
   const float* xs = xc.data_as<float>();
   float* yd = y.data_as<float>();
@@ -508,6 +568,67 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
     const float b = bias ? bias[static_cast<int64_t>(i) % g.oc] : 0.0f;
     for (int64_t j = 0; j < out_plane; ++j) yp[j] = apply_activation(yp[j] + b, act);
   });
+}
+
+bool conv_transpose2d_chain(const Tensor& x, const ConvTransposeWeights& wa, const float* ba,
+                            const ConvTransposeParams& pa, const ConvTransposeWeights& wb,
+                            const float* bb, const ConvTransposeParams& pb, Tensor& y,
+                            int threads) {
+  if (x.dtype() != DType::kF32 || x.rank() != 4 || wa.groups != 1 || wb.groups != 1) return false;
+  const Shape ya = conv_transpose_output_shape(x.shape(), wa, pa);
+  const Shape yb = conv_transpose_output_shape(ya, wb, pb);
+  if (y.dtype() != DType::kF32 || y.shape() != yb || !y.is_contiguous() || x.numel() == 0 ||
+      y.numel() == 0)
+    return false;
+  cpu_features();  // applies the DYNAPREC_ISA cap before any dispatched kernel runs
+  const Geom ga = make_geom(x.shape(), ya, conv_transpose_geometry(x.shape(), wa, pa), wa, pa);
+  const Geom gb = make_geom(ya, yb, conv_transpose_geometry(ya, wb, pb), wb, pb);
+  // Both 2x2 stride 2 without padding or cropping: A's two output rows per input row are all B
+  // needs for its four.
+  for (const auto& [g, w] : {std::pair{&ga, &wa}, std::pair{&gb, &wb}})
+    if (!k2_applies(*g, *w) || g->pt != 0 || g->oh != 2 * g->h || g->ow != 2 * g->w) return false;
+  const Format fa = wa.matrix.format, fb = wb.matrix.format;
+  // int8 B takes its scale from max |A(x)| over all of it: A would run twice (once to find it),
+  // which cost more than writing A(x) and reading it back (detector, AMD EPYC).
+  if (fb == Format::kInt8) return false;
+  const Tensor xc = x.is_contiguous() ? x : x.clone();
+  const int pool = ThreadPool::default_pool().threads();
+  const int t = threads > 0 ? std::min(threads, pool) : pool;
+  const float* xs = xc.data_as<float>();
+  const int64_t pixels_a = ga.h * ga.w, sa = row_stride(ga), sb = row_stride(gb);
+  const float sxa = fa == Format::kInt8
+                        ? cpu::int8_activation_scale(xs, static_cast<size_t>(xc.numel()), t,
+                                                     "ConvTranspose: inputs")
+                        : 1.0f;
+  const K2Layer ka = k2_layer(ga, wa, sxa, ba, pa);
+  // A's output rows 2·ih and 2·ih + 1, every channel: [oc][2][ow] in a thread's buffer.
+  const int64_t plane_a = 2 * ga.ow;
+  auto run_a = [&](int64_t n, int64_t ih) {
+    thread_local std::vector<float> rows_buf, out_buf;
+    float* rows = thread_buffer(rows_buf, ga.cg * sa);
+    float* out = thread_buffer(out_buf, ga.oc * plane_a);
+    round_rows(fa, sxa, xs + n * ga.c * pixels_a + ih * ga.w, static_cast<size_t>(pixels_a), rows,
+               static_cast<size_t>(sa), static_cast<size_t>(ga.cg), static_cast<size_t>(ga.w));
+    k2_run(ka, 0, rows, sa, out, 0, 2, ga.ow, plane_a);
+    return out;
+  };
+  const auto tasks = static_cast<size_t>(ga.n * ga.h);
+  const K2Layer kb = k2_layer(gb, wb, 1.0f, bb, pb);
+  float* yd = y.data_as<float>();
+  const int64_t plane_b = gb.oh * gb.ow;
+  run_tasks(tasks, t, [&](size_t task) {
+    const auto i = static_cast<int64_t>(task);
+    const int64_t n = i / ga.h, ih = i % ga.h;
+    const float* out = run_a(n, ih);
+    thread_local std::vector<float> rows_buf;
+    float* rows = thread_buffer(rows_buf, gb.cg * sb);
+    for (int64_t kh = 0; kh < 2; ++kh) {
+      round_rows(fb, 1.0f, out + kh * ga.ow, static_cast<size_t>(plane_a), rows,
+                 static_cast<size_t>(sb), static_cast<size_t>(gb.cg), static_cast<size_t>(gb.w));
+      k2_run(kb, 0, rows, sb, yd + n * gb.oc * plane_b, (2 * ih + kh) * 2, gb.oh, gb.ow, plane_b);
+    }
+  });
+  return true;
 }
 
 }  // namespace dynaprec
