@@ -95,6 +95,9 @@ struct LayerReport {
   int64_t macs = 0;
   double time_ms = 0;
   std::string fallback;
+  /// The layer this one ran as one kernel with (its time_ms then a MAC share of that kernel's),
+  /// or empty.
+  std::string chained_with;
 };
 
 struct PortionReport {

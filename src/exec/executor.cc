@@ -1297,8 +1297,8 @@ std::optional<Tensor> Executor::Impl::run_convt_chain(Layer& a, const Node& na, 
     return std::nullopt;
   const double ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  // Each layer as run_layer reports it (activations in and out counted in fp32, A's output as
-  // if it had been written and read), the time split by MACs.
+  // Each layer as run_layer reports it, except for A's output, which is neither written nor
+  // read (bytes: what the device moved); the time split by MACs.
   uint64_t mid_count = 1;
   for (int64_t d : mid) mid_count *= static_cast<uint64_t>(d);
   LayerRun ra, rb;
@@ -1307,12 +1307,12 @@ std::optional<Tensor> Executor::Impl::run_convt_chain(Layer& a, const Node& na, 
   ra.format = fa, rb.format = fb;
   ra.macs = x.numel() * (a.w.numel() / a.w.dim(0));
   rb.macs = static_cast<int64_t>(mid_count) * (b.w.numel() / b.w.dim(0));
-  const uint64_t xa = static_cast<uint64_t>(x.numel()) * 4, xb = mid_count * 4,
+  const uint64_t xa = static_cast<uint64_t>(x.numel()) * 4,
                  yb = static_cast<uint64_t>(y.numel()) * 4;
-  ra.bytes = xa + xb + wa.matrix.bytes();
-  ra.bytes_fp32 = xa + xb + static_cast<uint64_t>(a.w.numel()) * 4;
-  rb.bytes = xb + yb + wb.matrix.bytes();
-  rb.bytes_fp32 = xb + yb + static_cast<uint64_t>(b.w.numel()) * 4;
+  ra.bytes = xa + wa.matrix.bytes();
+  ra.bytes_fp32 = xa + static_cast<uint64_t>(a.w.numel()) * 4;
+  rb.bytes = yb + wb.matrix.bytes();
+  rb.bytes_fp32 = yb + static_cast<uint64_t>(b.w.numel()) * 4;
   const double share =
       static_cast<double>(ra.macs) / static_cast<double>(std::max<int64_t>(1, ra.macs + rb.macs));
   ra.time_ms = ms * share;

@@ -177,6 +177,7 @@ std::string Report::to_json(int indent) const {
       lj["macs"] = l.macs;
       lj["time_ms"] = l.time_ms;
       if (!l.fallback.empty()) lj["fallback"] = l.fallback;
+      if (!l.chained_with.empty()) lj["chained_with"] = l.chained_with;
       ls.push_back(std::move(lj));
       pbytes += l.bytes;
       pbytes32 += l.bytes_fp32;

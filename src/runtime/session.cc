@@ -372,6 +372,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
     lr.macs = r.macs;
     lr.time_ms = r.time_ms;
     lr.fallback = r.fallback;
+    if (r.chained_with >= 0) lr.chained_with = infos[static_cast<size_t>(r.chained_with)].name;
     if (auto it = countered.find(lr.name); it != countered.end()) lr.fallback = it->second;
     if (const QualityReport* qp = by_layer[static_cast<size_t>(r.layer)]) {
       const QualityReport& q = *qp;

@@ -425,6 +425,11 @@ TEST(Executor, UpsamplingPairRunsAsOneKernel) {
     const bool chained = f != Format::kInt8;
     EXPECT_EQ(st.layers[0].chained_with, chained ? 1 : -1) << what;
     EXPECT_EQ(st.layers[1].chained_with, chained ? 0 : -1) << what;
+    // Chained, the first layer's output (16 x 14 x 74 floats) is neither written nor read.
+    const uint64_t mid_bytes = chained ? 2u * 16 * 14 * 74 * 4 : 0;
+    EXPECT_EQ(st.layers[0].bytes + st.layers[1].bytes + mid_bytes,
+              one_by_one.layers[0].bytes + one_by_one.layers[1].bytes)
+        << what;
     for (const LayerRun& r : st.layers) {
       EXPECT_EQ(r.format, f) << what;
       EXPECT_GT(r.time_ms, 0.0) << what;
