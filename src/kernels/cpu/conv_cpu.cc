@@ -1366,8 +1366,9 @@ bool vnni_conv_applies(const Geom& gm, Format f) {
          gm.c <= 65536 / (gm.kh * gm.kw) && pwconv_int8_isa() == PwIsa::kVnni;
 }
 
-bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, float sx, const ConvWeights& w,
-                   const float* bias, float* y, int threads) {
+// xq: X's codes, or null to quantize xf with sx while packing.
+bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, const float* xf, float sx,
+                   const ConvWeights& w, const float* bias, float* y, int threads) {
   if (!vnni_conv_applies(gm, w.matrix.format)) return false;
   ConvState& st = state(w);
   const ConvInt8VnniWeights* cw = nullptr;
@@ -1382,9 +1383,14 @@ bool conv_kxk_vnni(const Geom& gm, const int8_t* xq, float sx, const ConvWeights
   const int64_t pads[4] = {p.pad_top, p.pad_left, p.pad_bottom, p.pad_right};
   const float* wscale = w.matrix.data.quant().scales.data();
   std::atomic<uint32_t>* amax = take_amax(gm);
+  const int64_t image = gm.c * gm.h * gm.w;
   for (int64_t n = 0; n < gm.n; ++n)
-    conv_int8_vnni(xq + n * gm.c * gm.h * gm.w, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
-                   y + n * gm.oc * gm.pixels, threads, amax);
+    if (xq)
+      conv_int8_vnni(xq + n * image, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
+                     y + n * gm.oc * gm.pixels, threads, amax);
+    else
+      conv_int8_vnni_floats(xf + n * image, gm.h, gm.w, pads, *cw, wscale, sx, bias, p,
+                            y + n * gm.oc * gm.pixels, threads, amax);
   return true;
 }
 
@@ -1514,7 +1520,9 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
                                 !amx_conv_applies(gm, f) && !vnni_conv_applies(gm, f)));
     const bool depthwise_first = f == Format::kInt8 && is_depthwise(gm) &&
                                  (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
-    if (dnnl_first || depthwise_first) {
+    const bool vnni_first = impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
+                            !amx_conv_applies(gm, f) && vnni_conv_applies(gm, f);
+    if (dnnl_first || depthwise_first || vnni_first) {
       if (!q.known) q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
     } else {
       q.get();
@@ -1539,7 +1547,10 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     if (is_depthwise(gm) && conv_depthwise(gm, xs, sx, w, bias, yd, t)) return true;
     if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
     if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
-    if (vnni_conv_applies(gm, f) && conv_kxk_vnni(gm, codes(), sx, w, bias, yd, t)) return true;
+    // (X's floats quantized as they are packed where its codes are not made yet.)
+    if (vnni_conv_applies(gm, f) &&
+        conv_kxk_vnni(gm, q.codes, q.codes ? nullptr : xs, sx, w, bias, yd, t))
+      return true;
     if (float_conv_applies(gm, f) && conv_kxk_float(gm, xs, w, bias, yd, t)) return true;
     if (conv_dnnl(gm, xs, q, w, bias, yd, t)) return true;
     // Direct where there is little work per pixel and group (OC/groups · K multiply-adds):

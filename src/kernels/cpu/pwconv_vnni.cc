@@ -36,6 +36,7 @@
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/error.h"
 #include "kernels/cpu/amx.h"
+#include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/pwconv_vnni.h"
 #include "kernels/cpu/vnni_common.h"
 
@@ -722,9 +723,13 @@ ConvInt8VnniWeights conv_int8_vnni_prepare(const int8_t* w, int64_t oc, int64_t 
   return p;
 }
 
-void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
-                    const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
-                    const Conv2dParams& p, float* y, int threads, std::atomic<uint32_t>* y_amax) {
+namespace {
+// conv_int8_vnni on X's codes (xq) or its floats (xf, quantized with sx row by row while they are
+// packed: no NCHW codes written and read back).
+void conv_int8_vnni_impl(const int8_t* xq, const float* xf, int64_t h, int64_t w,
+                         const int64_t pads[4], const ConvInt8VnniWeights& cw, const float* wscale,
+                         float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
+                         std::atomic<uint32_t>* y_amax) {
   const int64_t oh = h + pads[0] + pads[2] - cw.kh + 1, ow = w + pads[1] + pads[3] - cw.kw + 1;
   if (oh <= 0 || ow <= 0) return;
   const int64_t groups = cw.groups, taps = cw.kh * cw.kw;
@@ -743,8 +748,19 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
   for (int64_t t = 0; t < groups * h; ++t) {
     const int64_t q = t / h, iy = t % h;
     const int8_t* rows[4];
-    for (int64_t j = 0; j < 4; ++j)
-      rows[j] = 4 * q + j < cw.c ? xq + ((4 * q + j) * h + iy) * w : nullptr;
+    thread_local std::vector<int8_t> codes;  // xf: the 4 rows' codes
+    if (!xq) codes.resize(static_cast<size_t>(4 * w));
+    for (int64_t j = 0; j < 4; ++j) {
+      const int64_t at = ((4 * q + j) * h + iy) * w;
+      if (4 * q + j >= cw.c) {
+        rows[j] = nullptr;
+      } else if (xq) {
+        rows[j] = xq + at;
+      } else {
+        int8_encode_fast(xf + at, codes.data() + j * w, static_cast<size_t>(w), sx);
+        rows[j] = codes.data() + j * w;
+      }
+    }
     pack_quad(rows, w, px.sides(q, iy), 0x80, 64);
   }
   int64_t tap_offset[kMaxTaps];
@@ -762,6 +778,20 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
                                           taps * groups};
                       kTapTiles[rows - 1][(valid + 15) / 16 - 1](a);
                     });
+}
+}  // namespace
+
+void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4],
+                    const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
+                    const Conv2dParams& p, float* y, int threads, std::atomic<uint32_t>* y_amax) {
+  conv_int8_vnni_impl(xq, nullptr, h, w, pads, cw, wscale, sx, bias, p, y, threads, y_amax);
+}
+
+void conv_int8_vnni_floats(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+                           const ConvInt8VnniWeights& cw, const float* wscale, float sx,
+                           const float* bias, const Conv2dParams& p, float* y, int threads,
+                           std::atomic<uint32_t>* y_amax) {
+  conv_int8_vnni_impl(nullptr, x, h, w, pads, cw, wscale, sx, bias, p, y, threads, y_amax);
 }
 
 ConvFloatWeights conv_float_prepare(Format f, const void* w, int64_t oc, int64_t c, int64_t kh,

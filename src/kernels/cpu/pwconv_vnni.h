@@ -92,6 +92,12 @@ void conv_int8_vnni(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4
                     const ConvInt8VnniWeights& cw, const float* wscale, float sx, const float* bias,
                     const Conv2dParams& p, float* y, int threads,
                     std::atomic<uint32_t>* y_amax = nullptr);
+/// The same from X's floats, quantized with sx (int8_encode_fast: the reference's codes) row by
+/// row as they are packed, so X's NCHW codes are never written.
+void conv_int8_vnni_floats(const float* x, int64_t h, int64_t w, const int64_t pads[4],
+                           const ConvInt8VnniWeights& cw, const float* wscale, float sx,
+                           const float* bias, const Conv2dParams& p, float* y, int threads,
+                           std::atomic<uint32_t>* y_amax = nullptr);
 
 /// Float KxK convolutions with stride 1, dilation 1 and one group on AVX-512 without AMX, the
 /// int8 walk with fp32 accumulators: fp32 with one channel per 32-bit lane and FMAs; bf16
