@@ -95,8 +95,11 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
 /// kernels, then col2im); same contract. `threads`: of the default pool (<= 0: all). fp32,
 /// bf16, fp16, fp8 and int4 differ from the reference by the fp32 summation order of the inner
 /// products only; int8 is bit-identical.
+/// hints (conv.h ConvHints): an int8 layer takes its scale from x_amax where given; y_amax is
+/// set to max |Y| by the 2x2 stride-2 kernel (else -1).
 void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
-                      const ConvTransposeParams& p, Tensor& y, int threads = 0);
+                      const ConvTransposeParams& p, Tensor& y, int threads = 0,
+                      const ConvHints* hints = nullptr);
 
 /// Two ConvTransposes in a row, y = B(A(x)), where the CPU kernel can run them as one: both 2x2
 /// stride 2 without padding or cropping, one group, A not int4 and B neither int4 nor int8 (its

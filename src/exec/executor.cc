@@ -1127,8 +1127,9 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
       if (x.rank() != 4) bad(n, "input X must be [N, C, H, W], got " + shape_str(x.shape()));
       const ConvTransposeWeights& w = cached<ConvTransposeWeights>(l, f, make_convt);
       Tensor y = Tensor::empty(conv_transpose_output_shape(x.shape(), w, l.convt), DType::kF32);
-      conv_transpose2d(x, w, l.b.empty() ? nullptr : l.b.data_as<float>(), l.convt, y,
-                       opts.threads);
+      const ConvHints hints{x_amax, y_amax};
+      conv_transpose2d(x, w, l.b.empty() ? nullptr : l.b.data_as<float>(), l.convt, y, opts.threads,
+                       &hints);
       if (monitor) {
         const ConvTransposeGeometry geo = conv_transpose_geometry(x.shape(), w, l.convt);
         const int64_t oc = y.dim(1), oh = y.dim(2), ow = y.dim(3), ocg = w.oc_per_group;

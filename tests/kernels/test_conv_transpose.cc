@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "dynaprec/conv_transpose.h"
+#include "dynaprec/convert.h"
 #include "dynaprec/error.h"
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/convt_hwy.h"
@@ -402,6 +403,51 @@ TEST(ConvTransposeCpu, ChainOfTwoUpsamplingsIsTheTwoCalls) {
     EXPECT_THROW(conv_transpose2d_chain(bad, a8, nullptr, pa, b32, nullptr, pb, y), Error);
   else
     EXPECT_FALSE(conv_transpose2d_chain(bad, a8, nullptr, pa, b32, nullptr, pb, y));
+}
+
+// ConvHints: told max |X|, an int8 layer takes its scale from it (the same bits as its own pass;
+// other bits when told a wrong value); the 2x2 stride-2 kernel reports max |Y| exactly (NaN in Y
+// reported as not finite), the other paths -1.
+TEST(ConvTransposeCpu, HintsCarryTheAmax) {
+  uint32_t seed = 1700;
+  for (const Case& cs : cases())
+    for (Format f : {Format::kInt8, Format::kBf16, Format::kFp32}) {
+      const Problem pr = make(cs, f, seed += 3);
+      const float* bias = cs.bias ? pr.b.data_as<float>() : nullptr;
+      Tensor plain = Tensor::zeros(pr.ys, DType::kF32), hinted = Tensor::zeros(pr.ys, DType::kF32);
+      conv_transpose2d(pr.x, pr.tw, bias, cs.p, plain, 2);
+      float y_amax = -2.0f;
+      const ConvHints hints{amax(pr.x.data_as<float>(), static_cast<size_t>(pr.x.numel())),
+                            &y_amax};
+      conv_transpose2d(pr.x, pr.tw, bias, cs.p, hinted, 2, &hints);
+      const std::string what = std::string(cs.name) + " " + std::string(format_name(f));
+      ASSERT_EQ(std::memcmp(hinted.data(), plain.data(), plain.nbytes()), 0) << what;
+      const bool k2 = cs.kh == 2 && cs.kw == 2 && cs.p.stride_h == 2 && cs.p.stride_w == 2 &&
+                      cs.p.pad_left == 0 && cs.p.pad_top == 0 && cs.p.dilation_h == 1 &&
+                      cs.p.dilation_w == 1 && cs.p.output_h < 0 &&
+                      cs.p.auto_pad == AutoPad::kNotSet && cs.p.output_padding_w == 0 &&
+                      cpu::convt_lanes() >= 4;
+      if (y_amax >= 0.0f)
+        EXPECT_EQ(y_amax, amax(plain.data_as<float>(), static_cast<size_t>(plain.numel()))) << what;
+      else
+        EXPECT_EQ(y_amax, -1.0f) << what;
+      if (k2) EXPECT_GE(y_amax, 0.0f) << what << ": not taken";
+      if (f == Format::kInt8) {
+        Tensor wrong = Tensor::zeros(pr.ys, DType::kF32);
+        const ConvHints twice{2.0f * hints.x_amax, nullptr};
+        conv_transpose2d(pr.x, pr.tw, bias, cs.p, wrong, 2, &twice);
+        EXPECT_NE(std::memcmp(wrong.data(), plain.data(), plain.nbytes()), 0) << what;
+      }
+    }
+  // NaN in Y (a NaN input at fp32): max |Y| is not finite, so no layer takes its scale from it.
+  Case cs{"nan", 1, 8, 3, 5, 4, 2, 2, 1, params(2, 0), true};
+  Problem pr = make(cs, Format::kFp32, 5);
+  pr.x.data_as<float>()[7] = std::numeric_limits<float>::quiet_NaN();
+  Tensor y = Tensor::zeros(pr.ys, DType::kF32);
+  float y_amax = -2.0f;
+  const ConvHints hints{-1.0f, &y_amax};
+  conv_transpose2d(pr.x, pr.tw, nullptr, cs.p, y, 1, &hints);
+  if (cpu::convt_lanes() >= 4) EXPECT_TRUE(std::isnan(y_amax)) << y_amax;
 }
 
 TEST(ConvTransposeCpu, EmptyBatch) {

@@ -272,7 +272,7 @@ K2Layer k2_layer(const Geom& g, const ConvTransposeWeights& w, float sx, const f
 // oh0, oh0 + 1 of the group's planes at yg (rows of ow, planes `plane` apart; rows outside
 // [0, oh_n) skipped), activation included.
 void k2_run(const K2Layer& k, int64_t grp, const float* rows, int64_t stride, float* yg,
-            int64_t oh0, int64_t oh_n, int64_t ow, int64_t plane) {
+            int64_t oh0, int64_t oh_n, int64_t ow, int64_t plane, uint32_t* amax_bits = nullptr) {
   const Geom& g = *k.g;
   cpu::ConvtRows2 r;
   r.x = rows;
@@ -291,6 +291,7 @@ void k2_run(const K2Layer& k, int64_t grp, const float* rows, int64_t stride, fl
   r.act = k.p->activation;
   r.clip_min = k.p->clip_min;
   r.clip_max = k.p->clip_max;
+  r.amax_bits = amax_bits;
   if (!cpu::convt_rows_k2(r))
     throw Error(ErrorKind::kInternal, "ConvTranspose: 2x2 kernel declined after the check");
 }
@@ -302,9 +303,10 @@ float* thread_buffer(std::vector<float>& buf, int64_t n) {
   return buf.data();
 }
 
+// y_amax, where non-null: set to max |Y| on the 2x2 path (left as it is otherwise).
 bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
                            const ConvTransposeParams& p, const float* xs, float sx,
-                           const float* bias, float* yd, int threads) {
+                           const float* bias, float* yd, int threads, float* y_amax = nullptr) {
   if (!direct_applies(g, w)) return false;
   const Format f = w.matrix.format;
   const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow, stride = row_stride(g);
@@ -312,15 +314,21 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
   if (k2_applies(g, w)) {
     const K2Layer k = k2_layer(g, w, sx, bias, p);
+    std::atomic<uint32_t> amax_bits{0};
     run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
       const auto task = static_cast<int64_t>(t);
       const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
       thread_local std::vector<float> rows_buf;
       float* rows = thread_buffer(rows_buf, g.cg * stride);
       round_rows(f, sx, xs + (n * g.c + grp * g.cg) * pixels + ih * g.w, ss, rows, ds, nrows, len);
+      uint32_t bits = 0;
       k2_run(k, grp, rows, stride, yd + (n * g.oc + grp * g.ocg) * out_plane, ih * 2 - g.pt, g.oh,
-             g.ow, out_plane);
+             g.ow, out_plane, y_amax ? &bits : nullptr);
+      uint32_t cur = amax_bits.load(std::memory_order_relaxed);
+      while (bits > cur && !amax_bits.compare_exchange_weak(cur, bits, std::memory_order_relaxed)) {
+      }
     });
+    if (y_amax) *y_amax = std::bit_cast<float>(amax_bits.load());
     return true;
   }
   const int64_t lanes = cpu::convt_lanes(), sw = g.sw, taps = g.kh * g.kw;
@@ -488,7 +496,9 @@ Geom make_geom(const Shape& x, const Shape& ys, const ConvTransposeGeometry& geo
 }  // namespace
 
 void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const float* bias,
-                      const ConvTransposeParams& p, Tensor& y, int threads) {
+                      const ConvTransposeParams& p, Tensor& y, int threads,
+                      const ConvHints* hints) {
+  if (hints && hints->y_amax) *hints->y_amax = -1.0f;
   const ConvTransposeGeometry geo = conv_transpose_geometry(x.shape(), w, p);
   const Shape ys = conv_transpose_output_shape(x.shape(), w, p);
   if (x.dtype() != DType::kF32)
@@ -517,13 +527,21 @@ void conv_transpose2d(const Tensor& x, const ConvTransposeWeights& w, const floa
   std::vector<int8_t> xq;
   float sx = 1.0f;
   const bool direct = direct_applies(g, w);
+  // The scale from a known max |X| (ConvHints): what int8_activation_scale would make.
+  const bool known = is_int(f) && hints && hints->x_amax >= 0.0f && std::isfinite(hints->x_amax);
+  if (known) sx = ref::int8_scale(hints->x_amax);
   if (direct && f == Format::kInt8) {
-    sx = cpu::int8_activation_scale(xs, count, t, "ConvTranspose: inputs");
+    if (!known) sx = cpu::int8_activation_scale(xs, count, t, "ConvTranspose: inputs");
   } else if (is_int(f)) {
     xq.resize(count);
-    sx = cpu::quantize_x_int8(xs, count, xq.data(), t, "ConvTranspose: inputs");
+    if (known)
+      cpu::quantize_x_int8_scaled(xs, count, xq.data(), t, sx);
+    else
+      sx = cpu::quantize_x_int8(xs, count, xq.data(), t, "ConvTranspose: inputs");
   }
-  if (direct && conv_transpose_direct(g, w, p, xs, sx, bias, yd, t)) return;
+  if (direct &&
+      conv_transpose_direct(g, w, p, xs, sx, bias, yd, t, hints ? hints->y_amax : nullptr))
+    return;
   if (conv_transpose_plain(g, w, p, xs, xq.data(), sx, bias, yd, t)) return;
   const std::vector<MatmulWeights>& slices = group_slices(w);
   std::fill_n(yd, y.numel(), 0.0f);

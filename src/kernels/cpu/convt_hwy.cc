@@ -11,6 +11,7 @@
 // clang-format on
 
 #include <algorithm>
+#include <cstdint>
 
 #include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/convt_hwy.h"
@@ -132,8 +133,9 @@ void ConvtRowsImpl(const ConvtRows& p) {
 // column taps gives consecutive output columns.
 template <int R, int V>
 HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, const VecActivation<DF>& activate,
-                       int64_t ocl, int64_t iw0) {
+                       int64_t ocl, int64_t iw0, hn::Vec<hn::RebindToUnsigned<DF>>& vmax) {
   const DF d;
+  const hn::RebindToUnsigned<DF> du;
   const auto n = static_cast<int64_t>(hn::Lanes(d));
   hn::Vec<DF> acc[R][4][V];
   for (int r = 0; r < R; ++r)
@@ -170,10 +172,14 @@ HWY_INLINE void Block2(const ConvtRows2& p, const Tables& perm, const VecActivat
         int64_t at = col;
         for (const auto& out : halves) {
           const int64_t left = p.ow - at;
-          if (left >= n)
+          if (left >= n) {
             hn::StoreU(out, d, yr + at);
-          else if (left > 0)
-            hn::BlendedStore(out, hn::FirstN(d, static_cast<size_t>(left)), d, yr + at);
+            vmax = hn::Max(vmax, hn::BitCast(du, hn::Abs(out)));
+          } else if (left > 0) {
+            const auto m = hn::FirstN(d, static_cast<size_t>(left));
+            hn::BlendedStore(out, m, d, yr + at);
+            vmax = hn::Max(vmax, hn::BitCast(du, hn::IfThenElseZero(m, hn::Abs(out))));
+          }
           at += n;
         }
       }
@@ -194,11 +200,19 @@ bool ConvtRowsK2Impl(const ConvtRows2& p) {
   }
   const Tables perm = hn::SetTableIndices(d, idx);
   const VecActivation<DF> activate(d, p.act, p.clip_min, p.clip_max, false, 1.0f, 0.0f);
+  // max |y| as the integers of the float bits (NaN above +inf, as the scalar amax orders them).
+  const hn::RebindToUnsigned<DF> du;
+  auto vmax = hn::Zero(du);
   int64_t ocl = 0;
   for (; ocl + 6 <= p.ocg; ocl += 6)
-    for (int64_t iw0 = 0; iw0 < p.w; iw0 += n) Block2<6, 1>(p, perm, activate, ocl, iw0);
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += n) Block2<6, 1>(p, perm, activate, ocl, iw0, vmax);
   for (; ocl < p.ocg; ++ocl)
-    for (int64_t iw0 = 0; iw0 < p.w; iw0 += 4 * n) Block2<1, 4>(p, perm, activate, ocl, iw0);
+    for (int64_t iw0 = 0; iw0 < p.w; iw0 += 4 * n) Block2<1, 4>(p, perm, activate, ocl, iw0, vmax);
+  if (p.amax_bits) {
+    HWY_ALIGN uint32_t lanes[hn::MaxLanes(du)];
+    hn::Store(vmax, du, lanes);
+    for (int64_t i = 0; i < n; ++i) *p.amax_bits = std::max(*p.amax_bits, lanes[i]);
+  }
   return true;
 }
 #else

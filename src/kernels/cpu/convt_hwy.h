@@ -54,6 +54,9 @@ struct ConvtRows2 {
   int64_t plane = 0;                   // oh_n · ow
   Activation act = Activation::kNone;  // applied in registers, as apply_activation
   float clip_min = 0.0f, clip_max = 6.0f;
+  // Where non-null: raised to the largest float bits of |y| over the stored outputs (max |y|,
+  // NaN above +inf).
+  uint32_t* amax_bits = nullptr;
 };
 bool convt_rows_k2(const ConvtRows2& r);
 
