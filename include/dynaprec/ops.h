@@ -277,8 +277,10 @@ Tensor resize(const Tensor& x, const ResizeParams& p);
 /// a + resize(x, p) (resize(x, p) + a with resized_first): Add after Resize in one pass where
 /// the mode is nearest and a has the output's shape (the top-down path of a feature pyramid),
 /// the separate ops' bits; otherwise the two ops.
+/// y_amax, where non-null: set to max |Y| where the fused pass took it (NaN/inf: not finite),
+/// else -1 — the next int8 layer's scale (ConvHints::x_amax), as a conv's y_amax.
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
-                   bool resized_first = false);
+                   bool resized_first = false, float* y_amax = nullptr);
 
 /// One input of concat_resized: *x as it is, or resize(*x, *resize).
 struct ConcatPart {
@@ -288,7 +290,8 @@ struct ConcatPart {
 /// concat of the parts along axis, each resized part written straight into its place in the
 /// output (a feature pyramid's upsampled maps never exist on their own): the bits of resize then
 /// concat. Float32 parts concatenated along an axis before the last; otherwise the two ops.
-Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis);
+/// y_amax as for add_resized.
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis, float* y_amax = nullptr);
 
 // ---- The references ---------------------------------------------------------------------------
 

@@ -224,7 +224,8 @@ struct CompiledGraph;
 struct Step {
   const Node* node = nullptr;
   exec::OpFn fn = nullptr;
-  int layer = -1;  // index into Impl::layers, or -1
+  exec::AmaxOpFn amax_fn = nullptr;  // a fused op that reports max |Y| (used instead of fn)
+  int layer = -1;                    // index into Impl::layers, or -1
   std::vector<int> in, out;
   std::vector<int> free_after;                    // value ids whose last use is this step
   std::unique_ptr<CompiledGraph> then_g, else_g;  // If
@@ -868,6 +869,8 @@ std::unique_ptr<CompiledGraph> Executor::Impl::compile(const Graph& g,
       if (s.layer < 0) {
         s.fn = n.domain == exec::kFusedDomain ? exec::find_fused_op(n.op)
                                               : exec::find_op(n.domain, n.op, n.opset);
+        if (n.domain == exec::kFusedDomain && n.outputs.size() == 1)
+          s.amax_fn = exec::find_fused_amax_op(n.op);
         if (!s.fn)
           throw Error(ErrorKind::kUnsupported,
                       "unsupported operator " + n.op + " (domain '" +
@@ -1404,7 +1407,13 @@ std::vector<Tensor> Executor::Impl::run_graph(
       if (!s.out.empty() && s.out[0] >= 0) amax[static_cast<size_t>(s.out[0])] = y_amax;
     } else {
       while (!in.empty() && !in.back()) in.pop_back();
-      out = s.fn(n, in);
+      if (s.amax_fn) {
+        float y_amax = -1.0f;
+        out = s.amax_fn(n, in, &y_amax);
+        if (!s.out.empty() && s.out[0] >= 0) amax[static_cast<size_t>(s.out[0])] = y_amax;
+      } else {
+        out = s.fn(n, in);
+      }
     }
     if (prof)
       stats->op_time_ms[n.op] +=

@@ -1483,22 +1483,25 @@ Outputs op_add_scaled(const Node& n, Inputs in) {
 
 // AddResized(a, X, roi, scales, sizes) with Resize-11's attributes and resized_first:
 // Add(a, Resize(X, ...)) (Add(Resize(...), a) with resized_first = 1).
-Outputs op_add_resized(const Node& n, Inputs in) {
+Outputs op_add_resized_amax(const Node& n, Inputs in, float* y_amax) {
+  if (y_amax) *y_amax = -1.0f;
   check_inputs(n, in, 2, 5);
   const Inputs rin = in.subspan(1);
   const ResizeParams p = resize11_params(n, rin);
   const bool first = attr_int(n, "resized_first", 0) != 0;
   const Tensor& a = *in[0];
   if (a.dtype() == DType::kF32 && rin[0]->dtype() == DType::kF32)
-    return {add_resized(a, *rin[0], p, first)};
+    return {add_resized(a, *rin[0], p, first, y_amax)};
   const Tensor r = back_to(resize(as_f32(n, rin, 0), p), rin[0]->dtype());
   return {first ? ew_binary(n, BinaryOp::kAdd, r, a) : ew_binary(n, BinaryOp::kAdd, a, r)};
 }
+Outputs op_add_resized(const Node& n, Inputs in) { return op_add_resized_amax(n, in, nullptr); }
 
 // ConcatResized(parts...) with concat_axis, part_inputs (the node inputs of each part) and
 // resized (1 where the part is Resize(X, roi, scales, sizes) with the node's Resize attributes):
 // Concat(..., Resize(...), ...) with the resized parts written straight into the output.
-Outputs op_concat_resized(const Node& n, Inputs in) {
+Outputs op_concat_resized_amax(const Node& n, Inputs in, float* y_amax) {
+  if (y_amax) *y_amax = -1.0f;
   const std::vector<int64_t> counts = attr_ints(n, "part_inputs");
   const std::vector<int64_t> resized = attr_ints(n, "resized");
   if (counts.empty() || counts.size() != resized.size())
@@ -1523,7 +1526,7 @@ Outputs op_concat_resized(const Node& n, Inputs in) {
     std::vector<ConcatPart> parts;
     for (size_t k = 0; k < spans.size(); ++k)
       parts.push_back({spans[k][0], resized[k] ? &params[k] : nullptr});
-    return {concat_resized(parts, axis)};
+    return {concat_resized(parts, axis, y_amax)};
   }
   std::vector<Tensor> xs;
   for (size_t k = 0; k < spans.size(); ++k)
@@ -1532,7 +1535,16 @@ Outputs op_concat_resized(const Node& n, Inputs in) {
                      : *spans[k][0]);
   return {concat(xs, axis)};
 }
+Outputs op_concat_resized(const Node& n, Inputs in) {
+  return op_concat_resized_amax(n, in, nullptr);
+}
 }  // namespace
+
+AmaxOpFn find_fused_amax_op(std::string_view op) {
+  if (op == "AddResized") return &op_add_resized_amax;
+  if (op == "ConcatResized") return &op_concat_resized_amax;
+  return nullptr;
+}
 
 OpFn find_fused_op(std::string_view op) {
   if (op == "AddScaled") return &op_add_scaled;

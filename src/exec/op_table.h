@@ -42,6 +42,13 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset);
 inline constexpr std::string_view kFusedDomain = "dynaprec.fused";
 OpFn find_fused_op(std::string_view op);
 
+/// A fused op that also reports max |Y| where its pass took it (else -1; ops.h add_resized), for
+/// the next int8 layer's scale.
+using AmaxOpFn = std::vector<Tensor> (*)(const Node& node, std::span<const Tensor* const> inputs,
+                                         float* y_amax);
+/// AddResized and ConcatResized; nullptr for the others.
+AmaxOpFn find_fused_amax_op(std::string_view op);
+
 /// Ops the executor runs itself (If), which find_op does not list.
 bool executor_builtin(std::string_view op);
 

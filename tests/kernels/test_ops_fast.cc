@@ -573,7 +573,12 @@ TEST(OpsFast, ConcatResizedIsResizeThenConcatBitForBit) {
             {&a, &p8}, {&b, &p4}, {&c, &p2}, {&d, nullptr}, {&a, &p8}};
         const std::string what =
             target + " n " + std::to_string(n) + " mode " + std::to_string(static_cast<int>(mode));
-        expect_same_bits(concat_resized(parts, 1), ref::concat_resized(parts, 1), what);
+        float y_amax = -2.0f;
+        const Tensor got = concat_resized(parts, 1, &y_amax);
+        expect_same_bits(got, ref::concat_resized(parts, 1), what);
+        EXPECT_TRUE(same_bits_or_nan(
+            y_amax, amax(got.data_as<float>(), static_cast<size_t>(got.numel()))))
+            << what << ": " << y_amax;
         expect_same_bits(concat_resized({{&d, nullptr}, {&c, &p2}}, -3),
                          ref::concat_resized({{&d, nullptr}, {&c, &p2}}, -3), what + " axis -3");
         // Along H (f stretched 3x in H only), along W (the last axis: the two ops), and e (8 x
@@ -587,6 +592,35 @@ TEST(OpsFast, ConcatResizedIsResizeThenConcatBitForBit) {
         expect_same_bits(concat_resized({{&f, &pw}, {&f, nullptr}}, 3),
                          ref::concat_resized({{&f, &pw}, {&f, nullptr}}, 3), what + " along W");
         EXPECT_THROW(concat_resized({{&e, &p3}, {&d, nullptr}}, 1), Error) << what;
+      }
+  });
+}
+
+// max |Y| from the fused passes on finite data (the largest value in one part only, each part
+// in turn; every row of a resized part is measured), on every SIMD target.
+TEST(OpsFast, FusedResizePassesReportMaxAbs) {
+  test::for_each_simd_target([&](const std::string& target) {
+    ResizeParams p2;
+    p2.mode = ResizeMode::kNearest;
+    p2.coord = CoordMode::kAsymmetric;
+    p2.nearest = NearestMode::kFloor;
+    p2.scales = {1, 1, 2, 2};
+    for (int big = 0; big < 3; ++big)
+      for (int64_t at : {0, 17, 59}) {
+        Tensor a = test::random_f32({1, 3, 5, 12}, 40 + big, -1, 1);
+        Tensor b = test::random_f32({1, 2, 10, 24}, 50 + big, -1, 1);
+        Tensor c = test::random_f32({1, 2, 10, 24}, 60 + big, -1, 1);
+        Tensor& t = big == 0 ? a : big == 1 ? b : c;
+        t.data_as<float>()[at] = -7.5f;
+        float y_amax = -2.0f;
+        const Tensor y = concat_resized({{&a, &p2}, {&b, nullptr}, {&c, nullptr}}, 1, &y_amax);
+        EXPECT_EQ(y_amax, 7.5f) << target << " part " << big << " at " << at;
+        const Tensor e = test::random_f32({1, 3, 10, 24}, 70 + big, -1, 1);
+        float r_amax = -2.0f;
+        add_resized(e, a, p2, false, &r_amax);
+        const Tensor want = ref::add_resized(e, a, p2, false);
+        EXPECT_EQ(r_amax, amax(want.data_as<float>(), static_cast<size_t>(want.numel())))
+            << target << " part " << big << " at " << at;
       }
   });
 }
@@ -636,7 +670,18 @@ TEST(OpsFast, AddResizedIsResizeThenAddBitForBit) {
             expect_same_bits(
                 want, first ? ref::binary(BinaryOp::kAdd, r, a) : ref::binary(BinaryOp::kAdd, a, r),
                 what + " ref");
-            expect_same_bits(add_resized(a, x, p, first), want, what);
+            float y_amax = -2.0f;
+            const Tensor got = add_resized(a, x, p, first, &y_amax);
+            expect_same_bits(got, want, what);
+            // max |Y| from the fused pass (nearest, a of the output's shape), else -1; NaN in
+            // the inputs gives a non-finite one.
+            const float want_amax = amax(want.data_as<float>(), static_cast<size_t>(want.numel()));
+            if (mode == ResizeMode::kNearest && c.add.empty())
+              EXPECT_TRUE(std::bit_cast<uint32_t>(y_amax) == std::bit_cast<uint32_t>(want_amax) ||
+                          (std::isnan(y_amax) && std::isnan(want_amax)))
+                  << what << ": " << y_amax << " vs " << want_amax;
+            else
+              EXPECT_EQ(y_amax, -1.0f) << what;
           }
         }
     }

@@ -41,6 +41,8 @@
 // clang-format on
 
 #include <algorithm>
+#include <atomic>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <optional>
@@ -1013,6 +1015,12 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::
 // source row equals the previous one's is copied from it.
 
 namespace {
+void atomic_max_bits(std::atomic<uint32_t>& a, uint32_t v) {
+  uint32_t cur = a.load(std::memory_order_relaxed);
+  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
 // The output geometry of resize(x, p) where the fast path takes them; nullopt for anything
 // unusual (errors included), which is the reference's to handle.
 struct ResizeGeom {
@@ -1055,8 +1063,11 @@ struct ResizeInto {
 // resize, and with `add` (f32, the output's shape; nearest mode only) add + resize(x) in the
 // same pass (resized + add with add_last), or with `into` straight into a concatenation's
 // output (an empty Tensor back); nothing where it declines (only with `add` or `into`).
+// amax_bits, where non-null: raised to the largest float bits of |y| over the rows written (max
+// |y|, NaN above inf), each row measured while it is in L1.
 std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const Tensor* add,
-                                  bool add_last, const ResizeInto* into = nullptr) {
+                                  bool add_last, const ResizeInto* into = nullptr,
+                                  std::atomic<uint32_t>* amax_bits = nullptr) {
   const size_t r = static_cast<size_t>(x.rank());
   std::optional<ResizeGeom> geo = resize_geom(x, p);
   if (!geo) return add || into ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
@@ -1129,6 +1140,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
     std::vector<int64_t> coff;
     int64_t prev_off = -1;
     const float* prev_yr = nullptr;
+    uint32_t task_max = 0;
     for (int64_t row = r0; row < r1; ++row) {
       float* yr = row_ptr(row);
       cw.clear(), coff.clear();
@@ -1206,11 +1218,15 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
           yr[j] = static_cast<float>(acc);
         }
       }
+      if (amax_bits)
+        task_max =
+            std::max(task_max, std::bit_cast<uint32_t>(amax(yr, static_cast<size_t>(row_len))));
       for (size_t d = last; d-- > 0;) {  // next outer multi-index
         if (++o[d] < out[d]) break;
         o[d] = 0;
       }
     }
+    if (amax_bits) atomic_max_bits(*amax_bits, task_max);
   };
   if (tasks > 1 && count >= 65536)
     ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), run);
@@ -1222,7 +1238,9 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
 
 Tensor resize(const Tensor& x, const ResizeParams& p) { return *resize_impl(x, p, nullptr, false); }
 
-Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first) {
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first,
+                   float* y_amax) {
+  if (y_amax) *y_amax = -1.0f;
   auto unfused = [&] {
     const Tensor r = resize(x, p);
     return resized_first ? binary(BinaryOp::kAdd, r, a) : binary(BinaryOp::kAdd, a, r);
@@ -1233,11 +1251,16 @@ Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool
   // The fused pass needs a in the output's shape (no broadcast); resize_impl checks it once the
   // output shape is known and declines otherwise.
   const Tensor ac = contiguous(a);
-  std::optional<Tensor> y = resize_impl(x, p, &ac, resized_first);
-  return y ? std::move(*y) : unfused();
+  std::atomic<uint32_t> bits{0};
+  std::optional<Tensor> y =
+      resize_impl(x, p, &ac, resized_first, nullptr, y_amax ? &bits : nullptr);
+  if (!y) return unfused();
+  if (y_amax) *y_amax = std::bit_cast<float>(bits.load());
+  return std::move(*y);
 }
 
-Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis) {
+Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis, float* y_amax) {
+  if (y_amax) *y_amax = -1.0f;
   auto unfused = [&] {
     std::vector<Tensor> xs;
     for (const ConcatPart& part : parts)
@@ -1275,22 +1298,29 @@ Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis) {
   const int64_t inner = prod(out, static_cast<size_t>(ax) + 1, out.size());
   const int64_t out_run = out[static_cast<size_t>(ax)] * inner;
   float* py = y.data_as<float>();
+  std::atomic<uint32_t> bits{0};
+  std::atomic<uint32_t>* track = y_amax ? &bits : nullptr;
   int64_t off = 0;
   for (size_t i = 0; i < parts.size(); ++i) {
     const int64_t run = shapes[i][static_cast<size_t>(ax)] * inner;
     if (run == 0) continue;
     if (parts[i].resize) {
       const ResizeInto into{py + off, run, out_run};
-      if (!resize_impl(*parts[i].x, *parts[i].resize, nullptr, false, &into))
+      if (!resize_impl(*parts[i].x, *parts[i].resize, nullptr, false, &into, track))
         throw Error(ErrorKind::kInternal, "concat_resized: resize declined after its geometry");
     } else {
       const Tensor xc = contiguous(*parts[i].x);
       const float* px = xc.data_as<float>();
-      for (int64_t o = 0; o < outer; ++o)
+      for (int64_t o = 0; o < outer; ++o) {
         std::memcpy(py + o * out_run + off, px + o * run, static_cast<size_t>(run) * sizeof(float));
+        if (track)
+          atomic_max_bits(bits,
+                          std::bit_cast<uint32_t>(amax(px + o * run, static_cast<size_t>(run))));
+      }
     }
     off += run;
   }
+  if (y_amax) *y_amax = std::bit_cast<float>(bits.load());
   return y;
 }
 
