@@ -70,6 +70,18 @@ double max_rel(const Tensor& ref, const Tensor& got) {
   return d / m;
 }
 
+// The op types one run executed (layers under their op name), in name order: which nodes the
+// executor's fusions left.
+std::string ops_run(Executor& e, const TensorMap& in, RunStats* stats = nullptr) {
+  RunStats own;
+  RunStats& st = stats ? *stats : own;
+  st.profile_ops = true;
+  e.run(in, {}, &st);
+  std::string ran;
+  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
+  return ran;
+}
+
 // x [N, 8, H, W] -> Conv 3x3 (16) -> BatchNorm -> Relu -> Conv 1x1 (4, bias) -> y
 Model conv_bn_relu_model() {
   Model m;
@@ -308,12 +320,8 @@ TEST(Executor, PyramidAddOfAnUpsampledMapIsOnePass) {
       ASSERT_EQ(std::bit_cast<uint32_t>(f.at(name).data_as<float>()[i]),
                 std::bit_cast<uint32_t>(u.at(name).data_as<float>()[i]))
           << name << " at " << i;
-  RunStats st;
-  st.profile_ops = true;
-  fused.run({{"x", x}, {"a", a}}, {}, &st);
-  std::string ran;
-  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
-  EXPECT_EQ(ran, "Add AddResized Resize ") << "the first two pairs fused, the third not";
+  EXPECT_EQ(ops_run(fused, {{"x", x}, {"a", a}}), "Add AddResized Resize ")
+      << "the first two pairs fused, the third not";
 }
 
 // Concat of upsampled maps (a feature pyramid's fused map) runs as one ConcatResized node with
@@ -365,14 +373,9 @@ TEST(Executor, ConcatOfUpsampledMapsIsOnePass) {
       ASSERT_EQ(std::bit_cast<uint32_t>(f.at(name).data_as<float>()[i]),
                 std::bit_cast<uint32_t>(u.at(name).data_as<float>()[i]))
           << name << " at " << i;
-  RunStats st;
-  st.profile_ops = true;
-  fused2.run(in, {}, &st);
-  std::string ran;
-  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
   // r5 (read twice by the Concat) and r4 (a graph output) stay; r5b, the first the Concat can
   // take, is fused; r4b (nearest, unlike r5b) stays.
-  EXPECT_EQ(ran, "ConcatResized Resize ") << "r5b fused; r5, r4, r4b as written";
+  EXPECT_EQ(ops_run(fused2, in), "ConcatResized Resize ") << "r5b fused; r5, r4, r4b as written";
 }
 
 // A DB head's two 2x2 stride-2 ConvTransposes (the first's output read only by the second) run
@@ -461,12 +464,8 @@ TEST(Executor, SqueezeExciteResidualIsOnePass) {
       ASSERT_EQ(std::bit_cast<uint32_t>(a.at(name).data_as<float>()[i]),
                 std::bit_cast<uint32_t>(b.at(name).data_as<float>()[i]))
           << name << " at " << i;
-  RunStats st;
-  st.profile_ops = true;
-  fused.run({{"x", x}, {"s", s}}, {}, &st);
-  std::string ran;
-  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
-  EXPECT_EQ(ran, "Add AddScaled Mul ") << "the first two pairs fused, the third not";
+  EXPECT_EQ(ops_run(fused, {{"x", x}, {"s", s}}), "Add AddScaled Mul ")
+      << "the first two pairs fused, the third not";
 }
 
 }  // namespace
@@ -523,12 +522,9 @@ TEST(Executor, AffineFoldsAndSpelledOutHardSwishMatchTheGraphAsWritten) {
   ASSERT_EQ(a.at("z").shape(), (Shape{1, 4, 14, 20}));
   // Everything was folded into the two layers: the graph runs only them.
   RunStats st;
-  st.profile_ops = true;
-  fused.run({{"x", x}}, {}, &st);
+  EXPECT_EQ(ops_run(fused, {{"x", x}}, &st), "Conv ConvTranspose ")
+      << "ops left outside the layers";
   EXPECT_EQ(st.layers.size(), 2u);
-  std::string ran;  // op_time_ms counts layers under their op name too
-  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
-  EXPECT_EQ(ran, "Conv ConvTranspose ") << "ops left outside the layers";
 }
 
 // PP-LCNetV3's "learnable affine block" after an activated conv: Conv -> HardSwish ->
@@ -569,12 +565,8 @@ TEST(Executor, ScalarAffineAfterAnActivatedConvIsFused) {
   const TensorMap a = fused.run({{"x", x}}), b = plain.run({{"x", x}});
   EXPECT_LT(max_rel(b.at("y"), a.at("y")), 1e-5);
   EXPECT_LT(max_rel(b.at("z"), a.at("z")), 1e-5);
-  RunStats st;
-  st.profile_ops = true;
-  fused.run({{"x", x}}, {}, &st);
-  std::string ran;
-  for (const auto& [op, t] : st.op_time_ms) ran += op + " ";
-  EXPECT_EQ(ran, "Conv Mul ") << "the scalar Mul and Add run inside the conv";
+  EXPECT_EQ(ops_run(fused, {{"x", x}}), "Conv Mul ")
+      << "the scalar Mul and Add run inside the conv";
   // The low formats too: the fused affine follows the layer's own output.
   for (Format f : {Format::kBf16, Format::kInt8, Format::kFp16}) {
     Plan plan;

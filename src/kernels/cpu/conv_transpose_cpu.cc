@@ -312,15 +312,26 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   const int64_t pixels = g.h * g.w, out_plane = g.oh * g.ow, stride = row_stride(g);
   const auto ss = static_cast<size_t>(pixels), ds = static_cast<size_t>(stride);
   const auto nrows = static_cast<size_t>(g.cg), len = static_cast<size_t>(g.w);
+  // Task t: image n, group grp, input row ih, and the group's cg channel rows of that input row
+  // (pixels apart in X) as the format rounds them, in this thread's buffer.
+  struct TaskRows {
+    int64_t n, grp, ih;
+    float* rows;
+  };
+  auto task_rows = [&](size_t t) {
+    const auto task = static_cast<int64_t>(t);
+    TaskRows r{task / (g.h * w.groups), task / g.h % w.groups, task % g.h, nullptr};
+    thread_local std::vector<float> rows_buf;
+    r.rows = thread_buffer(rows_buf, g.cg * stride);
+    round_rows(f, sx, xs + (r.n * g.c + r.grp * g.cg) * pixels + r.ih * g.w, ss, r.rows, ds, nrows,
+               len);
+    return r;
+  };
   if (k2_applies(g, w)) {
     const K2Layer k = k2_layer(g, w, sx, bias, p);
     std::atomic<uint32_t> amax_bits{0};
     run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
-      const auto task = static_cast<int64_t>(t);
-      const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
-      thread_local std::vector<float> rows_buf;
-      float* rows = thread_buffer(rows_buf, g.cg * stride);
-      round_rows(f, sx, xs + (n * g.c + grp * g.cg) * pixels + ih * g.w, ss, rows, ds, nrows, len);
+      const auto [n, grp, ih, rows] = task_rows(t);
       uint32_t bits = 0;
       k2_run(k, grp, rows, stride, yd + (n * g.oc + grp * g.ocg) * out_plane, ih * 2 - g.pt, g.oh,
              g.ow, out_plane, y_amax ? &bits : nullptr);
@@ -370,12 +381,7 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
   const int64_t pattern_group = g.ocg * g.kh * g.cg * sw * lanes,
                 scale_group = g.ocg * g.kh * sw * lanes;
   run_tasks(static_cast<size_t>(g.n * w.groups * g.h), threads, [&](size_t t) {
-    const auto task = static_cast<int64_t>(t);
-    const int64_t ih = task % g.h, grp = task / g.h % w.groups, n = task / (g.h * w.groups);
-    thread_local std::vector<float> rows_buf;
-    float* rows = thread_buffer(rows_buf, g.cg * stride);
-    // The group's cg channel rows (pixels apart) as the format rounds them, in one call.
-    round_rows(f, sx, xs + (n * g.c + grp * g.cg) * pixels + ih * g.w, ss, rows, ds, nrows, len);
+    const auto [n, grp, ih, rows] = task_rows(t);
     float* yg = yd + (n * g.oc + grp * g.ocg) * out_plane;
     const int64_t oh0 = ih * g.sh - g.pt;
     cpu::ConvtRows r;
