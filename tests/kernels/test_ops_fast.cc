@@ -576,8 +576,8 @@ TEST(OpsFast, ConcatResizedIsResizeThenConcatBitForBit) {
         float y_amax = -2.0f;
         const Tensor got = concat_resized(parts, 1, &y_amax);
         expect_same_bits(got, ref::concat_resized(parts, 1), what);
-        EXPECT_TRUE(same_bits_or_nan(
-            y_amax, amax(got.data_as<float>(), static_cast<size_t>(got.numel()))))
+        EXPECT_TRUE(
+            same_bits_or_nan(y_amax, amax(got.data_as<float>(), static_cast<size_t>(got.numel()))))
             << what << ": " << y_amax;
         expect_same_bits(concat_resized({{&d, nullptr}, {&c, &p2}}, -3),
                          ref::concat_resized({{&d, nullptr}, {&c, &p2}}, -3), what + " axis -3");

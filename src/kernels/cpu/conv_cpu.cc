@@ -1511,18 +1511,14 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     q.known = true;
   }
   if (is_int(f)) {
-    // Where oneDNN's convolution or the depthwise kernel is the first choice, only the scale now
-    // (their codes go straight into oneDNN's layout or the padded planes); else the codes too,
-    // in the same pass.
-    const bool dnnl_first =
-        f == Format::kInt8 && (impl == ConvImpl::kOneDnn ||
-                               (impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
-                                !amx_conv_applies(gm, f) && !vnni_conv_applies(gm, f)));
-    const bool depthwise_first = f == Format::kInt8 && is_depthwise(gm) &&
-                                 (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
-    const bool vnni_first = impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
-                            !amx_conv_applies(gm, f) && vnni_conv_applies(gm, f);
-    if (dnnl_first || depthwise_first || vnni_first) {
+    // Where oneDNN's convolution, the VNNI KxK kernel or the depthwise kernel is the first
+    // choice, only the scale now (their codes go straight into oneDNN's layout, the packed quads
+    // or the padded planes); else the codes too, in the same pass.
+    const bool kxk_auto = impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
+                          !amx_conv_applies(gm, f);  // oneDNN or the VNNI KxK kernel
+    const bool depthwise_first =
+        is_depthwise(gm) && (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
+    if (f == Format::kInt8 && (impl == ConvImpl::kOneDnn || kxk_auto || depthwise_first)) {
       if (!q.known) q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
     } else {
       q.get();

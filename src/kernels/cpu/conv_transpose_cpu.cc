@@ -42,6 +42,7 @@
 #include "kernels/cpu/gemv_hwy.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/vnni_common.h"
 
 namespace dynaprec {
 namespace {
@@ -335,9 +336,7 @@ bool conv_transpose_direct(const Geom& g, const ConvTransposeWeights& w,
       uint32_t bits = 0;
       k2_run(k, grp, rows, stride, yd + (n * g.oc + grp * g.ocg) * out_plane, ih * 2 - g.pt, g.oh,
              g.ow, out_plane, y_amax ? &bits : nullptr);
-      uint32_t cur = amax_bits.load(std::memory_order_relaxed);
-      while (bits > cur && !amax_bits.compare_exchange_weak(cur, bits, std::memory_order_relaxed)) {
-      }
+      if (y_amax) cpu::vnni::atomic_max(&amax_bits, bits);
     });
     if (y_amax) *y_amax = std::bit_cast<float>(amax_bits.load());
     return true;

@@ -227,8 +227,8 @@ DYNAPREC_AVX512 void quantize_nhwc_avx512(const float* x, int64_t c, int64_t hw,
 // (channel j in byte j), stored as 4, 3 (a byte permute), 2 or 1 bytes per pixel; no transpose
 // of mostly-empty 16 x 16 blocks.
 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vbmi"))) void
-quantize_nhwc_narrow_avx512(const float* x, int64_t c, int64_t hw, int64_t p0, int64_t p1,
-                            float s, float r, int8_t* out) {
+quantize_nhwc_narrow_avx512(const float* x, int64_t c, int64_t hw, int64_t p0, int64_t p1, float s,
+                            float r, int8_t* out) {
   const __m512 vs = _mm512_set1_ps(s), vr = _mm512_set1_ps(r);
   alignas(64) uint8_t idx3[64];
   for (int j = 0; j < 64; ++j) idx3[j] = static_cast<uint8_t>(j < 48 ? 4 * (j / 3) + j % 3 : 0);

@@ -53,6 +53,7 @@
 #include "dynaprec/thread_pool.h"
 #include "kernels/cpu/activation_hwy-inl.h"
 #include "kernels/cpu/ops_hwy.h"
+#include "kernels/cpu/vnni_common.h"
 #include "kernels/ref/ops_ref_util.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -1015,12 +1016,6 @@ Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats) { return ref::
 // source row equals the previous one's is copied from it.
 
 namespace {
-void atomic_max_bits(std::atomic<uint32_t>& a, uint32_t v) {
-  uint32_t cur = a.load(std::memory_order_relaxed);
-  while (v > cur && !a.compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
-  }
-}
-
 // The output geometry of resize(x, p) where the fast path takes them; nullopt for anything
 // unusual (errors included), which is the reference's to handle.
 struct ResizeGeom {
@@ -1226,7 +1221,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
         o[d] = 0;
       }
     }
-    if (amax_bits) atomic_max_bits(*amax_bits, task_max);
+    if (amax_bits) cpu::vnni::atomic_max(amax_bits, task_max);
   };
   if (tasks > 1 && count >= 65536)
     ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), run);
@@ -1314,8 +1309,8 @@ Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis, float*
       for (int64_t o = 0; o < outer; ++o) {
         std::memcpy(py + o * out_run + off, px + o * run, static_cast<size_t>(run) * sizeof(float));
         if (track)
-          atomic_max_bits(bits,
-                          std::bit_cast<uint32_t>(amax(px + o * run, static_cast<size_t>(run))));
+          cpu::vnni::atomic_max(
+              &bits, std::bit_cast<uint32_t>(amax(px + o * run, static_cast<size_t>(run))));
       }
     }
     off += run;
