@@ -279,13 +279,19 @@ Tensor resize(const Tensor& x, const ResizeParams& p);
 /// the separate ops' bits; otherwise the two ops.
 /// y_amax, where non-null: set to max |Y| where the fused pass took it (NaN/inf: not finite),
 /// else -1 — the next int8 layer's scale (ConvHints::x_amax), as a conv's y_amax.
+/// a_scale, where given: the addend is add_scaled(a, *a_scale), in the same pass where a_scale is
+/// constant along the last axis and broadcasts to a's shape (a squeeze-excite gate [N, C, 1, 1]
+/// on a residual branch): the AddScaled's output is never written.
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
-                   bool resized_first = false, float* y_amax = nullptr);
+                   bool resized_first = false, float* y_amax = nullptr,
+                   const Tensor* a_scale = nullptr);
 
-/// One input of concat_resized: *x as it is, or resize(*x, *resize).
+/// One input of concat_resized: *x as it is, resize(*x, *resize), or add_scaled(*x, *scale)
+/// (one pass where scale is constant along the last axis, as add_resized's a_scale).
 struct ConcatPart {
   const Tensor* x = nullptr;
   const ResizeParams* resize = nullptr;
+  const Tensor* scale = nullptr;  ///< only where resize is null
 };
 /// concat of the parts along axis, each resized part written straight into its place in the
 /// output (a feature pyramid's upsampled maps never exist on their own): the bits of resize then
@@ -334,7 +340,7 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b);
 Tensor tile(const Tensor& x, const std::vector<int64_t>& repeats);
 Tensor resize(const Tensor& x, const ResizeParams& p);
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p,
-                   bool resized_first = false);
+                   bool resized_first = false, const Tensor* a_scale = nullptr);
 Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis);
 }  // namespace ref
 

@@ -678,6 +678,53 @@ void Executor::Impl::fuse(Graph& g) {
     cat.domain = std::string(exec::kFusedDomain);
     for (size_t r : resizes) dead[r] = 1;
   }
+  // An AddScaled read only by an AddResized (its addend) or a ConcatResized (a part as it is):
+  // computed in that pass (op_table.h a_scaled, resized = 2), its output never written (the
+  // squeeze-excite residuals of the detector's pyramid, 96 x 160 x 160 floats at the largest).
+  auto scaled_producer = [&](const std::string& v) -> Node* {
+    auto pit = v.empty() ? producer.end() : producer.find(v);
+    if (pit == producer.end() || dead[pit->second] || uses[v] != 1) return nullptr;
+    Node& sc = g.nodes[pit->second];
+    return sc.op == "AddScaled" && sc.domain == exec::kFusedDomain && sc.inputs.size() == 2
+               ? &sc
+               : nullptr;
+  };
+  for (size_t i = 0; i < g.nodes.size(); ++i) {
+    Node& n = g.nodes[i];
+    if (dead[i] || n.domain != exec::kFusedDomain) continue;
+    if (n.op == "AddResized" && !n.inputs.empty() && !exec::has_attr(n, "a_scaled")) {
+      Node* sc = scaled_producer(n.inputs[0]);
+      if (!sc) continue;
+      n.inputs[0] = sc->inputs[1];
+      n.inputs.insert(n.inputs.begin(), sc->inputs[0]);
+      n.attrs["a_scaled"] = int64_t{1};
+      dead[static_cast<size_t>(sc - g.nodes.data())] = 1;
+    } else if (n.op == "ConcatResized") {
+      std::vector<int64_t> counts = attr_ints(n, "part_inputs"), flags = attr_ints(n, "resized");
+      if (counts.size() != flags.size()) continue;
+      std::vector<std::string> inputs;
+      size_t at = 0;
+      bool any = false;
+      for (size_t k = 0; k < counts.size(); ++k) {
+        const auto c = static_cast<size_t>(std::max<int64_t>(counts[k], 0));
+        Node* sc = flags[k] == 0 && c == 1 && at < n.inputs.size() ? scaled_producer(n.inputs[at])
+                                                                   : nullptr;
+        if (sc) {
+          inputs.insert(inputs.end(), sc->inputs.begin(), sc->inputs.end());
+          counts[k] = 2, flags[k] = 2, any = true;
+          dead[static_cast<size_t>(sc - g.nodes.data())] = 1;
+        } else {
+          for (size_t j = 0; j < c && at + j < n.inputs.size(); ++j)
+            inputs.push_back(n.inputs[at + j]);
+        }
+        at += c;
+      }
+      if (!any) continue;
+      n.inputs = std::move(inputs);
+      n.attrs["part_inputs"] = counts;
+      n.attrs["resized"] = flags;
+    }
+  }
   std::vector<Node> kept;
   for (size_t i = 0; i < g.nodes.size(); ++i)
     if (!dead[i]) kept.push_back(std::move(g.nodes[i]));

@@ -1473,33 +1473,45 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset) {
 }
 
 namespace {
+// a + a · b (AddScaled, and the scaled operands of AddResized and ConcatResized).
+Tensor scaled(const Node& n, const Tensor& a, const Tensor& b) {
+  if (a.dtype() == DType::kF32 && b.dtype() == DType::kF32) return add_scaled(a, b);
+  return ew_binary(n, BinaryOp::kAdd, a, ew_binary(n, BinaryOp::kMul, a, b));
+}
+
 Outputs op_add_scaled(const Node& n, Inputs in) {
   check_inputs(n, in, 2, 2);
-  const Tensor& a = *in[0];
-  const Tensor& b = *in[1];
-  if (a.dtype() == DType::kF32 && b.dtype() == DType::kF32) return {add_scaled(a, b)};
-  return {ew_binary(n, BinaryOp::kAdd, a, ew_binary(n, BinaryOp::kMul, a, b))};
+  return {scaled(n, *in[0], *in[1])};
 }
 
 // AddResized(a, X, roi, scales, sizes) with Resize-11's attributes and resized_first:
-// Add(a, Resize(X, ...)) (Add(Resize(...), a) with resized_first = 1).
+// Add(a, Resize(X, ...)) (Add(Resize(...), a) with resized_first = 1). With a_scaled = 1 the
+// inputs are (a, s, X, roi, scales, sizes) and the addend AddScaled(a, s).
 Outputs op_add_resized_amax(const Node& n, Inputs in, float* y_amax) {
   if (y_amax) *y_amax = -1.0f;
-  check_inputs(n, in, 2, 5);
-  const Inputs rin = in.subspan(1);
+  const bool a_scaled = attr_int(n, "a_scaled", 0) != 0;
+  const size_t lead = a_scaled ? 2 : 1;
+  check_inputs(n, in, lead + 1, lead + 4);
+  const Inputs rin = in.subspan(lead);
   const ResizeParams p = resize11_params(n, rin);
   const bool first = attr_int(n, "resized_first", 0) != 0;
   const Tensor& a = *in[0];
-  if (a.dtype() == DType::kF32 && rin[0]->dtype() == DType::kF32)
-    return {add_resized(a, *rin[0], p, first, y_amax)};
+  const Tensor* s = a_scaled ? in[1] : nullptr;
+  if (a_scaled && !s) bad(n, "input 1 (the scale) is missing");
+  if (a.dtype() == DType::kF32 && rin[0]->dtype() == DType::kF32 &&
+      (!s || s->dtype() == DType::kF32))
+    return {add_resized(a, *rin[0], p, first, y_amax, s)};
+  const Tensor addend = s ? scaled(n, a, *s) : a;
   const Tensor r = back_to(resize(as_f32(n, rin, 0), p), rin[0]->dtype());
-  return {first ? ew_binary(n, BinaryOp::kAdd, r, a) : ew_binary(n, BinaryOp::kAdd, a, r)};
+  return {first ? ew_binary(n, BinaryOp::kAdd, r, addend)
+                : ew_binary(n, BinaryOp::kAdd, addend, r)};
 }
 Outputs op_add_resized(const Node& n, Inputs in) { return op_add_resized_amax(n, in, nullptr); }
 
 // ConcatResized(parts...) with concat_axis, part_inputs (the node inputs of each part) and
-// resized (1 where the part is Resize(X, roi, scales, sizes) with the node's Resize attributes):
-// Concat(..., Resize(...), ...) with the resized parts written straight into the output.
+// resized (1 where the part is Resize(X, roi, scales, sizes) with the node's Resize attributes,
+// 2 where it is AddScaled(x, s), 0 for a plain input): Concat(..., Resize(...), ...) with the
+// resized and scaled parts written straight into the output.
 Outputs op_concat_resized_amax(const Node& n, Inputs in, float* y_amax) {
   if (y_amax) *y_amax = -1.0f;
   const std::vector<int64_t> counts = attr_ints(n, "part_inputs");
@@ -1518,21 +1530,27 @@ Outputs op_concat_resized_amax(const Node& n, Inputs in, float* y_amax) {
   std::vector<ResizeParams> params(spans.size());
   bool f32 = true;
   for (size_t k = 0; k < spans.size(); ++k) {
-    f32 = f32 && spans[k][0]->dtype() == DType::kF32;
-    if (resized[k]) params[k] = resize11_params(n, spans[k]);
+    if (resized[k] < 0 || resized[k] > 2) bad(n, "resized lists 0, 1 or 2 per part");
+    if (resized[k] == 2 && (spans[k].size() != 2 || !spans[k][1]))
+      bad(n, "a scaled part takes two inputs (x, s)");
+    f32 = f32 && spans[k][0]->dtype() == DType::kF32 &&
+          (resized[k] != 2 || spans[k][1]->dtype() == DType::kF32);
+    if (resized[k] == 1) params[k] = resize11_params(n, spans[k]);
   }
   const int64_t axis = attr_int(n, "concat_axis", 0);
   if (f32) {
     std::vector<ConcatPart> parts;
     for (size_t k = 0; k < spans.size(); ++k)
-      parts.push_back({spans[k][0], resized[k] ? &params[k] : nullptr});
+      parts.push_back({spans[k][0], resized[k] == 1 ? &params[k] : nullptr,
+                       resized[k] == 2 ? spans[k][1] : nullptr});
     return {concat_resized(parts, axis, y_amax)};
   }
   std::vector<Tensor> xs;
   for (size_t k = 0; k < spans.size(); ++k)
-    xs.push_back(resized[k]
+    xs.push_back(resized[k] == 1
                      ? back_to(resize(as_f32(n, spans[k], 0), params[k]), spans[k][0]->dtype())
-                     : *spans[k][0]);
+                 : resized[k] == 2 ? scaled(n, *spans[k][0], *spans[k][1])
+                                   : *spans[k][0]);
   return {concat(xs, axis)};
 }
 Outputs op_concat_resized(const Node& n, Inputs in) {

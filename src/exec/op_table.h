@@ -35,10 +35,11 @@ OpFn find_op(std::string_view domain, std::string_view op, int64_t opset);
 ///   AddScaled(a, b) = Add(a, Mul(a, b))   (ops.h add_scaled; any dtype Add and Mul take)
 ///   AddResized(a, X, roi, scales, sizes) = Add(a, Resize(X, roi, scales, sizes)) with the
 ///     Resize's (opset 11+) attributes, or Add(Resize(...), a) with resized_first = 1
-///     (ops.h add_resized)
+///     (ops.h add_resized); with a_scaled = 1, AddResized(a, s, X, ...) adds AddScaled(a, s)
 ///   ConcatResized(parts...) = Concat(..., Resize(X, roi, scales, sizes), ...) with attributes
-///     concat_axis, part_inputs (node inputs per part), resized (1 for a Resize part) and the
-///     Resize's (opset 11+) attributes, shared by every resized part (ops.h concat_resized)
+///     concat_axis, part_inputs (node inputs per part), resized (1 for a Resize part, 2 for an
+///     AddScaled(x, s) part) and the Resize's (opset 11+) attributes, shared by every resized
+///     part (ops.h concat_resized)
 inline constexpr std::string_view kFusedDomain = "dynaprec.fused";
 OpFn find_fused_op(std::string_view op);
 

@@ -324,6 +324,55 @@ TEST(Executor, PyramidAddOfAnUpsampledMapIsOnePass) {
       << "the first two pairs fused, the third not";
 }
 
+// A squeeze-excite residual (AddScaled) read only by a pyramid Add (AddResized) or a Concat of
+// upsampled maps (ConcatResized) is computed in their pass: the unfused graph's bits; one also
+// read elsewhere (a graph output here) stays its own node.
+TEST(Executor, ScaledResidualGoesIntoThePyramidPass) {
+  Model m;
+  m.opsets[""] = 13;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{1, ""}, {4, ""}, {-1, "H"}, {-1, "W"}}),
+              value("a", {{1, ""}, {4, ""}, {-1, "H2"}, {-1, "W2"}}),
+              value("s", {{1, ""}, {4, ""}, {1, ""}, {1, ""}})};
+  g.outputs = {value("y1", {}), value("y2", {}), value("e2", {})};
+  Tensor scales = Tensor::zeros({4}, DType::kF32);
+  std::copy_n(std::array<float, 4>{1, 1, 2, 2}.data(), 4, scales.data_as<float>());
+  g.initializers["scales"] = scales;
+  auto resize = [&](const std::string& in, const std::string& out) {
+    Node r = node("Resize", {in, "", "scales"}, {out});
+    r.opset = 13;
+    r.attrs["mode"] = std::string("nearest");
+    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+    r.attrs["nearest_mode"] = std::string("floor");
+    return r;
+  };
+  auto residual = [&](const std::string& in, const std::string& out) {
+    g.nodes.push_back(node("Mul", {in, "s"}, {out + "_m"}));
+    g.nodes.push_back(node("Add", {out + "_m", in}, {out}));
+  };
+  residual("a", "e1");  // read only by the Add below
+  g.nodes.push_back(resize("x", "r1"));
+  g.nodes.push_back(node("Add", {"r1", "e1"}, {"y1"}));
+  residual("y1", "e3");  // read only by the Concat
+  residual("a", "e2");   // read by the Concat and a graph output
+  g.nodes.push_back(resize("x", "r2"));
+  Node cat = node("Concat", {"r2", "e3", "e2", "y1"}, {"y2"});
+  cat.attrs["axis"] = int64_t{1};
+  g.nodes.push_back(cat);
+  Executor fused(m), plain(m, ExecutorOptions{.fuse = false, .fold_constants = false});
+  const TensorMap in = {{"x", randn({1, 4, 5, 37}, 91)},
+                        {"a", randn({1, 4, 10, 74}, 92)},
+                        {"s", randn({1, 4, 1, 1}, 93)}};
+  const TensorMap f = fused.run(in), u = plain.run(in);
+  for (const char* name : {"y1", "y2", "e2"})
+    for (int64_t i = 0; i < u.at(name).numel(); ++i)
+      ASSERT_EQ(std::bit_cast<uint32_t>(f.at(name).data_as<float>()[i]),
+                std::bit_cast<uint32_t>(u.at(name).data_as<float>()[i]))
+          << name << " at " << i;
+  EXPECT_EQ(ops_run(fused, in), "AddResized AddScaled ConcatResized ")
+      << "e1 and e3 inside the pyramid passes, e2 on its own";
+}
+
 // Concat of upsampled maps (a feature pyramid's fused map) runs as one ConcatResized node with
 // the unfused graph's bits; a Resize whose output is also read elsewhere, or with other
 // attributes than the first fused one, stays as written.

@@ -688,6 +688,79 @@ TEST(OpsFast, AddResizedIsResizeThenAddBitForBit) {
   });
 }
 
+// An AddScaled operand (x + x · s, s a per-row gate: [N, C, 1, 1], [C, 1, 1], [1, C, 1, 1],
+// [N, 1, 1, 1]) computed inside add_resized (the addend) and concat_resized (a part as it is):
+// the bits of add_scaled then the fused op, max |Y| from the pass, on every SIMD target, with
+// NaN, infinities and signed zeros in x and s; a gate that varies along the row ([1, 1, 1, W])
+// or widens x's shape takes the separate ops, with the same bits.
+TEST(OpsFast, ScaledOperandsAreAddScaledThenTheFusedOpBitForBit) {
+  test::for_each_simd_target([&](const std::string& target) {
+    uint32_t seed = 1300;
+    for (int64_t n : {1, 2})
+      for (int64_t w : {5, 37}) {
+        ResizeParams p2;
+        p2.mode = ResizeMode::kNearest;
+        p2.coord = CoordMode::kAsymmetric;
+        p2.nearest = NearestMode::kFloor;
+        p2.scales = {1, 1, 2, 2};
+        const Tensor x = nasty({n, 3, 4, w}, seed++), a = nasty({n, 3, 8, 2 * w}, seed++);
+        for (const Shape& gate : std::vector<Shape>{
+                 {n, 3, 1, 1}, {3, 1, 1}, {1, 3, 1, 1}, {n, 1, 1, 1}, {1, 1, 1, 2 * w}}) {
+          Tensor s = nasty(gate, seed++, 2.0f);
+          s.data_as<float>()[0] = -0.0f;
+          const std::string what = target + " n " + std::to_string(n) + " w " + std::to_string(w) +
+                                   " gate " + shape_str(gate);
+          for (bool first : {false, true}) {
+            float y_amax = -2.0f;
+            const Tensor got = add_resized(a, x, p2, first, &y_amax, &s);
+            const Tensor want = ref::add_resized(a, x, p2, first, &s);
+            const Tensor r = ref::resize(x, p2), as = ref::add_scaled(a, s);
+            expect_same_bits(
+                want,
+                first ? ref::binary(BinaryOp::kAdd, r, as) : ref::binary(BinaryOp::kAdd, as, r),
+                what + " ref");
+            expect_same_bits(got, want, what);
+            if (gate.back() == 1)
+              EXPECT_TRUE(same_bits_or_nan(
+                  y_amax, amax(want.data_as<float>(), static_cast<size_t>(want.numel()))))
+                  << what << ": " << y_amax;
+          }
+          // Parts: the scaled map between a resized and a plain one, and twice.
+          const Tensor sa = nasty(a.shape(), seed++);
+          Tensor gs = nasty(Shape(gate.begin(), gate.end()), seed++, 2.0f);
+          const std::vector<ConcatPart> parts = {
+              {&x, &p2}, {&sa, nullptr, &gs}, {&a, nullptr}, {&sa, nullptr, &s}};
+          float y_amax = -2.0f;
+          const Tensor got = concat_resized(parts, 1, &y_amax);
+          const Tensor want = ref::concat_resized(parts, 1);
+          expect_same_bits(
+              want,
+              ref::concat({ref::resize(x, p2), ref::add_scaled(sa, gs), a, ref::add_scaled(sa, s)},
+                          1),
+              what + " concat ref");
+          expect_same_bits(got, want, what + " concat");
+          if (gate.back() == 1)
+            EXPECT_TRUE(same_bits_or_nan(
+                y_amax, amax(want.data_as<float>(), static_cast<size_t>(want.numel()))))
+                << what << " concat: " << y_amax;
+        }
+        // A gate wider than the scaled operand: the separate ops (and their error) alike.
+        const Tensor wide = nasty({n, 3, 8, 2 * w}, seed++), narrow = nasty({n, 3, 1, 1}, seed++);
+        expect_same_bits(add_resized(narrow, x, p2, false, nullptr, &wide),
+                         ref::add_resized(narrow, x, p2, false, &wide), "wide gate");
+      }
+    // Finite values: max |Y| is the scaled part's largest, every row measured.
+    const Tensor b = test::random_f32({1, 4, 6, 40}, 5, -1, 1);
+    Tensor big = test::random_f32({1, 4, 6, 40}, 6, -1, 1);
+    big.data_as<float>()[3 * 240 + 5 * 40 + 39] = 9.0f;  // the last row's last value
+    Tensor g = test::random_f32({1, 4, 1, 1}, 7, 0, 1);
+    g.data_as<float>()[3] = 0.5f;
+    float y_amax = -2.0f;
+    concat_resized({{&b, nullptr}, {&big, nullptr, &g}}, 1, &y_amax);
+    EXPECT_EQ(y_amax, 13.5f) << target;
+  });
+}
+
 // Concat's block-copy path against the reference: every axis (negative too), several inputs,
 // an empty one, a strided one, other dtypes.
 TEST(OpsFast, ConcatMatchesReference) {

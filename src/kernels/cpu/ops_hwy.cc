@@ -224,33 +224,65 @@ void AddScaledF32(const float* a, const float* b, float* y, const BinaryPlan& p)
 
 // ---- Nearest upsampling rows (resize, add_resized) --------------------------------------------
 
-// y[j] = r_j, or add[j] + r_j (r_j + add[j] with add_last), for j < n, where r_j = src[j / k] +
-// 0.0f: a row of nearest upsampling by the integer factor k (1, 2, 4 or 8 here) along the row,
-// the reference's "0.0 + x" (-0 becomes +0) and, with an addend, the Add after it.
-void UpsampleRowF32(const float* HWY_RESTRICT src, const float* HWY_RESTRICT add, bool add_last,
-                    float* HWY_RESTRICT y, size_t n, size_t k) {
+// y[j] = r_j, or a_j + r_j (r_j + a_j with add_last), for j < n, where r_j = src[j / k] + 0.0f
+// and a_j = add[j], or add[j] + add[j] · *add_scale where add_scale is given: a row of nearest
+// upsampling by the integer factor k (1, 2, 4 or 8 here) along the row, the reference's "0.0 + x"
+// (-0 becomes +0) and, with an addend, the Add after it (and the addend's AddScaled before it).
+void UpsampleRowF32(const float* HWY_RESTRICT src, const float* HWY_RESTRICT add,
+                    const float* add_scale, bool add_last, float* HWY_RESTRICT y, size_t n,
+                    size_t k) {
   const DF d;
   const size_t N = hn::Lanes(d);
+  const float s = add_scale ? *add_scale : 0.0f;
   size_t j = 0;
   if (k <= N && N % k == 0) {
     HWY_ALIGN int32_t idx[hn::MaxLanes(d)];
     for (size_t i = 0; i < N; ++i) idx[i] = static_cast<int32_t>(i / k);
     const auto tbl = hn::SetTableIndices(d, idx);
-    const VF zero = hn::Zero(d);
+    const VF zero = hn::Zero(d), sv = hn::Set(d, s);
     // Source vectors are read whole (N floats from src + j / k): only while they stay inside
     // the source row, n / k floats long.
     for (; j + N <= n && j / k + N <= (n + k - 1) / k; j += N) {
       const VF r = hn::Add(hn::TableLookupLanes(hn::LoadU(d, src + j / k), tbl), zero);
       VF out = r;
-      if (add)
-        out = add_last ? hn::Add(r, hn::LoadU(d, add + j)) : hn::Add(hn::LoadU(d, add + j), r);
+      if (add) {
+        VF a = hn::LoadU(d, add + j);
+        if (add_scale) a = hn::Add(a, hn::Mul(a, sv));
+        out = add_last ? hn::Add(r, a) : hn::Add(a, r);
+      }
       hn::StoreU(out, d, y + j);
     }
   }
   for (; j < n; ++j) {
     const float r = src[j / k] + 0.0f;
-    y[j] = add ? (add_last ? r + add[j] : add[j] + r) : r;
+    const float a = add ? (add_scale ? add[j] + add[j] * s : add[j]) : 0.0f;
+    y[j] = add ? (add_last ? r + a : a + r) : r;
   }
+}
+
+// y[j] = x[j] + x[j] · s for j < n (add_scaled by a scale constant along the row), max |y| (as
+// float bits) into *amax_bits where given.
+void ScaledRowF32(const float* HWY_RESTRICT x, float s, float* HWY_RESTRICT y, size_t n,
+                  uint32_t* amax_bits) {
+  const DF d;
+  const hn::RebindToUnsigned<DF> du;
+  const size_t N = hn::Lanes(d);
+  const VF sv = hn::Set(d, s);
+  const auto mask = hn::Set(du, 0x7FFFFFFFu);
+  auto mx = hn::Zero(du);
+  size_t j = 0;
+  for (; j + N <= n; j += N) {
+    const VF v = hn::LoadU(d, x + j);
+    const VF out = hn::Add(v, hn::Mul(v, sv));
+    hn::StoreU(out, d, y + j);
+    mx = hn::Max(mx, hn::And(hn::BitCast(du, out), mask));
+  }
+  uint32_t m = hn::GetLane(hn::MaxOfLanes(du, mx));
+  for (; j < n; ++j) {
+    y[j] = x[j] + x[j] * s;
+    m = std::max(m, std::bit_cast<uint32_t>(y[j]) & 0x7FFFFFFFu);
+  }
+  if (amax_bits) *amax_bits = std::max(*amax_bits, m);
 }
 
 // ---- Unary ----------------------------------------------------------------------------------
@@ -470,6 +502,7 @@ namespace cpu {
 HWY_EXPORT(BinaryF32);
 HWY_EXPORT(AddScaledF32);
 HWY_EXPORT(UpsampleRowF32);
+HWY_EXPORT(ScaledRowF32);
 HWY_EXPORT(UnaryF32);
 HWY_EXPORT(ReduceRowsF32);
 HWY_EXPORT(SoftmaxRowsF32);
@@ -524,9 +557,13 @@ void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const Bin
   check_plan(plan);
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(BinaryF32)(op, a, b, y, plan);
 }
-void upsample_row_f32(const float* src, const float* add, bool add_last, float* y, size_t n,
-                      size_t k) {
-  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(UpsampleRowF32)(src, add, add_last, y, n, k);
+void upsample_row_f32(const float* src, const float* add, const float* add_scale, bool add_last,
+                      float* y, size_t n, size_t k) {
+  (void)cpu_features(),
+      HWY_DYNAMIC_DISPATCH(UpsampleRowF32)(src, add, add_scale, add_last, y, n, k);
+}
+void scaled_row_f32(const float* x, float s, float* y, size_t n, uint32_t* amax_bits) {
+  (void)cpu_features(), HWY_DYNAMIC_DISPATCH(ScaledRowF32)(x, s, y, n, amax_bits);
 }
 void add_scaled_f32(const float* a, const float* b, float* y, const BinaryPlan& plan) {
   check_plan(plan);
@@ -1055,14 +1092,46 @@ struct ResizeInto {
   int64_t run, out_run;
 };
 
+// The scale of each row (run along the last axis) of a tensor of `shape` multiplied by s under
+// broadcasting, where s is float32, constant along the last axis and broadcasts to `shape` (a
+// squeeze-excite gate [N, C, 1, 1] over [N, C, H, W]); nullopt otherwise.
+std::optional<std::vector<float>> row_scales(const Tensor& s, const Shape& shape) {
+  const size_t r = shape.size();
+  if (s.dtype() != DType::kF32 || r == 0 || static_cast<size_t>(s.rank()) > r ||
+      s.quant().scales.size())
+    return std::nullopt;
+  Shape sd(r, 1);  // s's dims right-aligned
+  for (int d = 0; d < s.rank(); ++d) sd[r - static_cast<size_t>(s.rank()) + d] = s.dim(d);
+  if (sd[r - 1] != 1) return std::nullopt;
+  for (size_t d = 0; d < r; ++d)
+    if (sd[d] != 1 && sd[d] != shape[d]) return std::nullopt;
+  const Tensor sc = contiguous(s);
+  const float* ps = sc.data_as<float>();
+  const int64_t rows = prod(shape, 0, r - 1);
+  std::vector<float> out(static_cast<size_t>(rows));
+  std::vector<int64_t> o(r - 1, 0);
+  for (int64_t row = 0; row < rows; ++row) {
+    int64_t at = 0;
+    for (size_t d = 0; d + 1 < r; ++d) at = at * sd[d] + (sd[d] == 1 ? 0 : o[d]);
+    out[static_cast<size_t>(row)] = ps[at];
+    for (size_t d = r - 1; d-- > 0;) {
+      if (++o[d] < shape[d]) break;
+      o[d] = 0;
+    }
+  }
+  return out;
+}
+
 // resize, and with `add` (f32, the output's shape; nearest mode only) add + resize(x) in the
 // same pass (resized + add with add_last), or with `into` straight into a concatenation's
 // output (an empty Tensor back); nothing where it declines (only with `add` or `into`).
+// add_scale, with `add`: one scale per output row, the addend add + add · add_scale[row].
 // amax_bits, where non-null: raised to the largest float bits of |y| over the rows written (max
 // |y|, NaN above inf), each row measured while it is in L1.
 std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const Tensor* add,
                                   bool add_last, const ResizeInto* into = nullptr,
-                                  std::atomic<uint32_t>* amax_bits = nullptr) {
+                                  std::atomic<uint32_t>* amax_bits = nullptr,
+                                  const float* add_scale = nullptr) {
   const size_t r = static_cast<size_t>(x.rank());
   std::optional<ResizeGeom> geo = resize_geom(x, p);
   if (!geo) return add || into ? std::nullopt : std::optional<Tensor>(ref::resize(x, p));
@@ -1157,13 +1226,15 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
           std::memcpy(yr, prev_yr, static_cast<size_t>(row_len) * sizeof(float));
         } else {
           const float* src = px + coff[0];
+          const float* as = ar && add_scale ? add_scale + row : nullptr;
           if (up_k > 0) {
-            cpu::upsample_row_f32(src, ar, add_last, yr, static_cast<size_t>(row_len),
+            cpu::upsample_row_f32(src, ar, as, add_last, yr, static_cast<size_t>(row_len),
                                   static_cast<size_t>(up_k));
           } else {
             for (int64_t j = 0; j < row_len; ++j) {
               const float v = src[li0[j]] + 0.0f;
-              yr[j] = ar ? (add_last ? v + ar[j] : ar[j] + v) : v;
+              const float a = ar ? (as ? ar[j] + ar[j] * *as : ar[j]) : 0.0f;
+              yr[j] = ar ? (add_last ? v + a : a + v) : v;
             }
           }
         }
@@ -1234,21 +1305,24 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
 Tensor resize(const Tensor& x, const ResizeParams& p) { return *resize_impl(x, p, nullptr, false); }
 
 Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first,
-                   float* y_amax) {
+                   float* y_amax, const Tensor* a_scale) {
   if (y_amax) *y_amax = -1.0f;
   auto unfused = [&] {
     const Tensor r = resize(x, p);
-    return resized_first ? binary(BinaryOp::kAdd, r, a) : binary(BinaryOp::kAdd, a, r);
+    const Tensor addend = a_scale ? add_scaled(a, *a_scale) : a;
+    return resized_first ? binary(BinaryOp::kAdd, r, addend) : binary(BinaryOp::kAdd, addend, r);
   };
   if (p.mode != ResizeMode::kNearest || a.dtype() != DType::kF32 || x.dtype() != DType::kF32 ||
       a.rank() != x.rank())
     return unfused();
+  std::optional<std::vector<float>> scales;
+  if (a_scale && !(scales = row_scales(*a_scale, a.shape()))) return unfused();
   // The fused pass needs a in the output's shape (no broadcast); resize_impl checks it once the
   // output shape is known and declines otherwise.
   const Tensor ac = contiguous(a);
   std::atomic<uint32_t> bits{0};
-  std::optional<Tensor> y =
-      resize_impl(x, p, &ac, resized_first, nullptr, y_amax ? &bits : nullptr);
+  std::optional<Tensor> y = resize_impl(x, p, &ac, resized_first, nullptr, y_amax ? &bits : nullptr,
+                                        scales ? scales->data() : nullptr);
   if (!y) return unfused();
   if (y_amax) *y_amax = std::bit_cast<float>(bits.load());
   return std::move(*y);
@@ -1259,10 +1333,21 @@ Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis, float*
   auto unfused = [&] {
     std::vector<Tensor> xs;
     for (const ConcatPart& part : parts)
-      xs.push_back(part.resize ? resize(*part.x, *part.resize) : *part.x);
+      xs.push_back(part.resize  ? resize(*part.x, *part.resize)
+                   : part.scale ? add_scaled(*part.x, *part.scale)
+                                : *part.x);
     return concat(xs, axis);
   };
   if (parts.empty()) return unfused();
+  // The scaled parts' per-row scales.
+  std::vector<std::vector<float>> scales(parts.size());
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (!parts[i].scale) continue;
+    if (parts[i].resize) return unfused();  // not a form the executor makes
+    std::optional<std::vector<float>> s = row_scales(*parts[i].scale, parts[i].x->shape());
+    if (!s) return unfused();
+    scales[i] = std::move(*s);
+  }
   // Every part's shape (the resized ones' from their geometry), float32 and plain.
   std::vector<Shape> shapes;
   for (const ConcatPart& part : parts) {
@@ -1303,6 +1388,28 @@ Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis, float*
       const ResizeInto into{py + off, run, out_run};
       if (!resize_impl(*parts[i].x, *parts[i].resize, nullptr, false, &into, track))
         throw Error(ErrorKind::kInternal, "concat_resized: resize declined after its geometry");
+    } else if (parts[i].scale) {
+      // Row by row (rows of the last axis, the scale's unit), in parallel over blocks of rows.
+      const Tensor xc = contiguous(*parts[i].x);
+      const float* px = xc.data_as<float>();
+      const int64_t row_len = shapes[i].back(), rows = run / row_len * outer;
+      const int64_t per_outer = run / row_len, block = std::max<int64_t>(1, 16384 / row_len);
+      const int64_t tasks = (rows + block - 1) / block;
+      const float* rs = scales[i].data();
+      auto task = [&](size_t t) {
+        uint32_t m = 0;
+        for (int64_t row = static_cast<int64_t>(t) * block;
+             row < std::min(rows, (static_cast<int64_t>(t) + 1) * block); ++row) {
+          float* yr = py + row / per_outer * out_run + off + row % per_outer * row_len;
+          cpu::scaled_row_f32(px + row * row_len, rs[row], yr, static_cast<size_t>(row_len),
+                              track ? &m : nullptr);
+        }
+        if (track) cpu::vnni::atomic_max(&bits, m);
+      };
+      if (tasks > 1 && rows * row_len >= 65536)
+        ThreadPool::default_pool().parallel_for(static_cast<size_t>(tasks), task);
+      else
+        for (int64_t t = 0; t < tasks; ++t) task(static_cast<size_t>(t));
     } else {
       const Tensor xc = contiguous(*parts[i].x);
       const float* px = xc.data_as<float>();

@@ -228,15 +228,20 @@ void unary_loop(const Tensor& x, Tensor& y, F f) {
 
 namespace ref {
 
-Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first) {
+Tensor add_resized(const Tensor& a, const Tensor& x, const ResizeParams& p, bool resized_first,
+                   const Tensor* a_scale) {
   const Tensor r = ref::resize(x, p);
-  return resized_first ? ref::binary(BinaryOp::kAdd, r, a) : ref::binary(BinaryOp::kAdd, a, r);
+  const Tensor addend = a_scale ? ref::add_scaled(a, *a_scale) : a;
+  return resized_first ? ref::binary(BinaryOp::kAdd, r, addend)
+                       : ref::binary(BinaryOp::kAdd, addend, r);
 }
 
 Tensor concat_resized(const std::vector<ConcatPart>& parts, int64_t axis) {
   std::vector<Tensor> xs;
   for (const ConcatPart& part : parts)
-    xs.push_back(part.resize ? ref::resize(*part.x, *part.resize) : *part.x);
+    xs.push_back(part.resize  ? ref::resize(*part.x, *part.resize)
+                 : part.scale ? ref::add_scaled(*part.x, *part.scale)
+                              : *part.x);
   return ref::concat(xs, axis);
 }
 
