@@ -228,12 +228,16 @@ void AddScaledF32(const float* a, const float* b, float* y, const BinaryPlan& p)
 // and a_j = add[j], or add[j] + add[j] · *add_scale where add_scale is given: a row of nearest
 // upsampling by the integer factor k (1, 2, 4 or 8 here) along the row, the reference's "0.0 + x"
 // (-0 becomes +0) and, with an addend, the Add after it (and the addend's AddScaled before it).
+// max |y| (as float bits) into *amax_bits where given, taken while the row is stored.
 void UpsampleRowF32(const float* HWY_RESTRICT src, const float* HWY_RESTRICT add,
                     const float* add_scale, bool add_last, float* HWY_RESTRICT y, size_t n,
-                    size_t k) {
+                    size_t k, uint32_t* amax_bits) {
   const DF d;
+  const hn::RebindToUnsigned<DF> du;
   const size_t N = hn::Lanes(d);
   const float s = add_scale ? *add_scale : 0.0f;
+  const auto mask = hn::Set(du, 0x7FFFFFFFu);
+  auto mx = hn::Zero(du);
   size_t j = 0;
   if (k <= N && N % k == 0) {
     HWY_ALIGN int32_t idx[hn::MaxLanes(d)];
@@ -251,13 +255,17 @@ void UpsampleRowF32(const float* HWY_RESTRICT src, const float* HWY_RESTRICT add
         out = add_last ? hn::Add(r, a) : hn::Add(a, r);
       }
       hn::StoreU(out, d, y + j);
+      if (amax_bits) mx = hn::Max(mx, hn::And(hn::BitCast(du, out), mask));
     }
   }
+  uint32_t m = hn::GetLane(hn::MaxOfLanes(du, mx));
   for (; j < n; ++j) {
     const float r = src[j / k] + 0.0f;
     const float a = add ? (add_scale ? add[j] + add[j] * s : add[j]) : 0.0f;
     y[j] = add ? (add_last ? r + a : a + r) : r;
+    m = std::max(m, std::bit_cast<uint32_t>(y[j]) & 0x7FFFFFFFu);
   }
+  if (amax_bits) *amax_bits = std::max(*amax_bits, m);
 }
 
 // y[j] = x[j] + x[j] · s for j < n (add_scaled by a scale constant along the row), max |y| (as
@@ -558,9 +566,9 @@ void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const Bin
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(BinaryF32)(op, a, b, y, plan);
 }
 void upsample_row_f32(const float* src, const float* add, const float* add_scale, bool add_last,
-                      float* y, size_t n, size_t k) {
+                      float* y, size_t n, size_t k, uint32_t* amax_bits) {
   (void)cpu_features(),
-      HWY_DYNAMIC_DISPATCH(UpsampleRowF32)(src, add, add_scale, add_last, y, n, k);
+      HWY_DYNAMIC_DISPATCH(UpsampleRowF32)(src, add, add_scale, add_last, y, n, k, amax_bits);
 }
 void scaled_row_f32(const float* x, float s, float* y, size_t n, uint32_t* amax_bits) {
   (void)cpu_features(), HWY_DYNAMIC_DISPATCH(ScaledRowF32)(x, s, y, n, amax_bits);
@@ -1220,16 +1228,20 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
         if (w != 0.0) cw.push_back(w), coff.push_back(off);
         if (nearest) break;  // every other corner has weight 0
       }
+      // Where the row's max |y| is taken already (a copied row's is its source's).
+      bool measured = false;
       if (nearest) {
         const float* ar = pa ? pa + row * row_len : nullptr;
         if (!ar && coff[0] == prev_off && row > r0) {
           std::memcpy(yr, prev_yr, static_cast<size_t>(row_len) * sizeof(float));
+          measured = true;
         } else {
           const float* src = px + coff[0];
           const float* as = ar && add_scale ? add_scale + row : nullptr;
           if (up_k > 0) {
             cpu::upsample_row_f32(src, ar, as, add_last, yr, static_cast<size_t>(row_len),
-                                  static_cast<size_t>(up_k));
+                                  static_cast<size_t>(up_k), amax_bits ? &task_max : nullptr);
+            measured = true;
           } else {
             for (int64_t j = 0; j < row_len; ++j) {
               const float v = src[li0[j]] + 0.0f;
@@ -1284,7 +1296,7 @@ std::optional<Tensor> resize_impl(const Tensor& x, const ResizeParams& p, const 
           yr[j] = static_cast<float>(acc);
         }
       }
-      if (amax_bits)
+      if (amax_bits && !measured)
         task_max =
             std::max(task_max, std::bit_cast<uint32_t>(amax(yr, static_cast<size_t>(row_len))));
       for (size_t d = last; d-- > 0;) {  // next outer multi-index

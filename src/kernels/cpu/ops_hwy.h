@@ -28,9 +28,10 @@ struct BinaryPlan {
 void binary_f32(BinaryOp op, const float* a, const float* b, float* y, const BinaryPlan& plan);
 /// y[j] = (a_j +) src[j / k] + 0.0f for j < n (+ a_j after it with add_last; add may be null),
 /// a_j = add[j], or add[j] + add[j] · *add_scale where add_scale is given (an AddScaled addend):
-/// a row of nearest upsampling by the integer factor k, vectorized for k = 1, 2, 4, 8.
+/// a row of nearest upsampling by the integer factor k, vectorized for k = 1, 2, 4, 8. Where
+/// amax_bits is given, raised to max |y| as float bits (NaN above inf).
 void upsample_row_f32(const float* src, const float* add, const float* add_scale, bool add_last,
-                      float* y, size_t n, size_t k);
+                      float* y, size_t n, size_t k, uint32_t* amax_bits = nullptr);
 /// y[j] = x[j] + x[j] · s for j < n (add_scaled with a scale constant along the row); where
 /// amax_bits is given, raised to max |y| as float bits (NaN above inf).
 void scaled_row_f32(const float* x, float s, float* y, size_t n, uint32_t* amax_bits);
