@@ -750,7 +750,8 @@ TEST(ConvCpu, HintsCarryTheAmaxBetweenLayers) {
   for (const Layer& l :
        {Layer{32, 24, 1, 1, Activation::kHardSwish}, Layer{20, 16, 3, 1, Activation::kRelu},
         Layer{24, 24, 5, 24, Activation::kNone}, Layer{16, 16, 3, 16, Activation::kSigmoid},
-        Layer{3, 16, 3, 1, Activation::kHardSwish}})  // a first layer: oneDNN and our epilogue
+        Layer{3, 16, 3, 1, Activation::kHardSwish},  // a first layer: oneDNN and our epilogue
+        Layer{3, 16, 3, 1, Activation::kNone}})      // oneDNN's result as it is: our transpose
     for (Format f : {Format::kInt8, Format::kBf16}) {
       const Tensor x = test::gaussian({2, l.c, 9, 37}, seed++);
       const Tensor w = test::gaussian({l.oc, l.c / l.groups, l.k, l.k}, seed++, 0.2f);

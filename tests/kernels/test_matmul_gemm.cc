@@ -17,7 +17,11 @@
 //  * int8: the accumulator is exact in int32 and the kernel applies float(acc) * (sx * sw[n])
 //    and then + bias[n] as two separate fp32 operations, like the reference: bit-exact.
 #include <gtest/gtest.h>
+
+#include <bit>
+
 #include <omp.h>
+#include <atomic>
 
 #include <algorithm>
 #include <array>
@@ -347,6 +351,50 @@ TEST(QuantizeNhwc, CodesAreTheReferencesTransposed) {
   std::vector<int8_t> out(16, 7);
   EXPECT_FALSE(cpu::quantize_int8_nhwc(tiny.data(), 1, 1, 16, 0x1p-130f, out.data(), 1));
   EXPECT_EQ(out[0], 7);
+}
+
+// nhwc_to_nchw_f32 (oneDNN's NHWC convolution result back to NCHW): every value moved bit for
+// bit, channel counts of 16 and 48, pixel counts with partial 16-pixel blocks and tasks, one and
+// two images and threads; max |y| on the way (the largest value in each position of a 16 x 16
+// block in turn, NaN above inf, -0); C not a multiple of 16 refused, nothing written.
+TEST(QuantizeNhwc, NchwFromNhwcMovesEveryValueAndTakesMaxAbs) {
+  const CpuFeatures& cf = cpu_features();
+  if (!(cf.avx512f && cf.avx512bw && cf.avx512dq && cf.avx512vl)) GTEST_SKIP() << "AVX-512 only";
+  std::mt19937 rng(12);
+  for (const auto [n, c, hw] : {std::array<int64_t, 3>{1, 16, 16},
+                                {1, 16, 1},
+                                {2, 16, 37},
+                                {1, 48, 300},
+                                {1, 16, 102400 / 16 + 5}})
+    for (int threads : {1, 2})
+      for (int64_t big = 0; big < 40; big += 7) {
+        const auto count = static_cast<size_t>(n * c * hw);
+        std::vector<float> x(count);
+        for (float& v : x) v = std::uniform_real_distribution<float>(-1.0f, 1.0f)(rng);
+        x[static_cast<size_t>(big * 13) % count] = -5.5f;
+        std::vector<float> y(count, 99.0f);
+        std::atomic<uint32_t> bits{0};
+        ASSERT_TRUE(cpu::nhwc_to_nchw_f32(x.data(), n, c, hw, y.data(), threads, &bits));
+        for (int64_t i = 0; i < n; ++i)
+          for (int64_t ch = 0; ch < c; ++ch)
+            for (int64_t p = 0; p < hw; ++p)
+              ASSERT_EQ(std::bit_cast<uint32_t>(y[static_cast<size_t>((i * c + ch) * hw + p)]),
+                        std::bit_cast<uint32_t>(x[static_cast<size_t>((i * hw + p) * c + ch)]))
+                  << "n" << n << " c" << c << " hw" << hw << " at " << i << "," << ch << "," << p;
+        EXPECT_EQ(std::bit_cast<float>(bits.load()), 5.5f) << "c" << c << " hw" << hw;
+      }
+  std::vector<float> x(64, -0.0f), y(64, 1.0f);
+  std::atomic<uint32_t> bits{0};
+  ASSERT_TRUE(cpu::nhwc_to_nchw_f32(x.data(), 1, 16, 4, y.data(), 1, &bits));
+  EXPECT_EQ(bits.load(), 0u);
+  EXPECT_TRUE(std::signbit(y[5]));
+  x[17] = std::numeric_limits<float>::infinity();
+  x[40] = std::numeric_limits<float>::quiet_NaN();
+  ASSERT_TRUE(cpu::nhwc_to_nchw_f32(x.data(), 1, 16, 4, y.data(), 1, &bits));
+  EXPECT_TRUE(std::isnan(std::bit_cast<float>(bits.load())));
+  std::vector<float> z(12 * 5, 3.0f);
+  EXPECT_FALSE(cpu::nhwc_to_nchw_f32(x.data(), 1, 12, 5, z.data(), 1, nullptr));
+  EXPECT_EQ(z[0], 3.0f);
 }
 
 }  // namespace

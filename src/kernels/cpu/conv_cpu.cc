@@ -115,6 +115,9 @@ struct DnnlPlan {
   dnnl::convolution_forward conv;
   memory::desc src_user, src, dst_user, dst, scratch;
   std::optional<dnnl::reorder> src_reorder, dst_reorder;
+  // dst is f32 NHWC with channels in 16s: nhwc_to_nchw_f32 instead of dst_reorder where it can
+  // (max |Y| on the way, for the next int8 layer).
+  bool dst_nhwc = false;
   // bf16 X in a blocked layout: the reorder reads the f32 NCHW input and rounds it to bf16 on
   // the way, one pass instead of two. Round to nearest even and quiet NaNs as
   // encode_float_array, except that it flushes subnormal inputs (|x| < 2^-126) to zero, which
@@ -615,9 +618,12 @@ DnnlPlan make_plan(const Geom& gm, const ConvWeights& w, dt act, dt out, const f
       plan.src_reorder = dnnl::reorder(
           dnnl::reorder::primitive_desc(onednn_engine(), plan.src_user, onednn_engine(), plan.src));
     }
-    if (plan.dst != plan.dst_user)
+    if (plan.dst != plan.dst_user) {
       plan.dst_reorder = dnnl::reorder(
           dnnl::reorder::primitive_desc(onednn_engine(), plan.dst, onednn_engine(), plan.dst_user));
+      plan.dst_nhwc =
+          out == dt::f32 && gm.oc % 16 == 0 && plan.dst == memory::desc(yd, dt::f32, tag::nhwc);
+    }
     // W: our [OC, K] rows are oneDNN's plain oihw / goihw, decoded to f32 (exact) where
     // oneDNN runs f32 for a narrower format, fp8 widened to bf16 (exact) where it runs bf16.
     std::vector<std::byte> keep;
@@ -766,6 +772,11 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
   const dnnl::engine& eng = onednn_engine();
   dnnl::stream& s = onednn_stream();
   const QuantParams& qp = w.matrix.data.quant();
+  // oneDNN's result is Y itself (fused epilogue, or none needed): no pass of ours after it.
+  const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
+  const bool identity = (plan->fused && plan->activation_fused) ||
+                        (out == dt::f32 && sw == 1.0f && !bias &&
+                         p.activation == Activation::kNone && !p.post_affine);
   thread_local std::vector<float> scales;  // scaled plans: sx · sw[oc]
   if (plan->scaled) {
     scales.resize(static_cast<size_t>(gm.oc));
@@ -824,16 +835,20 @@ bool conv_dnnl_impl(const Geom& gm, const float* x, XCodes& xc, const ConvWeight
                                          {DNNL_ARG_SCRATCHPAD, scratch}};
     add_epilogue_args(args, false);
     plan->conv.execute(s, args);
-    if (plan->dst_reorder) plan->dst_reorder->execute(s, dst, dst_user);
+    bool transposed = false;
+    if (plan->dst_nhwc) {
+      s.wait();
+      // With no epilogue after it (identity), max |Y| comes with the transpose.
+      transposed = nhwc_to_nchw_f32(static_cast<const float*>(dst.get_data_handle()), gm.n, gm.oc,
+                                    gm.pixels, static_cast<float*>(user_out), threads,
+                                    identity ? take_amax(gm) : nullptr);
+    }
+    if (plan->dst_reorder && !transposed) plan->dst_reorder->execute(s, dst, dst_user);
     s.wait();
   }
 
   // Epilogue, on oneDNN's OpenMP threads (the pool's would compete with them while they spin).
   const auto* acc = static_cast<const int32_t*>(user_out);
-  const float sw = is_fp8(f) ? qp.scales.at(0) : 1.0f;
-  const bool identity = (plan->fused && plan->activation_fused) ||
-                        (out == dt::f32 && sw == 1.0f && !bias &&
-                         p.activation == Activation::kNone && !p.post_affine);
   const int64_t planes = identity ? 0 : gm.n * gm.oc;
   // Where the epilogue runs, max |Y| for the next layer's int8 scale comes with it (the plane is
   // still in cache).

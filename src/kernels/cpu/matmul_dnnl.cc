@@ -37,6 +37,7 @@
 #include <immintrin.h>
 #pragma GCC diagnostic pop
 #include "kernels/cpu/matmul_dnnl.h"
+#include "kernels/cpu/vnni_common.h"
 
 #include <omp.h>
 
@@ -279,6 +280,76 @@ float int8_activation_scale(const float* x, size_t count, int threads, const cha
 void quantize_x_int8_scaled(const float* x, size_t count, int8_t* out, int threads, float sx) {
   parallel_chunks(count, threads,
                   [&](size_t b, size_t e) { int8_encode_fast(x + b, out + b, e - b, sx); });
+}
+
+namespace {
+// r[i] (pixel i's 16 channels) -> r[j] (channel j's 16 pixels): unpacks and shuffles within
+// 128-bit lanes leave channel 4L + k of pixels 4i..4i+3 in lane L of t[4i + k]; 128-bit lane
+// shuffles gather each channel's four lanes.
+DYNAPREC_AVX512 inline void transpose16x16_ps(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  __m512 u[16];
+  for (int i = 0; i < 16; i += 4) {
+    u[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+    u[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+    u[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+    u[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+  }
+  for (int k = 0; k < 4; ++k) {
+    const __m512 a = _mm512_shuffle_f32x4(u[k], u[4 + k], 0x44);
+    const __m512 b = _mm512_shuffle_f32x4(u[k], u[4 + k], 0xEE);
+    const __m512 c = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0x44);
+    const __m512 d = _mm512_shuffle_f32x4(u[8 + k], u[12 + k], 0xEE);
+    r[k] = _mm512_shuffle_f32x4(a, c, 0x88);
+    r[4 + k] = _mm512_shuffle_f32x4(a, c, 0xDD);
+    r[8 + k] = _mm512_shuffle_f32x4(b, d, 0x88);
+    r[12 + k] = _mm512_shuffle_f32x4(b, d, 0xDD);
+  }
+}
+
+// Pixels [p0, p1) of one image, [hw][c] -> [c][hw] (c a multiple of 16), max |value| bits
+// returned (0 unless `measure`).
+DYNAPREC_AVX512 uint32_t nhwc_to_nchw_avx512(const float* x, int64_t c, int64_t hw, int64_t p0,
+                                             int64_t p1, float* y, bool measure) {
+  const __m512i abs_mask = _mm512_set1_epi32(0x7FFFFFFF);
+  __m512i mx = _mm512_setzero_si512();
+  for (int64_t c0 = 0; c0 < c; c0 += 16)
+    for (int64_t p = p0; p < p1; p += 16) {
+      const int64_t n = std::min<int64_t>(16, p1 - p);
+      const auto m = static_cast<__mmask16>(n >= 16 ? 0xFFFF : (1u << n) - 1);
+      __m512 r[16];
+      for (int64_t i = 0; i < 16; ++i)
+        r[i] = i < n ? _mm512_loadu_ps(x + (p + i) * c + c0) : _mm512_setzero_ps();
+      transpose16x16_ps(r);
+      for (int64_t j = 0; j < 16; ++j) {
+        _mm512_mask_storeu_ps(y + (c0 + j) * hw + p, m, r[j]);
+        if (measure)
+          mx = _mm512_mask_max_epu32(mx, m, mx,
+                                     _mm512_and_si512(_mm512_castps_si512(r[j]), abs_mask));
+      }
+    }
+  return _mm512_reduce_max_epu32(mx);
+}
+}  // namespace
+
+bool nhwc_to_nchw_f32(const float* x, int64_t n, int64_t c, int64_t hw, float* y, int threads,
+                      std::atomic<uint32_t>* amax) {
+  const CpuFeatures& f = cpu_features();
+  if (!(f.avx512f && f.avx512bw && f.avx512dq && f.avx512vl) || c % 16 != 0) return false;
+  constexpr int64_t kBlock = 256;  // pixels per task
+  const int64_t blocks = (hw + kBlock - 1) / kBlock, tasks = n * blocks;
+#pragma omp parallel for num_threads(threads) schedule(static) if (tasks > 1)
+  for (int64_t t = 0; t < tasks; ++t) {
+    const int64_t img = t / blocks, p0 = t % blocks * kBlock;
+    const uint32_t m = nhwc_to_nchw_avx512(x + img * hw * c, c, hw, p0, std::min(hw, p0 + kBlock),
+                                           y + img * c * hw, amax);
+    if (amax) vnni::atomic_max(amax, m);
+  }
+  return true;
 }
 
 bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float sx, int8_t* out,

@@ -3,6 +3,8 @@
 // (M == 1) is left to other kernels. See matmul_dnnl.cc for what each one does exactly.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <span>
 
 #include "kernels/cpu/matmul_kernels.h"
@@ -34,5 +36,12 @@ void quantize_x_int8_scaled(const float* x, size_t count, int8_t* out, int threa
 /// scale below 2^-125.
 bool quantize_int8_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float sx, int8_t* out,
                         int threads);
+
+/// Y [N, HW, C] floats (oneDNN's NHWC result) -> y [N, C, HW], on `threads` OpenMP threads, 16 x 16
+/// blocks transposed in registers; where amax is given, raised to max |y| (as float bits, NaN
+/// above inf) on the way, so that the next int8 layer needs no pass of its own. false (nothing
+/// written) without AVX-512 or for C not a multiple of 16.
+bool nhwc_to_nchw_f32(const float* x, int64_t n, int64_t c, int64_t hw, float* y, int threads,
+                      std::atomic<uint32_t>* amax = nullptr);
 
 }  // namespace dynaprec::cpu
