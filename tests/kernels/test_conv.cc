@@ -417,7 +417,8 @@ std::pair<float, std::vector<int8_t>> reference_codes(const Tensor& x) {
 
 // The int8 pointwise kernel on each instruction set this CPU has (VNNI, AMX), called directly,
 // against the reference bit for bit: partial tiles of rows and pixels, C not a multiple of 4 or
-// 64, bias and activation with the affine, and a call split over two threads.
+// 64, bias and activation with the affine, and a call split over two threads; on VNNI also
+// from X's floats (quantized while packed, in chunks of pixels with a partial last one).
 TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
   const cpu::PwIsa best = cpu::pwconv_int8_isa();
   if (best == cpu::PwIsa::kNone) GTEST_SKIP() << "no AVX-512 VNNI here";
@@ -428,7 +429,7 @@ TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
   };
   uint32_t seed = 900;
   for (const Shape3 sh : {Shape3{5, 7, 3, 37}, Shape3{64, 32, 4, 8}, Shape3{70, 33, 5, 13},
-                          Shape3{240, 48, 12, 80}, Shape3{3, 1, 1, 1}})
+                          Shape3{240, 48, 12, 80}, Shape3{3, 1, 1, 1}, Shape3{6, 9, 50, 90}})
     for (Activation a : {Activation::kNone, Activation::kHardSwish}) {
       const Tensor x = test::gaussian({1, sh.c, sh.h, sh.w}, seed++);
       const Tensor w = test::gaussian({sh.oc, sh.c, 1, 1}, seed++, 0.3f);
@@ -445,16 +446,20 @@ TEST(ConvCpu, PointwiseInt8OnEveryIsaMatchesTheReference) {
       const cpu::PwInt8Weights pw =
           cpu::pwconv_int8_prepare(cw.matrix.data.data_as<int8_t>(), sh.oc, sh.c);
       for (cpu::PwIsa isa : isas)
-        for (int threads : {1, 2}) {
-          Tensor got = Tensor::zeros(ys, DType::kF32);
-          cpu::pwconv_int8(xq.data(), sh.h * sh.w, pw, cw.matrix.data.quant().scales.data(), sx,
-                           b.data_as<float>(), p, got.data_as<float>(), threads, isa);
-          for (int64_t i = 0; i < got.numel(); ++i)
-            ASSERT_EQ(std::bit_cast<uint32_t>(got.data_as<float>()[i]),
-                      std::bit_cast<uint32_t>(want.data_as<float>()[i]))
-                << (isa == cpu::PwIsa::kAmx ? "amx" : "vnni") << " c" << sh.c << " oc" << sh.oc
-                << " threads " << threads << " at " << i;
-        }
+        for (int threads : {1, 2})
+          for (bool floats : {false, true}) {  // VNNI also from X's floats (xf)
+            if (floats && isa != cpu::PwIsa::kVnni) continue;
+            Tensor got = Tensor::zeros(ys, DType::kF32);
+            cpu::pwconv_int8(floats ? nullptr : xq.data(), sh.h * sh.w, pw,
+                             cw.matrix.data.quant().scales.data(), sx, b.data_as<float>(), p,
+                             got.data_as<float>(), threads, isa, nullptr,
+                             floats ? x.data_as<float>() : nullptr);
+            for (int64_t i = 0; i < got.numel(); ++i)
+              ASSERT_EQ(std::bit_cast<uint32_t>(got.data_as<float>()[i]),
+                        std::bit_cast<uint32_t>(want.data_as<float>()[i]))
+                  << (isa == cpu::PwIsa::kAmx ? "amx" : "vnni") << (floats ? " floats" : "") << " c"
+                  << sh.c << " oc" << sh.oc << " threads " << threads << " at " << i;
+          }
     }
 }
 

@@ -1358,9 +1358,11 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const float* wscale = w.matrix.data.quant().scales.data();
   const PwIsa isa = pwconv_int8_isa();
   std::atomic<uint32_t>* amax = isa == PwIsa::kVnni ? take_amax(gm) : nullptr;
+  // (xq null: X's floats, quantized as they are packed; VNNI only, see pointwise_from_floats.)
   for (int64_t n = 0; n < gm.n; ++n)
-    pwconv_int8(xq + n * gm.c * gm.pixels, gm.pixels, *pw, wscale, sx, bias, *gm.p,
-                y + n * gm.oc * gm.pixels, threads, isa, amax);
+    pwconv_int8(xq ? xq + n * gm.c * gm.pixels : nullptr, gm.pixels, *pw, wscale, sx, bias, *gm.p,
+                y + n * gm.oc * gm.pixels, threads, isa, amax,
+                xq ? nullptr : x + n * gm.c * gm.pixels);
   return true;
 }
 
@@ -1525,15 +1527,21 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
     q.sx = ref::int8_scale(hints->x_amax);  // the scale int8_activation_scale would make
     q.known = true;
   }
+  // The int8 pointwise kernel on VNNI quantizes X's floats as it packs them (pwconv_int8's xf).
+  const bool pointwise_floats = f == Format::kInt8 && is_pointwise(gm) && gm.pixels > 1 &&
+                                gm.c <= 65536 && pwconv_int8_isa() == PwIsa::kVnni &&
+                                (impl == ConvImpl::kAuto || impl == ConvImpl::kPointwise);
   if (is_int(f)) {
-    // Where oneDNN's convolution, the VNNI KxK kernel or the depthwise kernel is the first
-    // choice, only the scale now (their codes go straight into oneDNN's layout, the packed quads
-    // or the padded planes); else the codes too, in the same pass.
+    // Where oneDNN's convolution, the VNNI KxK kernel, the depthwise kernel or the VNNI
+    // pointwise kernel is the first choice, only the scale now (their codes go straight into
+    // oneDNN's layout, the packed quads or the padded planes); else the codes too, in the same
+    // pass.
     const bool kxk_auto = impl == ConvImpl::kAuto && !is_depthwise(gm) && !is_pointwise(gm) &&
                           !amx_conv_applies(gm, f);  // oneDNN or the VNNI KxK kernel
     const bool depthwise_first =
         is_depthwise(gm) && (impl == ConvImpl::kDepthwise || impl == ConvImpl::kAuto);
-    if (f == Format::kInt8 && (impl == ConvImpl::kOneDnn || kxk_auto || depthwise_first)) {
+    if (f == Format::kInt8 &&
+        (impl == ConvImpl::kOneDnn || kxk_auto || depthwise_first || pointwise_floats)) {
       if (!q.known) q.sx = int8_activation_scale(xs, count, t, "conv2d: inputs");
     } else {
       q.get();
@@ -1553,10 +1561,11 @@ bool conv2d_with(ConvImpl impl, const Tensor& x, const ConvWeights& w, const flo
   if (impl == ConvImpl::kOneDnn) return conv_dnnl(gm, xs, q, w, bias, yd, t);
   if (impl == ConvImpl::kDirect) return conv_direct(gm, xs, codes(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kDepthwise) return conv_depthwise(gm, xs, sx, w, bias, yd, t);
-  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t);
+  const auto pw_codes = [&] { return pointwise_floats ? nullptr : codes(); };
+  if (impl == ConvImpl::kPointwise) return conv_pointwise(gm, xs, pw_codes(), sx, w, bias, yd, t);
   if (impl == ConvImpl::kAuto) {
     if (is_depthwise(gm) && conv_depthwise(gm, xs, sx, w, bias, yd, t)) return true;
-    if (is_pointwise(gm) && conv_pointwise(gm, xs, codes(), sx, w, bias, yd, t)) return true;
+    if (is_pointwise(gm) && conv_pointwise(gm, xs, pw_codes(), sx, w, bias, yd, t)) return true;
     if (amx_conv_applies(gm, f) && conv_amx(gm, codes(), sx, w, bias, yd, t)) return true;
     // (X's floats quantized as they are packed where its codes are not made yet.)
     if (vnni_conv_applies(gm, f) &&

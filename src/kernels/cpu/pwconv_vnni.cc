@@ -648,9 +648,11 @@ PwIsa pwconv_int8_isa() {
 
 void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
                  float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
-                 PwIsa isa, std::atomic<uint32_t>* y_amax) {
+                 PwIsa isa, std::atomic<uint32_t>* y_amax, const float* xf) {
   if (isa == PwIsa::kNone) isa = pwconv_int8_isa();
   const bool amx = isa == PwIsa::kAmx;
+  if (!xq && (!xf || amx))
+    throw Error(ErrorKind::kInternal, "pwconv_int8: X's codes, or its floats on VNNI");
   const int64_t quads = (amx ? w.c64 : w.c4) / 4, oc = w.oc;
   thread_local std::vector<uint8_t> xu;
   // One row of pixels per group of 4 channels (+ a partial AMX block's overreach). (The blocked
@@ -662,8 +664,28 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t q = 0; q < quads; ++q) {
     const int8_t* rows[4];
-    for (int64_t j = 0; j < 4; ++j) rows[j] = 4 * q + j < w.c ? xq + (4 * q + j) * pixels : nullptr;
-    pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80, 64);
+    if (xq) {
+      for (int64_t j = 0; j < 4; ++j)
+        rows[j] = 4 * q + j < w.c ? xq + (4 * q + j) * pixels : nullptr;
+      pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80, 64);
+      continue;
+    }
+    // From the floats: the 4 rows' codes (int8_encode_fast: the reference's) a chunk of pixels
+    // at a time, packed while they are in L1; X's NCHW codes are never written.
+    constexpr int64_t kChunk = 2048;  // pixels (a multiple of 16)
+    thread_local std::vector<int8_t> codes;
+    codes.resize(static_cast<size_t>(4 * kChunk));
+    for (int64_t p0 = 0; p0 < pixels; p0 += kChunk) {
+      const int64_t len = std::min(kChunk, pixels - p0);
+      for (int64_t j = 0; j < 4; ++j) {
+        rows[j] = nullptr;
+        if (4 * q + j >= w.c) continue;
+        int8_encode_fast(xf + (4 * q + j) * pixels + p0, codes.data() + j * kChunk,
+                         static_cast<size_t>(len), sx);
+        rows[j] = codes.data() + j * kChunk;
+      }
+      pack_quad(rows, len, xu_data + q * pixels * 4 + p0 * 4, 0x80, 64);
+    }
   }
   if (amx) {
     const int64_t row_blocks = w.oc32 / 32, pixel_blocks = (pixels + 31) / 32;

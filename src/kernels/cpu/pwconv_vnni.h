@@ -35,9 +35,13 @@ PwIsa pwconv_int8_isa();
 /// arithmetic, bit for bit. bias may be null. Runs on `threads` OpenMP threads with `isa`
 /// (kNone: pwconv_int8_isa()); it must be one the CPU has.
 /// y_amax, where given: raised to max |y| (as float bits) on the VNNI path (not on AMX).
+/// xf, where xq is null (VNNI only): X's floats [C, P] instead, quantized with sx
+/// (int8_encode_fast: the reference's codes) a chunk of pixels at a time as they are packed, so
+/// that X's NCHW codes are never written and read back.
 void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const float* wscale,
                  float sx, const float* bias, const Conv2dParams& p, float* y, int threads,
-                 PwIsa isa = PwIsa::kNone, std::atomic<uint32_t>* y_amax = nullptr);
+                 PwIsa isa = PwIsa::kNone, std::atomic<uint32_t>* y_amax = nullptr,
+                 const float* xf = nullptr);
 
 /// bf16 on AMX: W's bf16 codes with rows padded to a multiple of 32 values (c32) and the row
 /// count to a multiple of 32.
