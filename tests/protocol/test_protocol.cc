@@ -90,24 +90,34 @@ TEST(ProtocolTransfer, FormatsFollowTheDevicesActivationFormats) {
   EXPECT_EQ(transfer_format(Format::kInt4), Format::kInt8);
 }
 
+// Small tensors and one of several pieces (encode/decode_transfer split large ones over the
+// pool's threads, the largest value in the last piece): quantize's codes and round_trip's values,
+// bit for bit.
 TEST(ProtocolTransfer, NarrowsFloat32AsTheFormatsDefineAndDecodesBack) {
-  const Tensor x = test::gaussian({3, 5, 7}, 11);
-  for (Format f : {Format::kBf16, Format::kFp16, Format::kInt8, Format::kInt4}) {
-    SCOPED_TRACE(std::string(format_name(f)));
-    const Tensor e = encode_transfer(x, f);
-    EXPECT_EQ(e.dtype(), dtype_of(f));
-    EXPECT_LT(e.nbytes() + e.scale_bytes(), x.nbytes() / 2 + 64);
-    if (f == Format::kInt8) {
-      ASSERT_EQ(e.quant().scales.size(), 1u);  // one scale for the tensor
-      EXPECT_EQ(e.quant().axis, -1);
+  Tensor big = test::gaussian({3, 70001}, 13);
+  big.data_as<float>()[3 * 70001 - 2] = -9.0f;
+  for (const Tensor& x : {test::gaussian({3, 5, 7}, 11), big})
+    for (Format f : {Format::kBf16, Format::kFp16, Format::kFp8E4M3, Format::kFp8E5M2,
+                     Format::kInt8, Format::kInt4}) {
+      SCOPED_TRACE(std::string(format_name(f)) + " " + std::to_string(x.numel()));
+      const Tensor e = encode_transfer(x, f);
+      const Tensor want = quantize(x, f);
+      ASSERT_EQ(e.nbytes(), want.nbytes());
+      EXPECT_EQ(std::memcmp(e.data(), want.data(), e.nbytes()), 0);
+      EXPECT_EQ(e.quant().scales, want.quant().scales);
+      EXPECT_EQ(e.dtype(), dtype_of(f));
+      EXPECT_LT(e.nbytes() + e.scale_bytes(), x.nbytes() / 2 + 64 + x.nbytes() / 64);
+      if (f == Format::kInt8) {
+        ASSERT_EQ(e.quant().scales.size(), 1u);  // one scale for the tensor
+        EXPECT_EQ(e.quant().axis, -1);
+      }
+      // Exactly CONTRACT §1's round trip, and the metadata verifies.
+      const Tensor d = decode_transfer(e), r = round_trip(x, f);
+      ASSERT_EQ(d.dtype(), DType::kF32);
+      ASSERT_EQ(d.shape(), x.shape());
+      EXPECT_EQ(std::memcmp(d.data(), r.data(), d.nbytes()), 0);
+      EXPECT_NO_THROW(verify_tensor(tensor_meta(e, "x", 1), e));
     }
-    // Exactly CONTRACT §1's round trip, and the metadata verifies.
-    const Tensor d = decode_transfer(e), r = round_trip(x, f);
-    ASSERT_EQ(d.dtype(), DType::kF32);
-    ASSERT_EQ(d.shape(), x.shape());
-    EXPECT_EQ(std::memcmp(d.data(), r.data(), d.nbytes()), 0);
-    EXPECT_NO_THROW(verify_tensor(tensor_meta(e, "x", 1), e));
-  }
 }
 
 TEST(ProtocolTransfer, KeepsWhatTheFormatCannotHold) {
@@ -119,6 +129,10 @@ TEST(ProtocolTransfer, KeepsWhatTheFormatCannotHold) {
     EXPECT_EQ(e.dtype(), DType::kF32);
     EXPECT_EQ(std::memcmp(e.data(), x.data(), x.nbytes()), 0);
   }
+  Tensor big = test::gaussian({200000}, 14);  // several pieces, the inf in the last one
+  big.data_as<float>()[199990] = std::numeric_limits<float>::infinity();
+  for (Format f : {Format::kInt8, Format::kBf16})
+    EXPECT_EQ(encode_transfer(big, f).dtype(), DType::kF32);
   x.data_as<float>()[5] = 70000.0f;  // beyond fp16's largest finite value
   EXPECT_EQ(encode_transfer(x, Format::kFp16).dtype(), DType::kF32);
   EXPECT_EQ(encode_transfer(x, Format::kBf16).dtype(), DType::kBF16);
