@@ -284,6 +284,24 @@ TEST(Executor, UnsupportedOpsAreRefusedAtLoad) {
   }
 }
 
+// A Resize (opset 13) of `in` by the scales initializer `scales`, asymmetric coordinates, floor.
+Node resize_node(const std::string& in, const std::string& scales, const std::string& out,
+                 const char* mode = "nearest") {
+  Node r = node("Resize", {in, "", scales}, {out});
+  r.opset = 13;
+  r.attrs["mode"] = std::string(mode);
+  r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
+  r.attrs["nearest_mode"] = std::string("floor");
+  return r;
+}
+
+// The scales initializer {1, 1, s, s} (an upsampling of H and W by s) named `name`.
+void upsample_scales(Graph& g, const std::string& name, float s) {
+  Tensor t = Tensor::zeros({4}, DType::kF32);
+  std::copy_n(std::array<float, 4>{1, 1, s, s}.data(), 4, t.data_as<float>());
+  g.initializers[name] = t;
+}
+
 // Add(a, Resize(X)) (a feature pyramid's top-down path) runs as one AddResized node with the
 // unfused graph's bits, in either operand order; a Resize whose output is also read elsewhere
 // stays as written.
@@ -294,16 +312,9 @@ TEST(Executor, PyramidAddOfAnUpsampledMapIsOnePass) {
   g.inputs = {value("x", {{1, ""}, {4, ""}, {-1, "H"}, {-1, "W"}}),
               value("a", {{1, ""}, {4, ""}, {-1, "H2"}, {-1, "W2"}})};
   g.outputs = {value("y1", {}), value("y2", {}), value("r3", {})};
-  Tensor scales = Tensor::zeros({4}, DType::kF32);
-  std::copy_n(std::array<float, 4>{1, 1, 2, 2}.data(), 4, scales.data_as<float>());
-  g.initializers["scales"] = scales;
+  upsample_scales(g, "scales", 2);
   auto resize = [&](const std::string& in, const std::string& out) {
-    Node r = node("Resize", {in, "", "scales"}, {out});
-    r.opset = 13;
-    r.attrs["mode"] = std::string("nearest");
-    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
-    r.attrs["nearest_mode"] = std::string("floor");
-    return r;
+    return resize_node(in, "scales", out);
   };
   g.nodes.push_back(resize("x", "r1"));
   g.nodes.push_back(node("Add", {"a", "r1"}, {"y1"}));
@@ -335,16 +346,9 @@ TEST(Executor, ScaledResidualGoesIntoThePyramidPass) {
               value("a", {{1, ""}, {4, ""}, {-1, "H2"}, {-1, "W2"}}),
               value("s", {{1, ""}, {4, ""}, {1, ""}, {1, ""}})};
   g.outputs = {value("y1", {}), value("y2", {}), value("e2", {})};
-  Tensor scales = Tensor::zeros({4}, DType::kF32);
-  std::copy_n(std::array<float, 4>{1, 1, 2, 2}.data(), 4, scales.data_as<float>());
-  g.initializers["scales"] = scales;
+  upsample_scales(g, "scales", 2);
   auto resize = [&](const std::string& in, const std::string& out) {
-    Node r = node("Resize", {in, "", "scales"}, {out});
-    r.opset = 13;
-    r.attrs["mode"] = std::string("nearest");
-    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
-    r.attrs["nearest_mode"] = std::string("floor");
-    return r;
+    return resize_node(in, "scales", out);
   };
   auto residual = [&](const std::string& in, const std::string& out) {
     g.nodes.push_back(node("Mul", {in, "s"}, {out + "_m"}));
@@ -384,21 +388,8 @@ TEST(Executor, ConcatOfUpsampledMapsIsOnePass) {
               value("p4", {{1, ""}, {3, ""}, {-1, "H2"}, {-1, "W2"}}),
               value("p2", {{1, ""}, {2, ""}, {-1, "H8"}, {-1, "W8"}})};
   g.outputs = {value("y", {}), value("r4", {})};
-  auto scales = [&](const std::string& name, float s) {
-    Tensor t = Tensor::zeros({4}, DType::kF32);
-    std::copy_n(std::array<float, 4>{1, 1, s, s}.data(), 4, t.data_as<float>());
-    g.initializers[name] = t;
-  };
-  scales("s8", 8), scales("s4", 4), scales("s2", 2);
-  auto resize = [&](const std::string& in, const std::string& s, const std::string& out,
-                    const char* mode) {
-    Node r = node("Resize", {in, "", s}, {out});
-    r.opset = 13;
-    r.attrs["mode"] = std::string(mode);
-    r.attrs["coordinate_transformation_mode"] = std::string("asymmetric");
-    r.attrs["nearest_mode"] = std::string("floor");
-    return r;
-  };
+  upsample_scales(g, "s8", 8), upsample_scales(g, "s4", 4), upsample_scales(g, "s2", 2);
+  const auto resize = resize_node;
   g.nodes.push_back(resize("p5", "s8", "r5", "nearest"));
   g.nodes.push_back(resize("p4", "s4", "r4", "nearest"));  // also a graph output
   g.nodes.push_back(resize("p5", "s8", "r5b", "linear"));  // other attributes
