@@ -38,6 +38,7 @@
 #include "kernels/cpu/amx.h"
 #include "kernels/cpu/matmul_dnnl.h"
 #include "kernels/cpu/pwconv_vnni.h"
+#include "kernels/cpu/scratch_buffer.h"
 #include "kernels/cpu/vnni_common.h"
 
 #define DYNAPREC_AMX \
@@ -471,8 +472,9 @@ void kxk_tap_offsets(int64_t kh, int64_t kw, int64_t row_step, int64_t* offset) 
 }
 
 // The padded input of the KxK kernels, [hp rows][groups][wp pixels] of 32-bit lanes (T: uint8_t
-// for 4 int8 codes per lane, uint32_t otherwise), in a thread-local buffer sized (never cleared)
-// per call. Only the padding is filled: the top and bottom rows here, each group row's left and
+// for 4 int8 codes per lane, uint32_t otherwise), in a thread-local grow-only buffer (never
+// cleared: a std::vector zeroed what it grew by after each smaller layer). Only the padding is
+// filled: the top and bottom rows here, each group row's left and
 // right pads by the task that packs that row's interior (sides); a single-threaded fill of the
 // whole buffer before the parallel packing had cost ~10 % of a 96 -> 24 3x3 layer at 160x160.
 template <class T>
@@ -481,7 +483,7 @@ struct PaddedX {
   T* data = nullptr;
   int64_t group_step, row_step, top, left, right;  // in T
   T fill;
-  PaddedX(std::vector<T>& buf, int64_t h, int64_t w, int64_t wp, int64_t groups,
+  PaddedX(ScratchBuffer& buf, int64_t h, int64_t w, int64_t wp, int64_t groups,
           const int64_t pads[4], T fill_value)
       : group_step(wp * kLane),
         row_step(groups * wp * kLane),
@@ -489,8 +491,7 @@ struct PaddedX {
         left(pads[1] * kLane),
         right((wp - pads[1] - w) * kLane),
         fill(fill_value) {
-    buf.resize(static_cast<size_t>((h + pads[0] + pads[2]) * row_step));
-    data = buf.data();
+    data = buf.get<T>(static_cast<size_t>((h + pads[0] + pads[2]) * row_step));
     std::fill_n(data, pads[0] * row_step, fill);
     std::fill_n(data + (pads[0] + h) * row_step, pads[2] * row_step, fill);
   }
@@ -553,11 +554,10 @@ bool pwconv_bf16_available() {
 void pwconv_bf16(const float* x, int64_t pixels, const PwBf16Weights& w, const float* bias,
                  const Conv2dParams& p, float* y, int threads) {
   const int64_t pairs = w.c32 / 2, oc = w.oc;
-  thread_local std::vector<uint32_t> xb;
+  thread_local ScratchBuffer xb;
   const int64_t chunks = (pixels + 31) / 32 * 2;  // whole 32-pixel blocks
-  xb.resize(static_cast<size_t>(chunks * pairs * 16));
   const RowTerms rt = row_terms(oc, 1.0f, nullptr, bias);
-  uint32_t* xb_data = xb.data();
+  uint32_t* xb_data = xb.get<uint32_t>(static_cast<size_t>(chunks * pairs * 16));
   const bool parallel = pairs * pixels * oc > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t q = 0; q < pairs; ++q)
@@ -608,7 +608,7 @@ void conv_int8_amx(const int8_t* xq, int64_t h, int64_t w, const int64_t pads[4]
   // a plane apart, and the tile loads were latency-bound). wp covers the last pixel block's
   // overreach (32 pixels from its start).
   const int64_t wp = std::max(w + pads[1] + pads[3], (ow + 31) / 32 * 32 + cw.kw - 1);
-  thread_local std::vector<uint8_t> xp;
+  thread_local ScratchBuffer xp;
   const PaddedX<uint8_t> px(xp, h, w, wp, groups, pads, 0);  // code 0 for the padding
   const int64_t group_step = px.group_step, row_step = px.row_step;
   const RowTerms rt = row_terms(cw.oc, sx, wscale, bias);
@@ -654,12 +654,12 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
   if (!xq && (!xf || amx))
     throw Error(ErrorKind::kInternal, "pwconv_int8: X's codes, or its floats on VNNI");
   const int64_t quads = (amx ? w.c64 : w.c4) / 4, oc = w.oc;
-  thread_local std::vector<uint8_t> xu;
   // One row of pixels per group of 4 channels (+ a partial AMX block's overreach). (The blocked
-  // layout of pwconv_bf16 measured slower here: 113 against 84 us for 240 -> 240 at 12x80.)
-  xu.resize(static_cast<size_t>(quads * pixels * 4 + 128));
+  // layout of pwconv_bf16 measured slower here: 113 against 84 us for 240 -> 240 at 12x80.) A
+  // grow-only buffer: a std::vector zeroed what it grew by on every call after a smaller layer.
+  thread_local ScratchBuffer xu;
+  uint8_t* const xu_data = xu.get<uint8_t>(static_cast<size_t>(quads * pixels * 4 + 128));
   const RowTerms rt = row_terms(oc, sx, wscale, bias);
-  uint8_t* xu_data = xu.data();
   const bool parallel = quads * pixels * oc > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t q = 0; q < quads; ++q) {
@@ -760,7 +760,7 @@ void conv_int8_vnni_impl(const int8_t* xq, const float* xf, int64_t h, int64_t w
   // The padded codes + 128 as conv_int8_amx lays them out, [hp rows][groups][wp pixels][4]
   // (128 = code 0 for the padding); the tiles' loads are masked to their pixels.
   const int64_t wp = w + pads[1] + pads[3];
-  thread_local std::vector<uint8_t> xp;
+  thread_local ScratchBuffer xp;
   const PaddedX<uint8_t> px(xp, h, w, wp, groups, pads, 0x80);
   const int64_t group_step = px.group_step, row_step = px.row_step;
   const RowTerms rt = row_terms(cw.oc, sx, wscale, bias);
@@ -862,7 +862,7 @@ void conv_float(const float* x, int64_t h, int64_t w, const int64_t pads[4],
   // X's channel groups, zero-padded: [hp rows][groups][wp pixels] lanes; the tiles' loads are
   // masked.
   const int64_t wp = w + pads[1] + pads[3];
-  thread_local std::vector<uint32_t> xp;
+  thread_local ScratchBuffer xp;
   const PaddedX<uint32_t> px(xp, h, w, wp, groups, pads, 0);
   const int64_t group_step = px.group_step * 4, row_step = px.row_step * 4;  // in bytes
   const RowTerms rt = row_terms(cw.oc, 1.0f, nullptr, bias);
