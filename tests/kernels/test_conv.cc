@@ -882,6 +882,33 @@ TEST(ConvCpu, NonFiniteWeightsGiveTheReferencesNaNs) {
   }
 }
 
+// The depthwise kernels keep each thread's padded plane between calls and refill only its
+// padding when the layout changes: a layer whose plane has the same rows and columns as the one
+// before but fewer input rows (more bottom padding) must not see the earlier layer's last row.
+TEST(ConvCpu, DepthwisePlanesRefillPaddingAcrossLayers) {
+  uint32_t seed = 2500;
+  for (Format f : {Format::kFp32, Format::kBf16, Format::kInt8}) {
+    const Tensor w = test::gaussian({8, 1, 3, 3}, seed++, 0.3f);
+    const ConvWeights cw = conv_weights(w, f);
+    // A: 12 rows, pads 1/1 -> rows 0..13 of the plane, row 12 holds input row 11.
+    // B: 11 rows, pads 1/2 -> the same 14 plane rows, row 12 is padding.
+    const Tensor xa = test::gaussian({1, 8, 12, 37}, seed++),
+                 xb = test::gaussian({1, 8, 11, 37}, seed++);
+    const Conv2dParams pa = params(1, 1, 1, 1, 1, 1, 1, 1, 8),
+                       pb = params(1, 1, 1, 1, 2, 1, 1, 1, 8);
+    Tensor ya = Tensor::zeros(conv2d_output_shape(xa.shape(), cw, pa), DType::kF32);
+    Tensor yb = Tensor::zeros(conv2d_output_shape(xb.shape(), cw, pb), DType::kF32);
+    Tensor want = Tensor::zeros(yb.shape(), DType::kF32);
+    ASSERT_TRUE(cpu::conv2d_with(cpu::ConvImpl::kDepthwise, xa, cw, nullptr, pa, ya, 1));
+    ASSERT_TRUE(cpu::conv2d_with(cpu::ConvImpl::kDepthwise, xb, cw, nullptr, pb, yb, 1));
+    ref::conv2d(xb, cw, nullptr, pb, want);
+    for (int64_t i = 0; i < want.numel(); ++i)
+      ASSERT_NEAR(yb.data_as<float>()[i], want.data_as<float>()[i],
+                  1e-5f * (1.0f + std::fabs(want.data_as<float>()[i])))
+          << format_name(f) << " at " << i;
+  }
+}
+
 TEST(ConvCpu, NonContiguousInputAndEmptyBatch) {
   // A strided [1, 3, 5, 2] view of a [1, 3, 5, 4] tensor: every other column.
   Tensor base = test::gaussian({1, 3, 5, 4}, 9);

@@ -1131,6 +1131,24 @@ bool is_depthwise(const Geom& gm) {
   return gm.icg == 1 && gm.ocg == 1 && gm.groups == gm.c && gm.groups > 1;
 }
 
+// A padded plane xp [rows][cols] set to v outside its interior, rows [r0, r1) by columns [c0,
+// c0 + len) (which every plane writes with its own values): the padding only, not the whole
+// plane (a memset of each layer's planes per thread had shown in the detector's profile).
+template <class T>
+void fill_plane_border(T* xp, int64_t rows, int64_t cols, int64_t r0, int64_t r1, int64_t c0,
+                       int64_t len, T v) {
+  if (len <= 0 || r1 <= r0) {
+    std::fill_n(xp, rows * cols, v);
+    return;
+  }
+  std::fill_n(xp, r0 * cols, v);
+  for (int64_t r = r0; r < r1; ++r) {
+    std::fill_n(xp + r * cols, c0, v);
+    std::fill_n(xp + r * cols + c0 + len, cols - c0 - len, v);
+  }
+  std::fill_n(xp + r1 * cols, (rows - r1) * cols, v);
+}
+
 // The narrow depthwise kernels' planes (dwconv_vnni.h): per plane, a padded buffer of T (`pad`
 // around the interior, written once per thread and geometry; `slack` values readable past the
 // last output column's first tap), its interior rows filled by fill(src, src_stride, dst,
@@ -1144,18 +1162,19 @@ void depthwise_planes(const Geom& gm, T pad, int64_t slack, const float* x, floa
   const int64_t c0 = std::max<int64_t>(0, p.pad_left),
                 c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
   const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
-  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
+  const int64_t r0 = std::max<int64_t>(0, p.pad_top),
+                r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
+  // (r1 too: the same rows with another input height leave other rows as padding.)
+  const std::array<int64_t, 6> layout{rows, cols, r0, r1, c0, len};
   run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
     const auto plane = static_cast<int64_t>(t);
     thread_local ScratchBuffer pad_buf;
-    thread_local std::array<int64_t, 5> filled{};
+    thread_local std::array<int64_t, 6> filled{};
     T* xp = pad_buf.get<T>(static_cast<size_t>(rows * cols));
     if (filled != layout) {
-      std::fill_n(xp, rows * cols, pad);
+      fill_plane_border(xp, rows, cols, r0, r1, c0, len, pad);
       filled = layout;
     }
-    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
-                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
     if (len > 0 && r1 > r0)
       fill(x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0, static_cast<size_t>(gm.w),
            xp + r0 * cols + c0, static_cast<size_t>(cols), static_cast<size_t>(r1 - r0),
@@ -1275,22 +1294,21 @@ bool conv_depthwise(const Geom& gm, const float* x, float sx, const ConvWeights&
   const int64_t c0 = std::max<int64_t>(0, p.pad_left),
                 c1 = std::min<int64_t>(cols, p.pad_left + gm.w);
   const int64_t i0 = c0 - p.pad_left, len = c1 - c0;
-  // Every plane writes the same interior: the zeros around it are written once per thread and
-  // geometry.
-  const std::array<int64_t, 5> layout{rows, cols, p.pad_top, c0, len};
+  // Every plane writes the same interior, the plane's rows that exist, r in [r0, r1) (input
+  // rows r - pad_top): the zeros around it are written once per thread and geometry.
+  const int64_t r0 = std::max<int64_t>(0, p.pad_top),
+                r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
+  const std::array<int64_t, 6> layout{rows, cols, r0, r1, c0, len};
   run_tasks(static_cast<size_t>(gm.n * gm.c), threads, [&](size_t t) {
     const auto plane = static_cast<int64_t>(t);
     const int64_t c = plane % gm.c;
     thread_local ScratchBuffer pad_buf;
-    thread_local std::array<int64_t, 5> zeroed{};
+    thread_local std::array<int64_t, 6> zeroed{};
     float* xp = pad_buf.get<float>(static_cast<size_t>(rows * cols));
     if (zeroed != layout) {
-      std::fill_n(xp, rows * cols, 0.0f);
+      fill_plane_border(xp, rows, cols, r0, r1, c0, len, 0.0f);
       zeroed = layout;
     }
-    // The plane's rows that exist, r in [r0, r1) (input rows r - pad_top), in one call.
-    const int64_t r0 = std::max<int64_t>(0, p.pad_top),
-                  r1 = std::min<int64_t>(rows, p.pad_top + gm.h);
     if (len > 0 && r1 > r0) {
       float* dst = xp + r0 * cols + c0;
       const float* src = x + (plane * gm.h + r0 - p.pad_top) * gm.w + i0;
