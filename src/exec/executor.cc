@@ -50,6 +50,14 @@ bool trace_layers() {
   return on;
 }
 
+// The DYNAPREC_TRACE_LAYERS line of one layer run.
+void trace_layer(const std::string& name, const std::string& op, Format f, const Shape& x,
+                 const Shape& w, const Shape& y, double ms) {
+  std::fprintf(stderr, "layer %s %s %s x%s w%s -> y%s %.3f ms\n", name.c_str(), op.c_str(),
+               std::string(format_name(f)).c_str(), shape_str(x).c_str(), shape_str(w).c_str(),
+               shape_str(y).c_str(), ms);
+}
+
 const Tensor* const_of(const Graph& g, const std::string& name) {
   if (name.empty()) return nullptr;
   auto it = g.initializers.find(name);
@@ -1324,9 +1332,7 @@ std::vector<Tensor> Executor::Impl::run_layer(Layer& l, const Node& n,
   rec.time_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   if (trace_layers())
-    std::fprintf(stderr, "layer %s %s %s x%s w%s -> y%s %.3f ms\n", l.name.c_str(), l.op.c_str(),
-                 std::string(format_name(f)).c_str(), shape_str(x.shape()).c_str(),
-                 shape_str(l.w.shape()).c_str(), shape_str(out[0].shape()).c_str(), rec.time_ms);
+    trace_layer(l.name, l.op, f, x.shape(), l.w.shape(), out[0].shape(), rec.time_ms);
   if (stats) stats->layers.push_back(std::move(rec));
   return out;
 }
@@ -1369,13 +1375,8 @@ std::optional<Tensor> Executor::Impl::run_convt_chain(Layer& a, const Node& na, 
   ra.time_ms = ms * share;
   rb.time_ms = ms - ra.time_ms;
   if (trace_layers()) {
-    auto line = [](const Layer& l, Format f, const Shape& xs, const Shape& ys, double t) {
-      std::fprintf(stderr, "layer %s %s %s x%s w%s -> y%s %.3f ms\n", l.name.c_str(), l.op.c_str(),
-                   std::string(format_name(f)).c_str(), shape_str(xs).c_str(),
-                   shape_str(l.w.shape()).c_str(), shape_str(ys).c_str(), t);
-    };
-    line(a, fa, x.shape(), mid, ra.time_ms);
-    line(b, fb, mid, y.shape(), rb.time_ms);
+    trace_layer(a.name, a.op, fa, x.shape(), a.w.shape(), mid, ra.time_ms);
+    trace_layer(b.name, b.op, fb, mid, b.w.shape(), y.shape(), rb.time_ms);
   }
   if (stats) {
     stats->layers.push_back(ra);

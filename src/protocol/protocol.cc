@@ -7,10 +7,8 @@
 
 #include <isa-l/crc.h>
 
-#include <atomic>
 #include <bit>
 #include <cmath>
-#include <cstddef>
 #include <cstdio>
 #include <limits>
 #include <optional>
@@ -20,7 +18,6 @@
 #include "dynaprec/convert.h"
 #include "dynaprec/error.h"
 #include "dynaprec/quantize.h"
-#include "dynaprec/thread_pool.h"
 
 namespace dynaprec {
 namespace {
@@ -108,72 +105,19 @@ Format transfer_format(Format f) {
   }
 }
 
-namespace {
-// fn(begin, end) over [0, n) in pieces on the default pool's threads (element-wise work: the
-// same bits however it is split; an input of the detector, 1.2 M floats, took ~0.4 ms on one
-// thread to cross at int8).
-template <class Fn>
-void in_pieces(size_t n, const Fn& fn) {
-  constexpr size_t kPiece = size_t{1} << 16;
-  const size_t tasks = (n + kPiece - 1) / kPiece;
-  if (tasks <= 1) return fn(size_t{0}, n);
-  ThreadPool::default_pool().parallel_for(
-      tasks, [&](size_t i) { fn(i * kPiece, std::min(n, (i + 1) * kPiece)); });
-}
-}  // namespace
-
 Tensor encode_transfer(const Tensor& t, Format f) {
   if (t.dtype() != DType::kF32 || f == Format::kFp32 || f >= Format::kCount || t.numel() == 0)
     return t;
   const Tensor c = t.is_contiguous() ? t : t.clone();
-  const float* src = c.data_as<float>();
-  const auto n = static_cast<size_t>(c.numel());
-  // max |x| by pieces (as float bits: NaN above inf, the order amax keeps).
-  std::atomic<uint32_t> bits{0};
-  in_pieces(n, [&](size_t b, size_t e) {
-    const uint32_t m = std::bit_cast<uint32_t>(amax(src + b, e - b));
-    for (uint32_t cur = bits.load(); m > cur && !bits.compare_exchange_weak(cur, m);) {
-    }
-  });
-  const float a = std::bit_cast<float>(bits.load());
+  const float a = max_abs(c);
   const FormatInfo& fi = format_info(f);
   if (!std::isfinite(a) || (fi.kind == FormatKind::kFloat && a > fi.max_finite)) return c;
-  // quantize(c, f)'s codes (per tensor), by pieces; int4's groups go through quantize.
-  if (f == Format::kInt4) return quantize(c, f);
-  Tensor q = Tensor::empty(c.shape(), dtype_of(f));
-  if (f == Format::kInt8) {
-    const float s = ref::int8_scale(a);
-    q.quant().scales = {s};
-    in_pieces(n, [&](size_t b, size_t e) {
-      int8_encode_array(src + b, q.data_as<int8_t>() + b, e - b, s);
-    });
-  } else {
-    const size_t width = static_cast<size_t>(dtype_bits(q.dtype())) / 8;
-    in_pieces(n, [&](size_t b, size_t e) {
-      encode_float_array(f, src + b, static_cast<std::byte*>(q.data()) + b * width, e - b);
-    });
-  }
-  return q;
+  return f == Format::kInt4 ? quantize(c, f) : quantize_per_tensor(c, f, a);
 }
 
 Tensor decode_transfer(const Tensor& t) {
-  const std::optional<Format> f = format_of(t.dtype());
-  if (t.dtype() == DType::kF32 || !f) return t;
-  const QuantParams& qp = t.quant();
-  const bool per_tensor_int8 = *f == Format::kInt8 && qp.axis < 0 && qp.scales.size() == 1;
-  if ((!per_tensor_int8 && !is_float_format(*f)) || !t.is_contiguous()) return dequantize(t);
-  // dequantize(t)'s values, by pieces.
-  Tensor out = Tensor::empty(t.shape(), DType::kF32);
-  const auto n = static_cast<size_t>(t.numel());
-  float* dst = out.data_as<float>();
-  const size_t width = static_cast<size_t>(dtype_bits(t.dtype())) / 8;
-  in_pieces(n, [&](size_t b, size_t e) {
-    if (per_tensor_int8)
-      int8_decode_array(t.data_as<int8_t>() + b, dst + b, e - b, qp.scales[0]);
-    else
-      decode_float_array(*f, static_cast<const std::byte*>(t.data()) + b * width, dst + b, e - b);
-  });
-  return out;
+  if (t.dtype() == DType::kF32 || !format_of(t.dtype())) return t;
+  return dequantize(t);
 }
 
 TensorMeta tensor_meta(const Tensor& t, const std::string& name, uint64_t seq) {

@@ -1376,7 +1376,8 @@ bool conv_pointwise(const Geom& gm, const float* x, const int8_t* xq, float sx,
   const float* wscale = w.matrix.data.quant().scales.data();
   const PwIsa isa = pwconv_int8_isa();
   std::atomic<uint32_t>* amax = isa == PwIsa::kVnni ? take_amax(gm) : nullptr;
-  // (xq null: X's floats, quantized as they are packed; VNNI only, see pointwise_from_floats.)
+  // (xq null: X's floats, quantized as they are packed; VNNI only, see conv2d_with's
+  // pointwise_floats.)
   for (int64_t n = 0; n < gm.n; ++n)
     pwconv_int8(xq ? xq + n * gm.c * gm.pixels : nullptr, gm.pixels, *pw, wscale, sx, bias, *gm.p,
                 y + n * gm.oc * gm.pixels, threads, isa, amax,

@@ -92,6 +92,25 @@ void pack_quad(const int8_t* const rows[4], int64_t pixels, uint8_t* dst, uint8_
           static_cast<uint8_t>((rows[j] ? rows[j][p] : 0) ^ flip_byte);
 }
 
+// pack_quad from four rows of floats (null past C), quantized with sx as they go (int8_encode_fast:
+// the reference's codes) a chunk of pixels at a time through a buffer that stays in L1, codes +
+// 128 (unsigned) in one row per quad: X's NCHW codes are never written and read back.
+void pack_quad_floats(const float* const rows[4], int64_t pixels, float sx, uint8_t* dst) {
+  constexpr int64_t kChunk = 2048;  // pixels (a multiple of 16)
+  alignas(64) int8_t codes[4][kChunk];
+  for (int64_t p0 = 0; p0 < pixels; p0 += kChunk) {
+    const int64_t len = std::min(kChunk, pixels - p0);
+    const int8_t* c[4];
+    for (int j = 0; j < 4; ++j) {
+      c[j] = nullptr;
+      if (!rows[j]) continue;
+      int8_encode_fast(rows[j] + p0, codes[j], static_cast<size_t>(len), sx);
+      c[j] = codes[j];
+    }
+    pack_quad(c, len, dst + p0 * 4, 0x80, 64);
+  }
+}
+
 // What a tile's epilogue needs.
 struct TileOut {
   int valid;            // pixels in the tile
@@ -663,28 +682,17 @@ void pwconv_int8(const int8_t* xq, int64_t pixels, const PwInt8Weights& w, const
   const bool parallel = quads * pixels * oc > (int64_t{1} << 16);
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t q = 0; q < quads; ++q) {
-    const int8_t* rows[4];
+    uint8_t* dst = xu_data + q * pixels * 4;
     if (xq) {
+      const int8_t* rows[4];
       for (int64_t j = 0; j < 4; ++j)
         rows[j] = 4 * q + j < w.c ? xq + (4 * q + j) * pixels : nullptr;
-      pack_quad(rows, pixels, xu_data + q * pixels * 4, amx ? 0 : 0x80, 64);
-      continue;
-    }
-    // From the floats: the 4 rows' codes (int8_encode_fast: the reference's) a chunk of pixels
-    // at a time, packed while they are in L1; X's NCHW codes are never written.
-    constexpr int64_t kChunk = 2048;  // pixels (a multiple of 16)
-    thread_local std::vector<int8_t> codes;
-    codes.resize(static_cast<size_t>(4 * kChunk));
-    for (int64_t p0 = 0; p0 < pixels; p0 += kChunk) {
-      const int64_t len = std::min(kChunk, pixels - p0);
-      for (int64_t j = 0; j < 4; ++j) {
-        rows[j] = nullptr;
-        if (4 * q + j >= w.c) continue;
-        int8_encode_fast(xf + (4 * q + j) * pixels + p0, codes.data() + j * kChunk,
-                         static_cast<size_t>(len), sx);
-        rows[j] = codes.data() + j * kChunk;
-      }
-      pack_quad(rows, len, xu_data + q * pixels * 4 + p0 * 4, 0x80, 64);
+      pack_quad(rows, pixels, dst, amx ? 0 : 0x80, 64);
+    } else {
+      const float* rows[4];
+      for (int64_t j = 0; j < 4; ++j)
+        rows[j] = 4 * q + j < w.c ? xf + (4 * q + j) * pixels : nullptr;
+      pack_quad_floats(rows, pixels, sx, dst);
     }
   }
   if (amx) {
@@ -769,21 +777,16 @@ void conv_int8_vnni_impl(const int8_t* xq, const float* xf, int64_t h, int64_t w
 #pragma omp parallel for num_threads(threads) schedule(static) if (parallel)
   for (int64_t t = 0; t < groups * h; ++t) {
     const int64_t q = t / h, iy = t % h;
-    const int8_t* rows[4];
-    thread_local std::vector<int8_t> codes;  // xf: the 4 rows' codes
-    if (!xq) codes.resize(static_cast<size_t>(4 * w));
-    for (int64_t j = 0; j < 4; ++j) {
-      const int64_t at = ((4 * q + j) * h + iy) * w;
-      if (4 * q + j >= cw.c) {
-        rows[j] = nullptr;
-      } else if (xq) {
-        rows[j] = xq + at;
-      } else {
-        int8_encode_fast(xf + at, codes.data() + j * w, static_cast<size_t>(w), sx);
-        rows[j] = codes.data() + j * w;
-      }
+    auto row = [&](int64_t j) { return 4 * q + j < cw.c ? ((4 * q + j) * h + iy) * w : -1; };
+    if (xq) {
+      const int8_t* rows[4];
+      for (int64_t j = 0; j < 4; ++j) rows[j] = row(j) < 0 ? nullptr : xq + row(j);
+      pack_quad(rows, w, px.sides(q, iy), 0x80, 64);
+    } else {
+      const float* rows[4];
+      for (int64_t j = 0; j < 4; ++j) rows[j] = row(j) < 0 ? nullptr : xf + row(j);
+      pack_quad_floats(rows, w, sx, px.sides(q, iy));
     }
-    pack_quad(rows, w, px.sides(q, iy), 0x80, 64);
   }
   int64_t tap_offset[kMaxTaps];
   kxk_tap_offsets(cw.kh, cw.kw, row_step, tap_offset);
