@@ -22,11 +22,24 @@
 //   in proportion to their share of the noise (log s_l += sensitivity_rate · share_l · residual,
 //   decaying slowly back to 0, s_l in [0.1, 10]). Before any canary gain = 1 and lowering needs
 //   warmup_margin_db on top of margin_db (explicit warm-up).
+//   Difficulty: with probability outputs the host reports each portion's ambiguity a (mean of
+//   1 - max p over the rows, monitor.h mean_ambiguity): output noise grows with it, because a
+//   near-tie turns a small logit change into a large probability change (measured on the
+//   recognizer: −0.9 dB of output SQNR per dB of ambiguity, static bf16, 200 lines). The model
+//   becomes  N_out ≈ gain · D · Σ_l s_l · n_l  with D = max(1, (â / a_usual) / difficulty_knee):
+//   â is an EMA (window difficulty_window) of the portions' a, the prediction for the next one;
+//   a_usual the stream's usual ambiguity (a slow EMA of log a, updated only by portions not
+//   harder than the knee, so a hard stretch does not become the usual). A canary fits gain with
+//   its own portion's D. Inputs no harder than knee × usual leave D = 1 (the stream's ordinary
+//   spread does not move budgets); harder inputs raise every budget by 10·log10 D at once, which
+//   raises the layers without room for it (rule 3) in the portion after the change, and when the
+//   inputs turn easy again the budgets fall back and lowering resumes. Such a raise does not
+//   count as a failed lowering (no backoff). No ambiguity reported: D = 1.
 //   Budget: the target noise N_t = 10^(-target/10) is split into fixed shares w_l ∝ √macs_l
 //   (bigger layers save more when lowered, so they may take more noise; unknown macs: the mean
 //   of the known ones; pinned layers, with a one-format ladder, get no share). A layer's budget
-//   is  gain · s_l · n_l ≤ share_l · N_t,  i.e. a budget SQNR  B_l = target + 10·log10(gain ·
-//   s_l / share_l)  (layer_budget_db()).
+//   is  gain · D · s_l · n_l ≤ share_l · N_t,  i.e. a budget SQNR  B_l = target + 10·log10(gain ·
+//   D · s_l / share_l)  (layer_budget_db()).
 //   Estimates: per layer and format, an EMA (window ema_window) of the measured sqnr_db at the
 //   format the layer ran and of pred_sqnr_db for the other formats of its ladder. NaN metrics
 //   mean "no data": they neither raise nor count as headroom. +inf is capped at 200 dB.
@@ -72,6 +85,7 @@
 
 #include <array>
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <optional>
 #include <string>
@@ -106,6 +120,10 @@ struct PolicyConfig {
   double gain_min = 0.01, gain_max = 100;  ///< clamp of the fitted gain
   double volatility_k = 2;  ///< extra lowering margin: k · measured σ of the layer's SQNR (0: off)
   int backoff_max = 8;      ///< cap of the lower_after multiplier after failed lowerings (0/1: off)
+  /// Inputs count as harder only beyond this multiple of the stream's usual output ambiguity
+  /// (0: the difficulty term is off).
+  double difficulty_knee = 2;
+  int difficulty_window = 2;  ///< EMA window of the ambiguity predicting the next portion's
 };
 
 /// One layer as the controller sees it.
@@ -125,6 +143,9 @@ struct Observation {
   int64_t portion = 0;
   std::vector<QualityReport> layers;     ///< one per layer that ran (any order)
   std::optional<double> output_sqnr_db;  ///< canary: measured end-to-end SQNR, when run
+  /// Mean ambiguity of the portion's probability output (monitor.h mean_ambiguity), when the
+  /// model has one.
+  std::optional<double> output_ambiguity;
 };
 
 /// A switch of one layer with its reason (logged and reported).
@@ -165,8 +186,12 @@ struct ControllerState {
   std::vector<std::array<float, kFormatCount>> est_sqnr_db;
   int64_t portions_seen = 0;
   int64_t canaries_seen = 0;  ///< portions with a usable output_sqnr_db
-  double gain = 1.0;     ///< fitted: output noise ≈ gain · Σ sensitivity_l · layer noise_l
-  size_t seed_step = 0;  ///< kSeed: index into seed_path()
+  double gain = 1.0;  ///< fitted: output noise ≈ gain · D · Σ sensitivity_l · layer noise_l
+  double difficulty = 1.0;  ///< D for the next portion (1: inputs as usual, or no ambiguity)
+  double ambiguity_log = std::numeric_limits<double>::quiet_NaN();        ///< log â (EMA)
+  double ambiguity_usual_log = std::numeric_limits<double>::quiet_NaN();  ///< log a_usual
+  int64_t ambiguity_seen = 0;  ///< portions that reported an ambiguity
+  size_t seed_step = 0;        ///< kSeed: index into seed_path()
 };
 
 /// A fresh state: every layer at the top of its ladder (seed: at config.static_format's step of
@@ -194,8 +219,12 @@ std::vector<Format> ladder_from_mask(uint32_t formats);
 double default_cost(Format f);
 /// Index of the ladder's nearest format at or above `f` in precision (0 when there is none).
 size_t nearest_rung(const ControlLayer& layer, Format f);
-/// Layer l's budget SQNR (dB) under the current gain and sensitivity; +inf for a pinned layer.
+/// Layer l's budget SQNR (dB) under the current gain, difficulty and sensitivity; +inf for a
+/// pinned layer.
 double layer_budget_db(const ControllerState& s, size_t l);
+/// D for a portion whose ambiguity has this log, against the state's usual one (1 when unknown
+/// or the term is off).
+double difficulty_of(const ControllerState& s, double ambiguity_log);
 /// The current plan of `s` (names every layer).
 Plan current_plan(const ControllerState& s);
 

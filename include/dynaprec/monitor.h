@@ -89,6 +89,17 @@ namespace ref {
 double mean_entropy(std::span<const float> p, int64_t last);
 double mean_kl(std::span<const float> ref, std::span<const float> got, int64_t last);
 }  // namespace ref
+/// How far the rows of a probability output are from a sure choice: the mean over rows of
+/// 1 - max p (0: every row certain). Cheap (one vector pass of sums and maxima), so the host
+/// takes it from every portion's released output, not only canaries: on a recognizer it tracks
+/// how hard the inputs are (near-ties are where low-precision noise turns into output noise).
+/// NaN when the rows do not look like probabilities (looks_like_probabilities' test, summed in
+/// float: a row sum within 1e-3 of 1 up to float rounding).
+double mean_ambiguity(std::span<const float> p, int64_t last);
+namespace ref {
+/// The plain version: looks_like_probabilities, then std::max_element per row.
+double mean_ambiguity(std::span<const float> p, int64_t last);
+}  // namespace ref
 /// Share of rows whose argmax agrees.
 double top1_agreement(std::span<const float> ref, std::span<const float> got, int64_t last);
 /// SQNR (dB) of got against ref over all values (+inf when equal, NaN when ref is all 0).

@@ -19,6 +19,10 @@ constexpr double kSensMin = 0.1, kSensMax = 10, kSensDecay = 0.02;
 constexpr double kCorrMaxDb = 10;  // prediction-bias corrections are clamped to ±this
 constexpr double kVolClampDb = 6;  // one deviation counts at most this much
 constexpr double kGainStep = 0.6907755278982137;  // ln 2: a canary moves log(gain) ≤ α·3 dB
+constexpr double kAmbiguityFloor = 1e-6;          // a portion whose every row is certain
+constexpr int kUsualFirst = 8;            // the usual ambiguity: the plain mean of the first ones,
+constexpr double kUsualAlpha = 2.0 / 33;  // then an EMA of the portions no harder than the knee
+constexpr double kDifficultyMax = 1000;   // D ≤ 30 dB
 
 double clamp_db(double db) { return std::clamp(db, kMinDb, kMaxDb); }
 double noise_of(double db) { return std::pow(10.0, -db / 10.0); }
@@ -170,6 +174,25 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
         ema(est(s, l, g), p + s.pred_corr_db[l][static_cast<size_t>(g)], alpha);
     }
   }
+  // 1b. Difficulty: this portion's ambiguity against the stream's usual one (D of the canary
+  // fit), then the prediction for the next portion (D of its budgets).
+  double d_obs = 1;
+  if (obs.output_ambiguity && std::isfinite(*obs.output_ambiguity) && *obs.output_ambiguity >= 0) {
+    const double la = std::log(std::max(*obs.output_ambiguity, kAmbiguityFloor));
+    d_obs = difficulty_of(s, la);
+    const double a_alpha = c.difficulty_window > 1 ? 2.0 / (c.difficulty_window + 1) : 1.0;
+    s.ambiguity_log =
+        std::isnan(s.ambiguity_log) ? la : s.ambiguity_log + a_alpha * (la - s.ambiguity_log);
+    ++s.ambiguity_seen;
+    if (s.ambiguity_seen <= kUsualFirst)
+      s.ambiguity_usual_log =
+          s.ambiguity_seen == 1
+              ? la
+              : s.ambiguity_usual_log + (la - s.ambiguity_usual_log) / double(s.ambiguity_seen);
+    else if (d_obs <= 1)
+      s.ambiguity_usual_log +=
+          kUsualAlpha * std::clamp(la - s.ambiguity_usual_log, -kGainStep, kGainStep);
+  }
   auto cur_noise = [&](size_t l) {  // s_l-free noise at the current rung; 0 when unknown
     const double q = !std::isnan(ob[l].raw) ? ob[l].raw : est(s, l, s.rung[l]);
     return std::isnan(q) ? 0.0 : noise_of(q);
@@ -183,7 +206,7 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
   if (have_out) {
     const double n_meas = noise_of(out);
     if (p_before > 0 && out < kMaxDb) {
-      const double ratio = std::clamp(n_meas / p_before, c.gain_min, c.gain_max);
+      const double ratio = std::clamp(n_meas / (d_obs * p_before), c.gain_min, c.gain_max);
       const double resid = std::clamp(std::log(ratio) - std::log(s.gain), -kGainStep, kGainStep);
       if (s.canaries_seen == 0) {
         s.gain = ratio;
@@ -201,6 +224,9 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
     }
     ++s.canaries_seen;
   }
+
+  s.difficulty = std::isnan(s.ambiguity_log) ? 1.0 : difficulty_of(s, s.ambiguity_log);
+  const double harder_db = 10 * std::log10(s.difficulty);  // what D adds to every budget
 
   // Backoff decays after long quiet stretches.
   const int quiet = 8 * (std::max(c.lower_after, 0) + std::max(c.dwell, 0) + 1);
@@ -255,9 +281,16 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
     if (r == 0) continue;
     size_t to = r - 1;
     while (to > 0 && !std::isnan(est(s, l, to)) && est(s, l, to) < budget) --to;
-    raise(l, to, true,
-          strf("raise: measured sqnr %.1f dB (ema %.1f) at %s < budget %.1f dB", o.raw, smooth,
-               fname(s.layers[l].ladder[r]), budget));
+    // Short only because the inputs turned harder: not a failed lowering (no backoff).
+    const double calm = budget - harder_db;
+    const bool harder = harder_db > 0 && !(!std::isnan(o.raw) && o.raw < calm) &&
+                        !(o.data && !std::isnan(smooth) && smooth < calm);
+    const std::string why = strf("raise: measured sqnr %.1f dB (ema %.1f) at %s < budget %.1f dB",
+                                 o.raw, smooth, fname(s.layers[l].ladder[r]), budget);
+    raise(l, to, !harder,
+          harder ? strf("%s (inputs harder: ambiguity %.1fx the stream's usual, budgets +%.1f dB)",
+                        why.c_str(), std::exp(s.ambiguity_log - s.ambiguity_usual_log), harder_db)
+                 : why);
   }
 
   // 4. Canary shortfall: raise the largest contributors until the output is predicted in target.
@@ -351,7 +384,7 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
     double total = 0;  // gain · Σ s_l n_l from the estimates
     for (size_t l = 0; l < n_layers; ++l) {
       const float q = est(s, l, s.rung[l]);
-      if (!std::isnan(q)) total += s.gain * s.sensitivity[l] * noise_of(q);
+      if (!std::isnan(q)) total += s.gain * s.difficulty * s.sensitivity[l] * noise_of(q);
     }
     const double limit = n_target * noise_of(margin);
     for (const Cand& cd : cands) {
@@ -360,7 +393,8 @@ Decision decide_dynamic(ControllerState& s, const Observation& obs) {
       const double n_now = std::isnan(q_now) ? 0 : noise_of(q_now);
       for (size_t to : {cd.to, cd.step}) {
         if (to == SIZE_MAX) continue;
-        const double add = s.gain * s.sensitivity[l] * (noise_of(est(s, l, to)) - n_now);
+        const double add =
+            s.gain * s.difficulty * s.sensitivity[l] * (noise_of(est(s, l, to)) - n_now);
         if (total + add > limit) continue;
         total += add;
         const std::string why = strf(
@@ -453,7 +487,14 @@ size_t nearest_rung(const ControlLayer& layer, Format f) {
 
 double layer_budget_db(const ControllerState& s, size_t l) {
   if (s.share[l] <= 0) return kInf;
-  return s.config.target_sqnr_db + 10.0 * std::log10(s.gain * s.sensitivity[l] / s.share[l]);
+  return s.config.target_sqnr_db +
+         10.0 * std::log10(s.gain * s.difficulty * s.sensitivity[l] / s.share[l]);
+}
+
+double difficulty_of(const ControllerState& s, double ambiguity_log) {
+  const double knee = s.config.difficulty_knee;
+  if (!(knee > 0) || std::isnan(ambiguity_log) || std::isnan(s.ambiguity_usual_log)) return 1.0;
+  return std::clamp(std::exp(ambiguity_log - s.ambiguity_usual_log) / knee, 1.0, kDifficultyMax);
 }
 
 Plan current_plan(const ControllerState& s) {

@@ -1,8 +1,8 @@
 // The shadow's dot product (monitor.h: shadow_dot) and the canary's sums over probability
-// outputs (entropy, KL divergence), Highway with runtime dispatch, and their plain references.
-// Every product of two floats is exact in double (24 + 24 significant bits), so the only rounding
-// is the summation's: the vector version sums in 4 × lanes partial sums (FMA or a multiply and an
-// add: the same result, the product being exact), the reference in one.
+// outputs (entropy, KL divergence) and every portion's ambiguity, Highway with runtime dispatch,
+// and their plain references. Every product of two floats is exact in double (24 + 24 significant
+// bits), so the only rounding is the summation's: the vector version sums in 4 × lanes partial sums
+// (FMA or a multiply and an add: the same result, the product being exact), the reference in one.
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "monitor/shadow_dot_hwy.cc"
 #include <hwy/foreach_target.h>  // IWYU pragma: keep
@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "dynaprec/cpu_features.h"
 #include "dynaprec/monitor.h"
@@ -85,6 +86,34 @@ double ProbSum(const float* p, const float* got, size_t n) {
   return s;
 }
 
+// One row of a probability output: its largest value (-> max) and the sum of its values, or NaN
+// when a value is negative or NaN (not a probability). Four partial sums and maxima per lane.
+double RowMaxSum(const float* p, size_t n, float* max) {
+  const hn::ScalableTag<float> df;
+  const size_t lanes = hn::Lanes(df);
+  const auto zero = hn::Zero(df);
+  auto s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+  auto m0 = hn::Set(df, -1.0f), m1 = m0, m2 = m0, m3 = m0;
+  auto bad = hn::FirstN(df, 0);  // a lane saw a negative value or NaN
+  auto step = [&](auto& sum, auto& mx, auto v) {
+    bad = hn::Or(bad, hn::Not(hn::Ge(v, zero)));
+    sum = hn::Add(sum, v);
+    mx = hn::Max(mx, v);
+  };
+  size_t j = 0;
+  for (; j + 4 * lanes <= n; j += 4 * lanes) {
+    step(s0, m0, hn::LoadU(df, p + j));
+    step(s1, m1, hn::LoadU(df, p + j + lanes));
+    step(s2, m2, hn::LoadU(df, p + j + 2 * lanes));
+    step(s3, m3, hn::LoadU(df, p + j + 3 * lanes));
+  }
+  for (; j + lanes <= n; j += lanes) step(s0, m0, hn::LoadU(df, p + j));
+  if (j < n) step(s1, m1, hn::IfThenElseZero(hn::FirstN(df, n - j), hn::LoadU(df, p + j)));
+  if (!hn::AllFalse(df, bad)) return std::numeric_limits<double>::quiet_NaN();
+  *max = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
+  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+}
+
 }  // namespace dynaprec::monitor_hwy::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -93,7 +122,24 @@ namespace dynaprec {
 namespace monitor_hwy {
 HWY_EXPORT(ShadowDot);
 HWY_EXPORT(ProbSum);
+HWY_EXPORT(RowMaxSum);
 }  // namespace monitor_hwy
+
+double mean_ambiguity(std::span<const float> p, int64_t last) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  if (last < 2 || p.empty() || p.size() % static_cast<size_t>(last) != 0) return kNaN;
+  (void)cpu_features();
+  const size_t rows = p.size() / static_cast<size_t>(last);
+  double a = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    float mx = 0;
+    const double s = HWY_DYNAMIC_DISPATCH(monitor_hwy::RowMaxSum)(
+        p.data() + r * static_cast<size_t>(last), static_cast<size_t>(last), &mx);
+    if (!(std::fabs(s - 1) <= 1e-3)) return kNaN;  // NaN too
+    a += 1.0 - mx;
+  }
+  return a / static_cast<double>(rows);
+}
 
 double entropy_sum(const float* p, size_t n) {
   return (void)cpu_features(), HWY_DYNAMIC_DISPATCH(monitor_hwy::ProbSum)(p, nullptr, n);
@@ -109,6 +155,17 @@ double shadow_dot(const float* x, const float* w, int64_t n) {
 }
 
 namespace ref {
+double mean_ambiguity(std::span<const float> p, int64_t last) {
+  if (!looks_like_probabilities(p, last)) return std::numeric_limits<double>::quiet_NaN();
+  const size_t rows = p.size() / static_cast<size_t>(last);
+  double a = 0;
+  for (size_t r = 0; r < rows; ++r) {
+    const auto row = p.begin() + static_cast<std::ptrdiff_t>(r * last);
+    a += 1.0 - *std::max_element(row, row + last);
+  }
+  return a / static_cast<double>(rows);
+}
+
 double shadow_dot(const float* x, const float* w, int64_t n) {
   double s = 0;
   for (int64_t j = 0; j < n; ++j) s += static_cast<double>(x[j]) * w[j];

@@ -114,6 +114,7 @@ input{font:inherit;padding:2px 6px;margin-bottom:6px;width:260px}
 <div class="cards" id="cards"></div>
 <section><h2>Precision map <span class="note">(layers &times; portions; hover for details)</span></h2>
 <div class="legend" id="legend"></div><canvas id="map"></canvas><div class="note" id="mapnote"></div></section>
+<section id="ambsec"><h2>Input difficulty per portion <span class="note">(ambiguity of the probability output, mean of 1 &minus; max p, on every portion; the dynamic policy raises its budgets while it is well above the stream's usual)</span></h2><canvas id="amb" height="200"></canvas><div class="legend" id="amblegend"></div></section>
 <section><h2>Output SQNR per portion <span class="note">(measured on canary portions against an fp32 run)</span></h2><canvas id="sqnr" height="260"></canvas><div class="legend" id="sqnrlegend"></div></section>
 <section><h2>Bytes moved per portion</h2><canvas id="bytes" height="240"></canvas><div class="legend" id="byteslegend"></div></section>
 <section><h2>Time per portion</h2><canvas id="time" height="240"></canvas><div class="legend" id="timelegend"></div></section>
@@ -189,6 +190,7 @@ cv.onmousemove=function(ev){var r=cv.getBoundingClientRect(),i=Math.round((ev.cl
 showTip(ev,"portion "+D.p.idx[i]+": "+series.map(function(s){var v=s.d[i];return s.n+" "+(v==null?"\u2013":(o.f?o.f(v):fmtN(v,2)));}).join(", "));};
 cv.onmouseleave=hideTip;legend(o.lg,series.map(function(s){return[s.n,s.c];}).concat(o.h&&o.h.length?[["target","#c92a2a"]]:[]));}
 var q=D.p.q;chart("sqnr",[{n:"output SQNR (dB)",c:"#1f4e99",d:q,pts:true}],{h:D.target!=null?[D.target]:[],lg:"sqnrlegend"});
+if(D.p.a.some(function(v){return v!=null;}))chart("amb",[{n:"output ambiguity",c:"#7048e8",d:D.p.a}],{zero:true,lg:"amblegend",f:function(v){return v.toFixed(3);}});else $("ambsec").style.display="none";
 chart("bytes",[{n:"bytes moved",c:"#2f9e44",d:D.p.b},{n:"same work at fp32",c:"#868e96",d:D.p.b32}],{zero:true,f:fmtB,lg:"byteslegend"});
 var cm=D.p.cm.map(function(v,i){return D.p.c[i]?v:null;});
 chart("time",[{n:"time (ms)",c:"#e07b39",d:D.p.t},{n:"fp32 run of canary portions (ms)",c:"#1f4e99",d:cm,pts:true}],{zero:true,lg:"timelegend",f:function(v){return v.toFixed(2);}});
@@ -288,7 +290,8 @@ std::string render_html(const Report& r, const std::string& title_in) {
   std::vector<Agg> agg(L);
   std::string map(P * L, '.');
   json jt = json::array(), jb = json::array(), jb32 = json::array(), jq = json::array(),
-       jc = json::array(), jcm = json::array(), jidx = json::array(), sw = json::array();
+       jc = json::array(), jcm = json::array(), jidx = json::array(), sw = json::array(),
+       ja = json::array();
   size_t sw_total = 0;
   for (size_t pi = 0; pi < P; ++pi) {
     const auto& p = r.portions[pi];
@@ -321,6 +324,8 @@ std::string render_html(const Report& r, const std::string& title_in) {
     jq.push_back(p.output_sqnr_db ? num(*p.output_sqnr_db) : json(nullptr));
     jc.push_back(p.canary ? 1 : 0);
     jcm.push_back(num(p.canary_ms));
+    const auto amb = p.output_metrics.find("ambiguity");
+    ja.push_back(amb != p.output_metrics.end() ? num(amb->second) : json(nullptr));
     jidx.push_back(p.index);
     for (const auto& s : p.switches) {
       ++sw_total;
@@ -366,7 +371,8 @@ std::string render_html(const Report& r, const std::string& title_in) {
   d["colors"] = colors;
   d["layers"] = std::move(layers);
   d["map"] = std::move(map);
-  d["p"] = {{"t", jt}, {"b", jb}, {"b32", jb32}, {"q", jq}, {"c", jc}, {"cm", jcm}, {"idx", jidx}};
+  d["p"] = {{"t", jt}, {"b", jb},   {"b32", jb32}, {"q", jq},
+            {"c", jc}, {"cm", jcm}, {"idx", jidx}, {"a", ja}};
   d["sw"] = std::move(sw);
   d["sw_total"] = sw_total;
   d["lt"] = std::move(lt);

@@ -285,6 +285,19 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
   Traffic traffic;
   TensorMap out = m.exec->run(in, agreed, &stats, ++m.run_seq, &traffic);
 
+  // How hard this portion was for the model: the ambiguity of its probability output (the first
+  // such output; monitor.h mean_ambiguity), taken from what is released, on every portion.
+  auto ambiguity_of = [&](const TensorMap& got) -> std::optional<double> {
+    if (!stats.monitor) return std::nullopt;
+    for (const auto& [name, t] : got) {
+      if (t.dtype() != DType::kF32 || t.rank() < 1 || t.numel() == 0) continue;
+      const double a =
+          mean_ambiguity({t.data_as<float>(), static_cast<size_t>(t.numel())}, t.dim(t.rank() - 1));
+      if (!std::isnan(a)) return a;
+    }
+    return std::nullopt;
+  };
+
   // The canary: this portion again in fp32, for the true output SQNR.
   m.canary_acc += m.canary_rate;
   const bool canary = m.canary_rate > 0 && (pr.index == 0 || m.canary_acc >= 1.0);
@@ -315,6 +328,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
   obs.portion = pr.index;
   obs.layers = stats.reports;
   obs.output_sqnr_db = pr.output_sqnr_db;
+  obs.output_ambiguity = ambiguity_of(out);
   if (looping) {
     Decision d = decide(*m.control, obs);
     // --guarantee: a portion below target is run again at the raised plan before release.
@@ -329,6 +343,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       pr.output_sqnr_db = output_sqnr(out);
       obs.layers = stats.reports;
       obs.output_sqnr_db = pr.output_sqnr_db;
+      obs.output_ambiguity = ambiguity_of(out);
       d = decide(*m.control, obs);
     }
     for (const Switch& sw : d.switches)
@@ -339,6 +354,7 @@ TensorMap Session::run_portion(const TensorMap& streamed) {
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   pr.monitor_ms = stats.monitor_ms;
 
+  if (obs.output_ambiguity) pr.output_metrics["ambiguity"] = *obs.output_ambiguity;
   // End-to-end metrics of probability outputs against the canary.
   if (canary)
     for (const auto& [name, r] : ref) {

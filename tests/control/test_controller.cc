@@ -69,6 +69,10 @@ struct Sim {
   int canary_every = 1;  ///< 0: never
   std::function<double(int t, size_t l)> drift;     ///< added to every format's SQNR
   std::function<void(int t, Observation&)> tamper;  ///< edits the observation
+  /// The portion's output ambiguity (unset: none reported); the true output noise scales with
+  /// it relative to ambiguity_ref (what the recognizer shows: near-ties amplify layer noise).
+  std::function<double(int t)> ambiguity;
+  double ambiguity_ref = 0.02;
   Rng rng{42};
 
   double truth(int t, size_t l, Format f) const {
@@ -98,8 +102,13 @@ struct Sim {
       noise += layers[l].sens * std::pow(10.0, -meas / 10);
       obs.layers.push_back(r);
     }
+    double hard = 1;
+    if (ambiguity) {
+      obs.output_ambiguity = ambiguity(t);
+      hard = *obs.output_ambiguity / ambiguity_ref;
+    }
     if (canary_every > 0 && t % canary_every == 0)
-      obs.output_sqnr_db = -10 * std::log10(true_gain * noise) + out_sigma * rng.normal();
+      obs.output_sqnr_db = -10 * std::log10(true_gain * hard * noise) + out_sigma * rng.normal();
     if (tamper) tamper(t, obs);
     return obs;
   }
@@ -526,6 +535,91 @@ TEST(ControllerDynamic, HardStretchRaisesThenFallsBack) {
   const int bound = 2 * (c.lower_after + c.dwell) * std::max(c.backoff_max, 1) + 8;
   for (const auto& [name, f] : before.layers) EXPECT_EQ(tr.at(to + bound, name), f) << name;
   expect_reasons(tr);
+}
+
+// Harder inputs that the layers' own metrics do not show (their local SQNR is unchanged): only
+// the output's ambiguity rises, 20x, and with it the output noise. With the difficulty term the
+// budgets rise in the next decision, before any canary has seen the shortfall, and fall back
+// when the inputs turn easy again, without backoff; without it (knee 0) the loop waits for a
+// canary to fail.
+TEST(ControllerDynamic, HarderInputsRaiseBudgetsAtOnceAndFallBack) {
+  const int from = 150, to = 200, n = 320;
+  auto make_sim = [&] {
+    Sim sim = eight_layers();
+    sim.sigma = 0.5;
+    sim.canary_every = 4;
+    sim.ambiguity = [&, r = Rng(7)](int t) mutable {
+      const double usual = 0.02 * std::exp(0.3 * r.normal());  // the ordinary spread: ±30 %
+      return t >= from && t < to ? 20 * usual : usual;
+    };
+    return sim;
+  };
+  auto first_raise = [&](const Trace& tr) {
+    for (int t = from; t < to; ++t)
+      for (const Switch& sw : tr.decisions[t].switches)
+        if (precision_of(sw.to) < precision_of(sw.from)) return t;
+    return to;
+  };
+  PolicyConfig c = dynamic_config();
+  ASSERT_GT(c.difficulty_knee, 0);  // on by default
+  Sim sim = make_sim();
+  ControllerState s = make_controller(c, sim.control_layers());
+  const Trace tr = run(sim, s, n);
+  const Plan before = tr.plans[from];
+  // Precision rises in the decision after the first hard portion (its plan runs portion from+1),
+  // whether or not that portion was a canary.
+  EXPECT_EQ(first_raise(tr), from);
+  int raised = 0;
+  for (const auto& [name, f] : before.layers)
+    raised += precision_of(tr.at(from + 2, name)) < precision_of(f);
+  EXPECT_GT(raised, 0);
+  bool said = false;
+  for (const Switch& sw : tr.decisions[from].switches)
+    said |= sw.reason.find("inputs harder: ambiguity") != std::string::npos;
+  EXPECT_TRUE(said) << tr.decisions[from].switches[0].reason;
+  // Inside the stretch, after the first raises, the canaries meet the target.
+  int below = 0, canaries = 0;
+  for (int t = from + 3; t < to; ++t)
+    if (tr.observations[t].output_sqnr_db) {
+      ++canaries;
+      below += *tr.observations[t].output_sqnr_db < 30;
+    }
+  EXPECT_GT(canaries, 8);
+  EXPECT_LE(below, 1);
+  // No backoff from raises the inputs caused; back to the earlier plan soon after the stretch.
+  for (int b : s.backoff) EXPECT_EQ(b, 1);
+  const int bound = c.lower_after + c.dwell + 4;
+  for (const auto& [name, f] : before.layers) EXPECT_EQ(tr.at(to + bound, name), f) << name;
+  EXPECT_DOUBLE_EQ(s.difficulty, 1.0);
+  // The ordinary ±30 % spread never counts as harder: no switch in the calm stretch before.
+  EXPECT_EQ(tr.switches(100, from), 0);
+  expect_reasons(tr);
+
+  // Layers lowered just before the inputs turned harder are raised, and not backed off for it.
+  Sim sim1 = make_sim();
+  ControllerState s1 = make_controller(c, sim1.control_layers());
+  run(sim1, s1, from);
+  for (size_t l = 0; l < s1.layers.size(); ++l) s1.last_dir[l] = -1, s1.since_switch[l] = 1;
+  Plan plan = current_plan(s1);
+  int raises = 0;
+  for (int t = from; t < from + 3; ++t) {
+    const Decision d = decide(s1, sim1.observe(t, plan));
+    for (const Switch& sw : d.switches) raises += precision_of(sw.to) < precision_of(sw.from);
+    plan = d.plan;
+  }
+  EXPECT_GT(raises, 0);
+  for (int b : s1.backoff) EXPECT_EQ(b, 1);
+
+  // Off: the first raise waits for a canary to see the shortfall.
+  c.difficulty_knee = 0;
+  Sim sim0 = make_sim();
+  ControllerState s0 = make_controller(c, sim0.control_layers());
+  const Trace tr0 = run(sim0, s0, n);
+  EXPECT_EQ(tr0.plans[from].layers, before.layers);  // the same run up to the stretch
+  const int late = first_raise(tr0);
+  EXPECT_GT(late, from);
+  ASSERT_TRUE(tr0.observations[late].output_sqnr_db.has_value());
+  EXPECT_LT(*tr0.observations[late].output_sqnr_db, 30);
 }
 
 TEST(ControllerDynamic, CanaryShortfallRaisesLargestContributorAndGuaranteeReruns) {

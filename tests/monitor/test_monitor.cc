@@ -36,6 +36,23 @@ TEST(MonitorKernel, ProbabilityMetricsMatchTheReference) {
           (*v)[static_cast<size_t>(r * last + j)] =
               static_cast<float>((*v)[static_cast<size_t>(r * last + j)] / sum);
       }
+    // Ambiguity: mean of 1 - max p (the vector pass against std::max_element), in (0, 1).
+    const double amb = mean_ambiguity(p, last);
+    EXPECT_NEAR(amb, ref::mean_ambiguity(p, last), 1e-12) << last;
+    EXPECT_GT(amb, 0.0) << last;
+    EXPECT_LT(amb, 1.0 - 1.0 / static_cast<double>(last) + 1e-9) << last;
+    {
+      std::vector<float> sure(p.size(), 0.0f);  // every row certain, the 1 at its last place
+      for (int64_t r = 0; r < rows; ++r) sure[static_cast<size_t>(r * last + last - 1)] = 1.0f;
+      EXPECT_EQ(mean_ambiguity(sure, last), 0.0) << last;
+      std::vector<float> flat(p.size(), 1.0f / static_cast<float>(last));
+      EXPECT_NEAR(mean_ambiguity(flat, last), 1.0 - 1.0 / static_cast<double>(last), 1e-6);
+      std::vector<float> half = p;  // a row that does not sum to 1: not probabilities
+      for (int64_t j = 0; j < last; ++j) half[static_cast<size_t>(last + j)] *= 0.5f;
+      EXPECT_TRUE(std::isnan(mean_ambiguity(half, last))) << last;
+      EXPECT_TRUE(std::isnan(ref::mean_ambiguity(half, last))) << last;
+      EXPECT_TRUE(std::isnan(mean_ambiguity(std::span<const float>(p).first(p.size() - 1), last)));
+    }
     p[1] = 0.0f;
     q[2] = 0.0f;
     const auto rel = [](double a, double b) {
@@ -57,6 +74,10 @@ TEST(MonitorKernel, ProbabilityMetricsMatchTheReference) {
       };
       EXPECT_TRUE(same(e, we)) << last << " " << bad << ": " << e << " vs " << we;
       EXPECT_TRUE(same(k, wk)) << last << " " << bad << ": " << k << " vs " << wk;
+      if (!std::isinf(bad)) {  // negative or NaN: not probabilities, in both
+        EXPECT_TRUE(std::isnan(mean_ambiguity(pb, last))) << last << " " << bad;
+        EXPECT_TRUE(std::isnan(ref::mean_ambiguity(pb, last))) << last << " " << bad;
+      }
     }
   }
 }

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -175,6 +176,58 @@ TEST(Session, ReportHasTheContractFields) {
   double share = 0;
   for (auto& [k, v] : sum["precision_share"].items()) share += v.get<double>();
   EXPECT_NEAR(share, 1.0, 1e-9);
+}
+
+// x [N, 16] -> MatMul -> Softmax -> p [N, 10]: a classifier's probability output.
+Model softmax_model() {
+  Model m;
+  m.opsets[""] = 14;
+  Graph& g = m.graph;
+  g.inputs = {value("x", {{-1, "N"}, {16, ""}})};
+  g.outputs = {value("p", {})};
+  g.initializers["W"] = randn({16, 10}, 5, 0.5f);
+  Node mm;
+  mm.name = "fc";
+  mm.op = "MatMul";
+  mm.opset = 14;
+  mm.inputs = {"x", "W"};
+  mm.outputs = {"z"};
+  g.nodes.push_back(mm);
+  Node sm;
+  sm.name = "softmax";
+  sm.op = "Softmax";
+  sm.opset = 14;
+  sm.inputs = {"z"};
+  sm.outputs = {"p"};
+  g.nodes.push_back(sm);
+  return m;
+}
+
+// Every portion of a looping run reports how ambiguous its probability output was (what the
+// controller's difficulty term reads), computed from the released output; a run without the
+// monitor reports none.
+TEST(Session, EveryPortionReportsItsOutputAmbiguity) {
+  const Tensor x = randn({12, 16}, 21, 2.0f);
+  SessionOptions o;
+  o.policy.kind = PolicyKind::kDynamic;
+  Session s(softmax_model(), "softmax", o);
+  const Tensor p = s.run_stream({{"x", x}}).at("p");
+  ASSERT_EQ(s.report().portions.size(), 12u);
+  for (int64_t i = 0; i < 12; ++i) {
+    const auto& om = s.report().portions[static_cast<size_t>(i)].output_metrics;
+    ASSERT_TRUE(om.count("ambiguity")) << i;
+    const float* row = p.data_as<float>() + i * 10;
+    EXPECT_NEAR(om.at("ambiguity"), 1.0 - *std::max_element(row, row + 10), 1e-6) << i;
+  }
+  const auto j = nlohmann::json::parse(s.report().to_json());
+  EXPECT_TRUE(j["portions"][5]["output_metrics"].contains("ambiguity"));
+
+  SessionOptions off;
+  off.monitor.rate = 0;
+  Session st(softmax_model(), "softmax", off);
+  st.run_stream({{"x", x}});
+  for (const PortionReport& pr : st.report().portions)
+    EXPECT_FALSE(pr.output_metrics.count("ambiguity"));
 }
 
 }  // namespace

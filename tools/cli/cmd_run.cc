@@ -52,6 +52,7 @@ struct CommonArgs {
   double target_sqnr = 30;
   double monitor_rate = -1;
   double canary_rate = -1;
+  double difficulty_knee = PolicyConfig{}.difficulty_knee;
   int threads = 0;
   int64_t portion = 1;
   uint64_t seed = 0;
@@ -72,6 +73,10 @@ struct CommonArgs {
     c->add_option("--policy", policy, "static (default), dynamic or seed");
     c->add_option("--target-sqnr", target_sqnr, "dB, for --policy dynamic/seed");
     c->add_flag("--guarantee", guarantee, "re-run portions below target at higher precision");
+    c->add_option("--difficulty-knee", difficulty_knee,
+                  "dynamic: inputs whose output ambiguity exceeds this multiple of the stream's "
+                  "usual one raise every budget (default 2; 0: off)")
+        ->check(CLI::NonNegativeNumber);
     c->add_option("--transfer", transfer,
                   "format streamed float32 inputs and outputs cross to and from the device in "
                   "(default: the --precision of a static run, fp32 with a policy)");
@@ -107,6 +112,7 @@ struct CommonArgs {
     o.policy.kind = *kind;
     o.policy.target_sqnr_db = target_sqnr;
     o.policy.guarantee = guarantee;
+    o.policy.difficulty_knee = difficulty_knee;
     o.policy.static_format = o.plan.default_format;
     if (guarantee && *kind != PolicyKind::kDynamic)
       throw Error(ErrorKind::kUsage, "--guarantee needs --policy dynamic");
@@ -155,6 +161,8 @@ void run_cmd(const CommonArgs& a, const std::string& out_dir, const std::string&
   s.report().energy = energy;
   nlohmann::json pol = {{"name", a.policy}, {"precision", a.precision}};
   if (a.policy != "static") pol["target_sqnr_db"] = a.target_sqnr;
+  if (a.policy == "dynamic" && a.difficulty_knee != PolicyConfig{}.difficulty_knee)
+    pol["difficulty_knee"] = a.difficulty_knee;  // (as the other front ends: defaults unlisted)
   s.report().policy_json = pol.dump();
   TensorMap out = s.run_stream(streamed);
   std::error_code ec;
