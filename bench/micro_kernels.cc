@@ -1,12 +1,15 @@
 // Google Benchmark micro-benchmarks of the matmul and conv kernels, every format, in-cache
-// sizes (dynaprec bench gemv/gemm/conv measure the memory-bound and large cases).
+// sizes (dynaprec bench gemv/gemm/conv measure the memory-bound and large cases), and the
+// per-portion output metrics of the loop.
 #include <benchmark/benchmark.h>
 
+#include <cmath>
 #include <random>
 #include <vector>
 
 #include "dynaprec/conv.h"
 #include "dynaprec/matmul.h"
+#include "dynaprec/monitor.h"
 
 namespace {
 
@@ -51,6 +54,37 @@ void BM_Conv(benchmark::State& st, Format f) {
       benchmark::Counter(2.0 * 64 * 56 * 56 * 64 * 9, benchmark::Counter::kIsIterationInvariantRate,
                          benchmark::Counter::kIs1000);
 }
+
+// The recognizer's output: 40 rows of softmax over 6,625 classes. Ambiguity runs on every
+// portion of a looping run; entropy on canary portions.
+std::vector<float> softmax_rows(int64_t rows, int64_t last) {
+  std::vector<float> p(static_cast<size_t>(rows * last));
+  std::mt19937 rng(5);
+  std::normal_distribution<float> d(0.0f, 4.0f);
+  for (int64_t r = 0; r < rows; ++r) {
+    double sum = 0;
+    for (int64_t j = 0; j < last; ++j)
+      sum += p[static_cast<size_t>(r * last + j)] = std::exp(d(rng));
+    for (int64_t j = 0; j < last; ++j)
+      p[static_cast<size_t>(r * last + j)] =
+          static_cast<float>(p[static_cast<size_t>(r * last + j)] / sum);
+  }
+  return p;
+}
+
+void BM_Ambiguity(benchmark::State& st) {
+  const auto p = softmax_rows(40, 6625);
+  for (auto _ : st) benchmark::DoNotOptimize(dynaprec::mean_ambiguity(p, 6625));
+  st.SetBytesProcessed(static_cast<int64_t>(st.iterations() * p.size() * sizeof(float)));
+}
+BENCHMARK(BM_Ambiguity)->Unit(benchmark::kMicrosecond);
+
+void BM_Entropy(benchmark::State& st) {
+  const auto p = softmax_rows(40, 6625);
+  for (auto _ : st) benchmark::DoNotOptimize(dynaprec::mean_entropy(p, 6625));
+  st.SetBytesProcessed(static_cast<int64_t>(st.iterations() * p.size() * sizeof(float)));
+}
+BENCHMARK(BM_Entropy)->Unit(benchmark::kMicrosecond);
 
 #define DYNAPREC_FORMATS(X)    \
   X(fp32, Format::kFp32)       \
