@@ -93,9 +93,9 @@ BENCHMARK(BM_Entropy)->Unit(benchmark::kMicrosecond);
   X(fp8e4m3, Format::kFp8E4M3) \
   X(fp8e5m2, Format::kFp8E5M2) X(int8, Format::kInt8) X(int4, Format::kInt4)
 
-#define DYNAPREC_REGISTER(name, fmt)                                     \
-  BENCHMARK_CAPTURE(BM_Matmul, gemv_##name, fmt)->Args({1, 1024, 1024}); \
-  BENCHMARK_CAPTURE(BM_Matmul, gemm_##name, fmt)->Args({256, 256, 256}); \
+#define DYNAPREC_REGISTER(name, fmt)                                                            \
+  BENCHMARK_CAPTURE(BM_Matmul, gemv_##name, fmt)->Args({1, 1024, 1024})->Args({1, 2048, 8192}); \
+  BENCHMARK_CAPTURE(BM_Matmul, gemm_##name, fmt)->Args({256, 256, 256});                        \
   BENCHMARK_CAPTURE(BM_Conv, conv_##name, fmt)->Unit(benchmark::kMicrosecond);
 DYNAPREC_FORMATS(DYNAPREC_REGISTER)
 
