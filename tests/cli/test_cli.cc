@@ -10,6 +10,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 
@@ -189,6 +190,22 @@ TEST_F(Cli, BenchConvTakesAnActivation) {
   EXPECT_NE(r.out.find("\"activation\": \"hardswish\""), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("\"time_us\""), std::string::npos);
   expect_usage_error(run("bench conv --activation swish"), "swish");
+}
+
+// bench gemv: each timed call right after a triad pass; the share of the triad is the median of
+// the calls' own ratios, so it lies between the shares against the slowest and the best pass.
+TEST_F(Cli, BenchGemvComparesEachCallWithItsOwnTriadPass) {
+  const CliResult r = run("bench gemv --precision int8 --rows 512 --cols 512 --runs 3 --json");
+  ASSERT_EQ(r.code, 0) << r.err;
+  const auto j = nlohmann::json::parse(r.out);
+  const double gbps = j.at("gbps"), triad = j.at("triad_gbps"), best = j.at("triad_best_gbps");
+  const double share = j.at("of_triad");
+  EXPECT_GT(gbps, 0);
+  EXPECT_GT(triad, 0);
+  EXPECT_GE(best, triad);
+  EXPECT_GT(share, 0);
+  EXPECT_GT(j.at("weight_copies").get<int>(), 1);
+  EXPECT_EQ(j.at("kernel").get<std::string>().empty(), false);
 }
 
 // bench model --monitor-overhead: the same model with the monitor off and on, alternating runs;
