@@ -108,10 +108,16 @@ double RowMaxSum(const float* p, size_t n, float* max) {
     step(s3, m3, hn::LoadU(df, p + j + 3 * lanes));
   }
   for (; j + lanes <= n; j += lanes) step(s0, m0, hn::LoadU(df, p + j));
-  if (j < n) step(s1, m1, hn::IfThenElseZero(hn::FirstN(df, n - j), hn::LoadU(df, p + j)));
   if (!hn::AllFalse(df, bad)) return std::numeric_limits<double>::quiet_NaN();
-  *max = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
-  return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  float mx = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
+  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  for (; j < n; ++j) {  // the tail, one by one (a vector load would read past the row)
+    if (!(p[j] >= 0)) return std::numeric_limits<double>::quiet_NaN();
+    sum += p[j];
+    mx = std::max(mx, p[j]);
+  }
+  *max = mx;
+  return sum;
 }
 
 }  // namespace dynaprec::monitor_hwy::HWY_NAMESPACE
