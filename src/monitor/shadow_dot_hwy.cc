@@ -86,38 +86,44 @@ double ProbSum(const float* p, const float* got, size_t n) {
   return s;
 }
 
-// One row of a probability output: its largest value (-> max) and the sum of its values, or NaN
-// when a value is negative or NaN (not a probability). Four partial sums and maxima per lane.
-double RowMaxSum(const float* p, size_t n, float* max) {
+// Mean over `rows` rows of `last` values of 1 - max p, or NaN when a row is not a probability
+// vector (a value negative or NaN, or a sum off 1 by more than 1e-3). Per row four partial sums
+// and maxima per lane; the row's tail one by one (a vector load would read past the row).
+double MeanAmbiguity(const float* p, size_t rows, size_t last) {
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
   const hn::ScalableTag<float> df;
   const size_t lanes = hn::Lanes(df);
   const auto zero = hn::Zero(df);
-  auto s0 = zero, s1 = zero, s2 = zero, s3 = zero;
-  auto m0 = hn::Set(df, -1.0f), m1 = m0, m2 = m0, m3 = m0;
-  auto bad = hn::FirstN(df, 0);  // a lane saw a negative value or NaN
-  auto step = [&](auto& sum, auto& mx, auto v) {
-    bad = hn::Or(bad, hn::Not(hn::Ge(v, zero)));
-    sum = hn::Add(sum, v);
-    mx = hn::Max(mx, v);
-  };
-  size_t j = 0;
-  for (; j + 4 * lanes <= n; j += 4 * lanes) {
-    step(s0, m0, hn::LoadU(df, p + j));
-    step(s1, m1, hn::LoadU(df, p + j + lanes));
-    step(s2, m2, hn::LoadU(df, p + j + 2 * lanes));
-    step(s3, m3, hn::LoadU(df, p + j + 3 * lanes));
+  double a = 0;
+  for (size_t r = 0; r < rows; ++r, p += last) {
+    auto s0 = zero, s1 = zero, s2 = zero, s3 = zero;
+    auto m0 = hn::Set(df, -1.0f), m1 = m0, m2 = m0, m3 = m0;
+    auto bad = hn::FirstN(df, 0);  // a lane saw a negative value or NaN
+    auto step = [&](auto& sum, auto& mx, auto v) {
+      bad = hn::Or(bad, hn::Not(hn::Ge(v, zero)));
+      sum = hn::Add(sum, v);
+      mx = hn::Max(mx, v);
+    };
+    size_t j = 0;
+    for (; j + 4 * lanes <= last; j += 4 * lanes) {
+      step(s0, m0, hn::LoadU(df, p + j));
+      step(s1, m1, hn::LoadU(df, p + j + lanes));
+      step(s2, m2, hn::LoadU(df, p + j + 2 * lanes));
+      step(s3, m3, hn::LoadU(df, p + j + 3 * lanes));
+    }
+    for (; j + lanes <= last; j += lanes) step(s0, m0, hn::LoadU(df, p + j));
+    if (!hn::AllFalse(df, bad)) return kNaN;
+    float mx = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
+    float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+    for (; j < last; ++j) {
+      if (!(p[j] >= 0)) return kNaN;
+      sum += p[j];
+      mx = std::max(mx, p[j]);
+    }
+    if (!(std::fabs(sum - 1.0f) <= 1e-3f)) return kNaN;
+    a += 1.0 - mx;
   }
-  for (; j + lanes <= n; j += lanes) step(s0, m0, hn::LoadU(df, p + j));
-  if (!hn::AllFalse(df, bad)) return std::numeric_limits<double>::quiet_NaN();
-  float mx = hn::GetLane(hn::MaxOfLanes(df, hn::Max(hn::Max(m0, m1), hn::Max(m2, m3))));
-  float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
-  for (; j < n; ++j) {  // the tail, one by one (a vector load would read past the row)
-    if (!(p[j] >= 0)) return std::numeric_limits<double>::quiet_NaN();
-    sum += p[j];
-    mx = std::max(mx, p[j]);
-  }
-  *max = mx;
-  return sum;
+  return a / static_cast<double>(rows);
 }
 
 }  // namespace dynaprec::monitor_hwy::HWY_NAMESPACE
@@ -128,23 +134,15 @@ namespace dynaprec {
 namespace monitor_hwy {
 HWY_EXPORT(ShadowDot);
 HWY_EXPORT(ProbSum);
-HWY_EXPORT(RowMaxSum);
+HWY_EXPORT(MeanAmbiguity);
 }  // namespace monitor_hwy
 
 double mean_ambiguity(std::span<const float> p, int64_t last) {
-  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  if (last < 2 || p.empty() || p.size() % static_cast<size_t>(last) != 0) return kNaN;
-  (void)cpu_features();
-  const size_t rows = p.size() / static_cast<size_t>(last);
-  double a = 0;
-  for (size_t r = 0; r < rows; ++r) {
-    float mx = 0;
-    const double s = HWY_DYNAMIC_DISPATCH(monitor_hwy::RowMaxSum)(
-        p.data() + r * static_cast<size_t>(last), static_cast<size_t>(last), &mx);
-    if (!(std::fabs(s - 1) <= 1e-3)) return kNaN;  // NaN too
-    a += 1.0 - mx;
-  }
-  return a / static_cast<double>(rows);
+  if (last < 2 || p.empty() || p.size() % static_cast<size_t>(last) != 0)
+    return std::numeric_limits<double>::quiet_NaN();
+  return (void)cpu_features(),
+         HWY_DYNAMIC_DISPATCH(monitor_hwy::MeanAmbiguity)(
+             p.data(), p.size() / static_cast<size_t>(last), static_cast<size_t>(last));
 }
 
 double entropy_sum(const float* p, size_t n) {

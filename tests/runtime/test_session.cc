@@ -28,6 +28,18 @@ ValueInfo value(std::string name, std::vector<Dim> shape, DType t = DType::kF32)
   return ValueInfo{std::move(name), t, std::move(shape)};
 }
 
+// A node of opset 14.
+Node node(std::string name, std::string op, std::vector<std::string> inputs,
+          std::vector<std::string> outputs) {
+  Node n;
+  n.name = std::move(name);
+  n.op = std::move(op);
+  n.opset = 14;
+  n.inputs = std::move(inputs);
+  n.outputs = std::move(outputs);
+  return n;
+}
+
 constexpr int64_t kI = 5, kH = 7;
 
 // x [T, 1, I] -> LSTM(h0, c0) -> Y [T, 1, 1, H], Y_h, Y_c [1, 1, H]; then a MatMul head.
@@ -42,21 +54,10 @@ Model lstm_model() {
   g.initializers["R"] = randn({1, 4 * kH, kH}, 2, 0.4f);
   g.initializers["B"] = randn({1, 8 * kH}, 3, 0.2f);
   g.initializers["Wo"] = randn({kH, 3}, 4);
-  Node l;
-  l.name = "lstm";
-  l.op = "LSTM";
-  l.opset = 14;
-  l.inputs = {"x", "W", "R", "B", "", "h0", "c0"};
-  l.outputs = {"Y", "yh", "yc"};
+  Node l = node("lstm", "LSTM", {"x", "W", "R", "B", "", "h0", "c0"}, {"Y", "yh", "yc"});
   l.attrs["hidden_size"] = kH;
   g.nodes.push_back(l);
-  Node mm;
-  mm.name = "head";
-  mm.op = "MatMul";
-  mm.opset = 14;
-  mm.inputs = {"Y", "Wo"};
-  mm.outputs = {"y"};
-  g.nodes.push_back(mm);
+  g.nodes.push_back(node("head", "MatMul", {"Y", "Wo"}, {"y"}));
   return m;
 }
 
@@ -186,20 +187,8 @@ Model softmax_model() {
   g.inputs = {value("x", {{-1, "N"}, {16, ""}})};
   g.outputs = {value("p", {})};
   g.initializers["W"] = randn({16, 10}, 5, 0.5f);
-  Node mm;
-  mm.name = "fc";
-  mm.op = "MatMul";
-  mm.opset = 14;
-  mm.inputs = {"x", "W"};
-  mm.outputs = {"z"};
-  g.nodes.push_back(mm);
-  Node sm;
-  sm.name = "softmax";
-  sm.op = "Softmax";
-  sm.opset = 14;
-  sm.inputs = {"z"};
-  sm.outputs = {"p"};
-  g.nodes.push_back(sm);
+  g.nodes.push_back(node("fc", "MatMul", {"x", "W"}, {"z"}));
+  g.nodes.push_back(node("softmax", "Softmax", {"z"}, {"p"}));
   return m;
 }
 
